@@ -42,9 +42,14 @@ impl std::error::Error for ConfigError {}
 /// Checks that a float lies in `lo..=hi` (and is not NaN).
 pub(crate) fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
     if v.is_nan() || v < lo || v > hi {
+        let range = if hi >= f64::MAX / 2.0 {
+            format!(">= {lo}")
+        } else {
+            format!("in {lo}..={hi}")
+        };
         return Err(ConfigError::new(
             field,
-            format!("must be a number in {lo}..={hi}, got {v}"),
+            format!("must be a finite number {range}, got {v}"),
         ));
     }
     Ok(())

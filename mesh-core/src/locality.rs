@@ -164,7 +164,7 @@ fn percentages(hosts: &[u64]) -> Vec<u64> {
     let total: u64 = hosts.iter().sum();
     hosts
         .iter()
-        .map(|&h| if total > 0 { 10_000 * h / total } else { 0 })
+        .map(|&h| (10_000 * h).checked_div(total).unwrap_or(0))
         .collect()
 }
 

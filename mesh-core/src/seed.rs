@@ -109,6 +109,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mix_is_splitmix64() {
+        // The first output of SplitMix64 seeded with 0 (Vigna's reference implementation).
+        assert_eq!(mix(GOLDEN_GAMMA), 0xE220_A839_7B1D_CDAF);
+    }
+
+    #[test]
     fn below_is_in_range_and_roughly_uniform() {
         let mut rng = Seed::new(1).rng();
         let mut counts = [0u32; 7];

@@ -167,6 +167,11 @@ impl FromStr for Duration {
                 ))
             })?;
         let (num, unit) = s.split_at(split);
+        if num.trim().is_empty() {
+            return Err(ParseDurationError(format!(
+                "`{s}` is not a number followed by a unit, such as `250ms`"
+            )));
+        }
         let scale: f64 = match unit {
             "ns" => 1.0,
             "us" | "µs" => 1e3,

@@ -178,12 +178,10 @@ impl LeastRequest {
             Sampling::WithoutReplacement => {
                 // Floyd's algorithm: d distinct indices, O(d^2) with d <= 64.
                 let mut chosen = [0u32; MAX_CHOICE_COUNT as usize];
-                let mut k = 0;
-                for j in (n - d)..n {
+                for (k, j) in ((n - d)..n).enumerate() {
                     let t = below(&mut self.rng, j + 1);
                     let pick = if chosen[..k].contains(&t) { j } else { t };
                     chosen[k] = pick;
-                    k += 1;
                     consider(pick);
                 }
             }

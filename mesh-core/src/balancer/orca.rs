@@ -180,7 +180,7 @@ impl Balancer for OrcaWeightedRoundRobin {
         let Some(w) = self.weights.get_mut(ep.index()) else {
             return;
         };
-        if !(report.utilization > 0.0 && report.qps > 0.0) || !report.eps.is_finite() {
+        if !(report.utilization > 0.0 && report.qps > 0.0 && report.eps.is_finite()) {
             return;
         }
         let util =
