@@ -171,7 +171,7 @@ fn peak_ewma_moves_away_from_a_slow_host_and_back() {
     lb.on_dispatch(EndpointId(1), t(490));
     lb.on_complete(EndpointId(1), t(490), Outcome::Success, t(500));
     let c = counts(lb.as_mut(), 1_000, t(500));
-    assert_eq!(c.get(0).copied().unwrap_or(0), 0, "{c:?}");
+    assert_eq!(c.first().copied().unwrap_or(0), 0, "{c:?}");
     // Later both answer: host 0 fast (1 ms), host 1 as before (10 ms). Host 0's old peak has
     // decayed for 9.5 s (e^-9.5), so the new sample blends it down to about 1 ms.
     lb.on_dispatch(EndpointId(0), t(10_000));

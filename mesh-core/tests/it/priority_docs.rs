@@ -132,7 +132,8 @@ fn panic_rst_p1_healthy_never_panics() {
 /// panic_threshold.rst, second table: panic is checked only once NTA < 100.
 #[test]
 fn panic_rst_both_levels_degrade() {
-    let rows: [(u64, u64, [u32; 2], [bool; 2], u32); 3] = [
+    type Row = (u64, u64, [u32; 2], [bool; 2], u32);
+    let rows: [Row; 3] = [
         (72, 72, [100, 0], [false, false], 100),
         (71, 71, [99, 1], [false, false], 100),
         (25, 25, [50, 50], [true, true], 70),
