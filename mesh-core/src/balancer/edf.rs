@@ -11,19 +11,24 @@ use crate::seed::{Rng, below};
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    deadline: f64,
-    seq: u64,
+    /// Deadline bits in the high half, insertion order in the low half: deadlines are positive
+    /// finite floats, whose IEEE bit patterns order like the numbers, so one integer comparison
+    /// orders by deadline and then by insertion (FIFO ties).
+    key: u128,
     slot: u32,
 }
 
 impl Entry {
-    #[inline]
-    fn before(&self, other: &Entry) -> bool {
-        match self.deadline.total_cmp(&other.deadline) {
-            core::cmp::Ordering::Less => true,
-            core::cmp::Ordering::Greater => false,
-            core::cmp::Ordering::Equal => self.seq < other.seq,
+    fn new(deadline: f64, seq: u64, slot: u32) -> Self {
+        debug_assert!(deadline >= 0.0 && deadline.is_finite());
+        Entry {
+            key: (u128::from(deadline.to_bits()) << 64) | u128::from(seq),
+            slot,
         }
+    }
+
+    fn deadline(&self) -> f64 {
+        f64::from_bits((self.key >> 64) as u64)
     }
 }
 
@@ -59,17 +64,13 @@ impl Edf {
     }
 
     fn push(&mut self, slot: u32, weight: f64) {
-        let e = Entry {
-            deadline: self.clock + 1.0 / weight,
-            seq: self.seq,
-            slot,
-        };
+        let e = Entry::new(self.clock + 1.0 / weight, self.seq, slot);
         self.seq += 1;
         self.heap.push(e);
         let mut i = self.heap.len() - 1;
         while i > 0 {
             let parent = (i - 1) / 2;
-            if self.heap[i].before(&self.heap[parent]) {
+            if self.heap[i].key < self.heap[parent].key {
                 self.heap.swap(i, parent);
                 i = parent;
             } else {
@@ -82,44 +83,47 @@ impl Edf {
     #[inline]
     pub(crate) fn pick_and_add(&mut self, weight: impl FnOnce(u32) -> f64) -> Option<u32> {
         let top = *self.heap.first()?;
-        self.clock = top.deadline;
+        self.clock = top.deadline();
         let w = weight(top.slot);
         debug_assert!(
             w > 0.0 && w.is_finite(),
             "EDF weight must be positive, got {w}"
         );
-        self.heap[0] = Entry {
-            deadline: self.clock + 1.0 / w,
-            seq: self.seq,
-            slot: top.slot,
-        };
+        self.heap[0] = Entry::new(self.clock + 1.0 / w, self.seq, top.slot);
         self.seq += 1;
         self.sift_down();
         Some(top.slot)
     }
 
+    /// Restores the heap after the root grew: the hole walks down to a leaf along the smaller
+    /// children (one comparison per level), then the entry climbs back up, usually not far
+    /// because a re-added entry's new deadline is late (the `BinaryHeap::pop` strategy).
     #[inline]
     fn sift_down(&mut self) {
         let n = self.heap.len();
-        let mut i = 0;
-        loop {
-            let l = 2 * i + 1;
-            if l >= n {
-                break;
-            }
-            let r = l + 1;
-            let c = if r < n && self.heap[r].before(&self.heap[l]) {
-                r
-            } else {
-                l
-            };
-            if self.heap[c].before(&self.heap[i]) {
-                self.heap.swap(c, i);
-                i = c;
+        let moving = self.heap[0];
+        let mut hole = 0;
+        let mut child = 1;
+        while child + 1 < n {
+            child += usize::from(self.heap[child + 1].key < self.heap[child].key);
+            self.heap[hole] = self.heap[child];
+            hole = child;
+            child = 2 * hole + 1;
+        }
+        if child < n {
+            self.heap[hole] = self.heap[child];
+            hole = child;
+        }
+        while hole > 0 {
+            let parent = (hole - 1) / 2;
+            if moving.key < self.heap[parent].key {
+                self.heap[hole] = self.heap[parent];
+                hole = parent;
             } else {
                 break;
             }
         }
+        self.heap[hole] = moving;
     }
 }
 

@@ -9,8 +9,8 @@
 //! switches to EDF with weight `w / (active + 1)^active_request_bias` x slow-start factor, the
 //! weight computed when a host is re-added after its pick.
 //!
-//! `JoinShortestQueue` scans every host and breaks ties uniformly at random by reservoir
-//! sampling (Envoy's `FULL_SCAN`).
+//! `JoinShortestQueue` scans every host and breaks ties uniformly at random (Envoy's
+//! `FULL_SCAN`, which samples ties by reservoir).
 //!
 //! Both count only the requests this balancer dispatched, as one Envoy worker or one Linkerd
 //! balancer does.
@@ -275,23 +275,31 @@ impl Balancer for JoinShortestQueue {
     }
 
     fn pick(&mut self, _cx: &PickCtx, _now: Instant) -> Option<EndpointId> {
-        let mut best: Option<EndpointId> = None;
-        let mut best_load = u32::MAX;
-        let mut ties = 0u32;
-        for c in &self.hosts.hosts {
-            let a = self.active.get(c.id);
-            if a < best_load {
-                best = Some(c.id);
-                best_load = a;
-                ties = 1;
-            } else if a == best_load {
-                ties += 1;
-                if below(&mut self.rng, ties) == 0 {
-                    best = Some(c.id);
-                }
-            }
+        // Two passes: find the minimum and count its ties, then take a uniformly drawn tie.
+        // One random draw per pick instead of one per tie (reservoir sampling).
+        let active = &self.active;
+        let (min, ties) = self.hosts.hosts.iter().map(|c| active.get(c.id)).fold(
+            (u32::MAX, 0u32),
+            |(m, t), a| match a.cmp(&m) {
+                core::cmp::Ordering::Less => (a, 1),
+                core::cmp::Ordering::Equal => (m, t + 1),
+                core::cmp::Ordering::Greater => (m, t),
+            },
+        );
+        if ties == 0 {
+            return None;
         }
-        best
+        let k = if ties == 1 {
+            0
+        } else {
+            below(&mut self.rng, ties)
+        };
+        self.hosts
+            .hosts
+            .iter()
+            .filter(|c| active.get(c.id) == min)
+            .nth(k as usize)
+            .map(|c| c.id)
     }
 
     fn on_dispatch(&mut self, ep: EndpointId, _now: Instant) {
