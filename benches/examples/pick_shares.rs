@@ -3,7 +3,7 @@
 //! balancers see real counts). Prints one row per balancer: share of picks per endpoint (%),
 //! and wall-clock nanoseconds per pick+dispatch+complete.
 //!
-//! `cargo run --release -p mesh-core --example pick_shares [PICKS]`
+//! `cargo run --release -p meshbench-benches --example pick_shares [PICKS]`
 
 #![allow(clippy::print_stdout)]
 
