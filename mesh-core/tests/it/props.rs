@@ -137,3 +137,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A fork depends only on its parent and its label: forking a set of labels in any order
+    /// (with other forks interleaved) gives the same seeds.
+    #[test]
+    fn seed_forks_are_order_independent(
+        root in any::<u64>(),
+        labels in prop::collection::vec("[a-z/0-9]{0,12}", 1..8),
+        indices in prop::collection::vec(any::<u64>(), 1..8),
+        rotate in any::<usize>(),
+    ) {
+        let s = Seed::new(root);
+        let forward: Vec<Seed> = labels.iter().map(|l| s.fork(l)).collect();
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.rotate_left(rotate % labels.len());
+        order.reverse();
+        for &i in &order {
+            let _ = s.fork_index(indices[i % indices.len()]);
+            prop_assert_eq!(s.fork(&labels[i]), forward[i]);
+        }
+        let by_index: Vec<Seed> = indices.iter().map(|&i| s.fork_index(i)).collect();
+        for (k, &i) in indices.iter().enumerate().rev() {
+            prop_assert_eq!(s.fork_index(i), by_index[k]);
+        }
+    }
+}
