@@ -81,8 +81,33 @@ fn setup(name: &str, json: &str, n: u32) -> Box<dyn Balancer> {
     lb
 }
 
+/// The harness floor: a balancer that returns a fixed endpoint, called the same way (through
+/// `Box<dyn Balancer>`, with a fresh hash key), so the other figures can be read net of it.
+#[derive(Debug)]
+struct Fixed;
+
+impl Balancer for Fixed {
+    fn set_endpoints(&mut self, _: &[Candidate], _: Instant) {}
+    fn pick(&mut self, _: &PickCtx, _: Instant) -> Option<EndpointId> {
+        Some(EndpointId(0))
+    }
+    fn kind(&self) -> &'static str {
+        "fixed"
+    }
+}
+
 fn picks(c: &mut Criterion) {
     let now = Instant::from_nanos(2_000_000_000);
+    {
+        let mut lb: Box<dyn Balancer> = Box::new(Fixed);
+        let mut key = 0u64;
+        c.bench_function("pick/harness_floor_fixed_endpoint", |b| {
+            b.iter(|| {
+                key = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                black_box(lb.pick(&PickCtx::with_hash(key), now))
+            })
+        });
+    }
     for (name, json) in KINDS {
         let mut group = c.benchmark_group(format!("pick/{name}"));
         for n in SIZES {
