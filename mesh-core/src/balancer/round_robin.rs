@@ -106,7 +106,7 @@ impl Balancer for RoundRobin {
     }
 
     #[inline]
-    fn pick(&mut self, cx: &PickCtx, now: Instant) -> Option<EndpointId> {
+    fn pick(&mut self, _cx: &PickCtx, now: Instant) -> Option<EndpointId> {
         match &mut self.mode {
             Mode::Plain => {
                 let c = self.hosts.hosts.get(self.next)?;
@@ -119,7 +119,7 @@ impl Balancer for RoundRobin {
             Mode::Edf(_) => {
                 if self.slow_start_end != Instant::EPOCH && now >= self.slow_start_end {
                     self.rebuild(now);
-                    return self.pick(cx, now);
+                    return self.pick(_cx, now);
                 }
                 let Mode::Edf(edf) = &mut self.mode else {
                     unreachable!()
