@@ -145,6 +145,8 @@ pub struct Prequal {
     probes: VecDeque<EndpointId>,
     history: Vec<u32>,
     history_next: usize,
+    /// Scratch for the quantile, kept to avoid an allocation per recomputation.
+    sorted: Vec<u32>,
     hot_above: Option<u32>,
     remove_oldest_next: bool,
     reuse_budget: u32,
@@ -162,6 +164,7 @@ impl Prequal {
             probes: VecDeque::new(),
             history: Vec::new(),
             history_next: 0,
+            sorted: Vec::new(),
             hot_above: None,
             remove_oldest_next: true,
             reuse_budget: 1,
@@ -176,7 +179,9 @@ impl Prequal {
 
     fn threshold(&mut self) -> Option<u32> {
         if self.hot_above.is_none() && !self.history.is_empty() {
-            let mut sorted = self.history.clone();
+            let sorted = &mut self.sorted;
+            sorted.clear();
+            sorted.extend_from_slice(&self.history);
             sorted.sort_unstable();
             let k =
                 ((self.config.q_rif * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());

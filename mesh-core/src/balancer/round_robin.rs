@@ -83,20 +83,16 @@ impl RoundRobin {
                 .hosts
                 .hosts
                 .iter()
-                .map(|c| self.weight(c, now))
+                .map(|c| weight(self.config.slow_start_config.as_ref(), c, now))
                 .collect();
             self.mode = Mode::Edf(Edf::new(&weights, &mut self.rng));
         }
     }
+}
 
-    fn weight(&self, c: &Candidate, now: Instant) -> f64 {
-        let f = self
-            .config
-            .slow_start_config
-            .as_ref()
-            .map_or(1.0, |ss| ss.factor(c.slow_start_since, now));
-        f64::from(c.weight) * f
-    }
+/// A host's EDF weight: its weight times its slow-start factor.
+fn weight(slow_start: Option<&SlowStartConfig>, c: &Candidate, now: Instant) -> f64 {
+    f64::from(c.weight) * slow_start.map_or(1.0, |ss| ss.factor(c.slow_start_since, now))
 }
 
 impl Balancer for RoundRobin {
@@ -126,10 +122,7 @@ impl Balancer for RoundRobin {
                 };
                 let hosts = &self.hosts.hosts;
                 let ss = self.config.slow_start_config.as_ref();
-                let slot = edf.pick_and_add(|s| {
-                    let c = &hosts[s as usize];
-                    f64::from(c.weight) * ss.map_or(1.0, |ss| ss.factor(c.slow_start_since, now))
-                })?;
+                let slot = edf.pick_and_add(|s| weight(ss, &hosts[s as usize], now))?;
                 Some(hosts[slot as usize].id)
             }
         }
