@@ -7,7 +7,9 @@ use crate::time::Instant;
 /// A dense endpoint index, `0..n` over every endpoint a client has ever known, so per-endpoint
 /// state lives in a `Vec` indexed by it. An id is never reused for a different endpoint, which is
 /// what keeps hash-based balancers stable when an endpoint leaves and returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct EndpointId(pub u32);
 

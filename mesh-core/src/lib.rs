@@ -39,15 +39,28 @@
 //! lb.on_complete(ep, t0, Outcome::Success, t1);
 //! ```
 
+pub mod accrual;
 pub mod balancer;
+pub mod breaker;
+pub mod cluster;
+pub mod discovery;
 pub mod endpoint;
 pub mod error;
+pub mod health;
 pub mod locality;
+pub mod outlier;
 pub mod priority;
+pub mod retry;
 pub mod seed;
 pub mod time;
+mod timers;
+pub mod trace;
 
 pub use balancer::{Balancer, BalancerConfig, LoadReport, PickCtx, ProbeReply};
+pub use cluster::{
+    AttemptId, Cluster, ClusterConfig, Finish, Input, Output, PolicyEvent, RequestId,
+};
+pub use discovery::Change;
 pub use endpoint::{Candidate, EndpointId, EndpointMeta, Health, Outcome};
 pub use error::ConfigError;
 pub use seed::{Rng, Seed};
