@@ -1,10 +1,15 @@
 //! mesh-core integration tests: documented semantics, shares, invariants, determinism.
 
+mod cluster_docs;
 mod config_errors;
 mod consistent_hash;
+mod harness;
+mod health_docs;
+mod outlier_docs;
 mod policies;
 mod priority_docs;
 mod props;
+mod retry_docs;
 mod seed_golden;
 mod shares;
 mod zone_docs;
