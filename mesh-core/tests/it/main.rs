@@ -1,6 +1,7 @@
 //! mesh-core integration tests: documented semantics, shares, invariants, determinism.
 
 mod cluster_docs;
+mod cluster_props;
 mod config_errors;
 mod consistent_hash;
 mod harness;
