@@ -233,7 +233,14 @@ impl BackoffConfig {
                         "initial_backoff and max_backoff must be durations > 0",
                     ));
                 }
-                check_range("backoff_multiplier", *backoff_multiplier, 1e-9, 1e6)
+                let m = *backoff_multiplier;
+                if !(m > 0.0 && m <= 1e6) {
+                    return Err(ConfigError::new(
+                        "backoff_multiplier",
+                        format!("must be a finite number > 0 and <= 1000000, got {m}"),
+                    ));
+                }
+                Ok(())
             }
             BackoffConfig::None => Ok(()),
         }

@@ -213,3 +213,159 @@ proptest! {
         let _ = PriorityConfig { overprovisioning_factor: opf, healthy_panic_threshold: panic_t }.validate();
     }
 }
+
+fn cluster_err(json: &str) -> ConfigError {
+    use mesh_core::{Cluster, ClusterConfig, EndpointMeta};
+    let config: ClusterConfig = serde_json::from_str(json).expect("parses");
+    Cluster::new(
+        &config,
+        &vec![EndpointMeta::default(); 2],
+        Seed::new(1),
+        Instant::EPOCH,
+    )
+    .expect_err("must be rejected")
+}
+
+fn expect_cluster(json: &str, field: &str, range: &str) {
+    let e = cluster_err(json);
+    assert_eq!(e.field, field, "{json}: {e}");
+    assert!(
+        e.message.contains(range),
+        "{json}: `{e}` should mention `{range}`"
+    );
+}
+
+const HC: &str =
+    r#""timeout": "1s", "interval": "5s", "unhealthy_threshold": 2, "healthy_threshold": 2"#;
+
+#[test]
+fn cluster_ranges_are_enforced() {
+    let cases = [
+        (format!(r#"{{"health_check": {{{HC}, "interval_jitter_percent": 101}}}}"#), "health_check.interval_jitter_percent", "0..=100"),
+        (r#"{"health_check": {"timeout": "0s", "interval": "5s", "unhealthy_threshold": 2, "healthy_threshold": 2}}"#.into(), "health_check.timeout", "> 0"),
+        (r#"{"health_check": {"timeout": "1s", "interval": "5s", "unhealthy_threshold": 0, "healthy_threshold": 2}}"#.into(), "health_check.unhealthy_threshold", ">= 1"),
+        (r#"{"outlier_detection": {"max_ejection_percent": 101}}"#.into(), "outlier_detection.max_ejection_percent", "0..=100"),
+        (r#"{"outlier_detection": {"enforcing_consecutive_5xx": 200}}"#.into(), "outlier_detection.enforcing_consecutive_5xx", "0..=100"),
+        (r#"{"outlier_detection": {"interval": "0s"}}"#.into(), "outlier_detection.interval", "> 0"),
+        (r#"{"failure_accrual": {"jitter_ratio": 1.5}}"#.into(), "failure_accrual.jitter_ratio", "0..=1"),
+        (r#"{"failure_accrual": {"min_penalty": "10s", "max_penalty": "1s"}}"#.into(), "failure_accrual.max_penalty", ">= min_penalty"),
+        (r#"{"failure_accrual": {"consecutive_failures": 0}}"#.into(), "failure_accrual.consecutive_failures", ">= 1"),
+        (r#"{"failure_accrual": {"success_rate": {"threshold": 1.2}}}"#.into(), "failure_accrual.success_rate.threshold", "0..=1"),
+        (r#"{"retries": {"num_retries": 101}}"#.into(), "retries.num_retries", "0..=100"),
+        (r#"{"retries": {"per_try_timeout": "0s"}}"#.into(), "retries.per_try_timeout", "> 0"),
+        (r#"{"retries": {"backoff": {"kind": "envoy", "base_interval": "0s"}}}"#.into(), "retries.retry_back_off.base_interval", "> 0"),
+        (r#"{"retries": {"backoff": {"kind": "envoy", "base_interval": "50ms", "max_interval": "10ms"}}}"#.into(), "retries.retry_back_off.max_interval", ">= base_interval"),
+        (r#"{"retries": {"backoff": {"kind": "grpc", "initial_backoff": "1s", "max_backoff": "5s", "backoff_multiplier": -2}}}"#.into(), "retries.retry_back_off.backoff_multiplier", "> 0"),
+        (r#"{"retries": {"budget": {"kind": "tps", "retry_ratio": -0.1}}}"#.into(), "retries.budget.retry_ratio", "0..=1000"),
+        (r#"{"retries": {"budget": {"kind": "tps", "ttl": "500ms"}}}"#.into(), "retries.budget.ttl", "1s..=60s"),
+        (r#"{"retries": {"budget": {"kind": "envoy", "budget_percent": 120}}}"#.into(), "retries.budget.budget_percent", "0..=100"),
+        (r#"{"retries": {"budget": {"kind": "grpc_throttle", "max_tokens": 0, "token_ratio": 0.1}}}"#.into(), "retries.budget.max_tokens", "0.001..=1000"),
+        (r#"{"retries": {"budget": {"kind": "grpc_throttle", "max_tokens": 10, "token_ratio": 11}}}"#.into(), "retries.budget.token_ratio", "0.001..=10"),
+        (r#"{"hedging": {"hedging_delay": "10ms"}}"#.into(), "hedging", "num_retries >= 1"),
+        (r#"{"retries": {}, "hedging": {"hedge_on_per_try_timeout": true}}"#.into(), "hedging.hedge_on_per_try_timeout", "per_try_timeout"),
+        (r#"{"retries": {}, "hedging": {"hedging_delay": "0s"}}"#.into(), "hedging.hedging_delay", "> 0"),
+        (r#"{"balancer": {"kind": "least_request", "choice_count": 1}}"#.into(), "balancer.least_request.choice_count", "2..=64"),
+        (r#"{"priority": {"overprovisioning_factor": 0.5}}"#.into(), "priority.overprovisioning_factor", "in 1..="),
+    ];
+    for (json, field, range) in &cases {
+        expect_cluster(json, field, range);
+    }
+    let meta = mesh_core::EndpointMeta {
+        priority: 1000,
+        ..Default::default()
+    };
+    let e = mesh_core::Cluster::new(&Default::default(), &[meta], Seed::new(1), Instant::EPOCH)
+        .unwrap_err();
+    assert_eq!(e.field, "endpoints.priority");
+    assert!(e.message.contains("0..=127"), "{e}");
+}
+
+#[test]
+fn cluster_config_names_unknown_and_missing_fields() {
+    use mesh_core::ClusterConfig;
+    let e = serde_json::from_str::<ClusterConfig>(r#"{"retries": {"num_retry": 2}}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown field `num_retry`"), "{e}");
+    let e =
+        serde_json::from_str::<ClusterConfig>(r#"{"retries": {"retry_on": ["6xx"]}}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown variant `6xx`"), "{e}");
+    let e = serde_json::from_str::<ClusterConfig>(r#"{"health_check": {"timeout": "1s"}}"#)
+        .unwrap_err();
+    assert!(e.to_string().contains("missing field `interval`"), "{e}");
+    let e = serde_json::from_str::<ClusterConfig>(r#"{"outlier_detection": {"interval": "10"}}"#)
+        .unwrap_err();
+    assert!(e.to_string().contains("unit"), "{e}");
+    // Envoy's and gRPC's spellings both parse.
+    let c: ClusterConfig = serde_json::from_str(
+        r#"{"retries": {"max": 2, "retry_on": ["5xx", "gateway-error", "connect_failure", "deadline-exceeded"],
+            "retry_budget": {"kind": "linkerd", "ratio": 0.2, "min_per_sec": 10}}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.retries.unwrap().num_retries, 2);
+}
+
+proptest! {
+    /// Any numbers in the resilience sections: `Cluster::new` answers `Ok` or `Err`, and a valid
+    /// cluster serves traffic without panicking.
+    #[test]
+    fn no_cluster_config_panics(
+        pct in any::<u32>(),
+        enforce in any::<u32>(),
+        factor in any::<u32>(),
+        jitter in any::<f64>(),
+        threshold in any::<f64>(),
+        retries in any::<u32>(),
+        ratio in any::<f64>(),
+        tokens in any::<f64>(),
+        mult in any::<f64>(),
+        nanos in any::<u64>(),
+    ) {
+        use mesh_core::accrual::{FailureAccrualConfig, SuccessRateAccrual};
+        use mesh_core::outlier::OutlierConfig;
+        use mesh_core::retry::{BackoffConfig, RetryBudgetConfig, RetryConfig};
+        use mesh_core::{Cluster, ClusterConfig, Duration, EndpointMeta, Input, Outcome, Output, RequestId};
+        let d = Duration::from_nanos(nanos % 100_000_000_000);
+        let budgets = [
+            RetryBudgetConfig::Envoy { budget_percent: ratio, min_retry_concurrency: retries },
+            RetryBudgetConfig::Tps { retry_ratio: ratio, min_retries_per_second: retries, ttl: d },
+            RetryBudgetConfig::GrpcThrottle { max_tokens: tokens, token_ratio: ratio },
+        ];
+        for budget in budgets {
+            let config = ClusterConfig {
+                outlier_detection: Some(OutlierConfig {
+                    max_ejection_percent: pct,
+                    enforcing_success_rate: enforce,
+                    success_rate_stdev_factor: factor,
+                    base_ejection_time: d,
+                    max_ejection_time_jitter: d,
+                    ..Default::default()
+                }),
+                failure_accrual: Some(FailureAccrualConfig {
+                    jitter_ratio: jitter,
+                    success_rate: Some(SuccessRateAccrual { threshold, window: d, min_requests: retries }),
+                    ..Default::default()
+                }),
+                retries: Some(RetryConfig {
+                    num_retries: retries,
+                    retry_back_off: BackoffConfig::Grpc { initial_backoff: d, max_backoff: d, backoff_multiplier: mult },
+                    budget: Some(budget),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let Ok(mut c) = Cluster::new(&config, &vec![EndpointMeta::default(); 3], Seed::new(1), Instant::EPOCH) else {
+                continue;
+            };
+            for i in 0..50 {
+                c.handle_input(Input::Request { request: RequestId(i), hash: None }, Instant::EPOCH);
+                while let Some(o) = c.poll_output() {
+                    if let Output::Send { attempt, .. } = o {
+                        c.handle_input(Input::AttemptDone { attempt, outcome: Outcome::ServerError, load: None }, Instant::EPOCH);
+                    }
+                }
+                if let Some(t) = c.poll_timeout() {
+                    c.handle_timeout(t);
+                }
+            }
+        }
+    }
+}
