@@ -16,14 +16,75 @@
 //!
 //! ## What is here
 //!
+//! * [`Cluster`]: one client proxy's whole upstream policy (discovery view, active health
+//!   checks, outlier detection, failure accrual, priority and panic, balancer, circuit breakers,
+//!   retries, budgets, hedging, timeouts) behind one input/output interface. Drivers use only
+//!   this.
 //! * [`balancer`]: the [`Balancer`] trait and every load balancer, built from a
 //!   serde-deserializable [`BalancerConfig`].
+//! * [`health`], [`outlier`], [`accrual`], [`breaker`], [`retry`]: the resilience policies, each
+//!   usable on its own with the same pulled-timer shape (`poll_timeout` / `handle_timeout` /
+//!   `poll_event`).
 //! * [`priority`]: Envoy's priority load with overprovisioning and panic threshold.
 //! * [`locality`]: Envoy's locality-weighted selection and zone-aware routing.
+//! * [`discovery`]: one client's membership [`discovery::View`] and its [`Change`]s.
+//! * [`trace`]: record a `Cluster`'s inputs and replay them to the same outputs.
 //! * Vocabulary: [`Instant`], [`Duration`], [`EndpointId`], [`Outcome`], [`Health`],
 //!   [`EndpointMeta`], [`Candidate`], [`Seed`].
 //!
-//! ## Using a balancer
+//! ## The drive loop
+//!
+//! Every driver (the simulator's event loop, the live load generator's actor, a replay) runs
+//! the same loop: change the cluster's state with one input, drain every output, then sleep
+//! until the cluster's next timeout or the next input, whichever comes first.
+//!
+//! ```
+//! use mesh_core::{Cluster, ClusterConfig, EndpointMeta, Input, Instant, Outcome, Output,
+//!                 RequestId, Seed};
+//!
+//! let config: ClusterConfig = serde_json::from_str(r#"{
+//!     "balancer": {"kind": "least_request"},
+//!     "outlier_detection": {"consecutive_5xx": 5},
+//!     "retries": {"num_retries": 2, "per_try_timeout": "200ms"}
+//! }"#).unwrap();
+//! let endpoints = vec![EndpointMeta::default(); 4];
+//! let mut cluster = Cluster::new(&config, &endpoints, Seed::new(42).fork("client/0"),
+//!                                Instant::EPOCH).unwrap();
+//!
+//! let mut now = Instant::EPOCH;
+//! cluster.handle_input(Input::Request { request: RequestId(1), hash: None }, now);
+//! loop {
+//!     // 1. Drain every output and act on it.
+//!     while let Some(output) = cluster.poll_output() {
+//!         match output {
+//!             // Start the attempt (a simulated server, a real HTTP request) and report its end
+//!             // later with Input::AttemptDone; here it answers at once.
+//!             Output::Send { attempt, .. } => cluster.handle_input(
+//!                 Input::AttemptDone { attempt, outcome: Outcome::Success, load: None }, now),
+//!             Output::Finished { request, result, .. } => {
+//!                 assert_eq!(request, RequestId(1));
+//!                 assert!(result.is_success());
+//!             }
+//!             // Cancel: abort the attempt. Probe: run a health check and report ProbeDone.
+//!             // Event: record it for the report.
+//!             _ => {}
+//!         }
+//!     }
+//!     // 2. Sleep until the next timer (or the next input), then run what is due.
+//!     match cluster.poll_timeout() {
+//!         Some(t) if t < Instant::from_nanos(1_000_000_000) => {
+//!             now = t;
+//!             cluster.handle_timeout(now);
+//!         }
+//!         _ => break,
+//!     }
+//! }
+//! ```
+//!
+//! Inputs at equal times are handled in the order given, so a driver that orders its own events
+//! by `(time, sequence)` gets the same outputs whatever else runs beside it.
+//!
+//! ## Using a balancer alone
 //!
 //! ```
 //! use mesh_core::{BalancerConfig, Candidate, Instant, Outcome, PickCtx, Seed};
