@@ -42,6 +42,7 @@ use crate::discovery::{Applied, Change, View};
 use crate::endpoint::{Candidate, EndpointId, EndpointMeta, Health, Outcome};
 use crate::error::ConfigError;
 use crate::health::{HealthCheckConfig, HealthChecker, ProbeId, ProbeRequest, ProbeResult};
+use crate::locality::{ZoneAwareConfig, ZoneRouting, choose_zone, zone_routing};
 use crate::outlier::{OutlierConfig, OutlierDetector, OutlierEvent};
 use crate::priority::{LevelHosts, PriorityConfig, PriorityLoad, choose_priority, priority_load};
 use crate::retry::{HedgeConfig, HostPredicate, RetryBudget, RetryBudgetConfig, RetryConfig};
@@ -51,6 +52,9 @@ use crate::timers::{TimerId, TimerQueue};
 
 /// Priority levels a cluster keeps; endpoints of a higher level number are treated as this one.
 pub const MAX_PRIORITY: u32 = 127;
+
+/// Zones zone-aware routing handles; with more, it is off.
+pub const MAX_ZONES: usize = 61;
 
 /// Every policy of one client's view of one upstream cluster. Missing sections are off, except
 /// the circuit breakers and the request timeout, which Envoy always has.
@@ -85,6 +89,77 @@ pub struct ClusterConfig {
     /// Hedging (needs `retries`). Default off.
     #[serde(default)]
     pub hedging: Option<HedgeConfig>,
+    /// Envoy's zone-aware routing. Default off.
+    #[serde(default)]
+    pub zone_aware: Option<ZoneAwareRouting>,
+}
+
+/// Envoy's zone-aware routing (`zone_aware.rst`): keep requests in the client's zone as far as
+/// the upstream's healthy hosts per zone allow, and spread the rest over zones with residual
+/// capacity. Envoy reads the local (originating) cluster's hosts per zone from its own
+/// membership; here they are part of the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneAwareRouting {
+    /// The client's zone.
+    pub local_zone: String,
+    /// Hosts of the originating cluster per zone (the client's own service).
+    pub local_cluster: std::collections::BTreeMap<String, u64>,
+    /// Percent of requests zone-aware routing applies to, 0..=100. Default 100.
+    #[serde(default = "default_routing_enabled")]
+    pub routing_enabled: f64,
+    /// Off below this many healthy upstream hosts. Default 6.
+    #[serde(default = "default_min_cluster_size")]
+    pub min_cluster_size: u64,
+    /// In panic, fail requests instead of spreading them over every host. Default false.
+    #[serde(default)]
+    pub fail_traffic_on_panic: bool,
+}
+
+fn default_routing_enabled() -> f64 {
+    100.0
+}
+fn default_min_cluster_size() -> u64 {
+    6
+}
+
+impl ZoneAwareRouting {
+    fn routing_config(&self) -> ZoneAwareConfig {
+        ZoneAwareConfig {
+            routing_enabled: self.routing_enabled,
+            min_cluster_size: self.min_cluster_size,
+            fail_traffic_on_panic: self.fail_traffic_on_panic,
+        }
+    }
+
+    /// Checks the local zone and the percent.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.routing_config().validate()?;
+        if !self.local_cluster.contains_key(&self.local_zone) {
+            return Err(ConfigError::new(
+                "local_cluster",
+                format!(
+                    "must list the local zone `{}` (zones listed: {})",
+                    self.local_zone,
+                    self.local_cluster
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if self.local_cluster.len() > MAX_ZONES {
+            return Err(ConfigError::new(
+                "local_cluster",
+                format!(
+                    "at most {MAX_ZONES} zones, got {}",
+                    self.local_cluster.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -103,6 +178,7 @@ impl Default for ClusterConfig {
             timeout: default_timeout(),
             retries: None,
             hedging: None,
+            zone_aware: None,
         }
     }
 }
@@ -126,6 +202,9 @@ impl ClusterConfig {
             .map_err(|e| e.within("circuit_breakers"))?;
         if let Some(c) = &self.retries {
             c.validate().map_err(|e| e.within("retries"))?;
+        }
+        if let Some(z) = &self.zone_aware {
+            z.validate().map_err(|e| e.within("zone_aware"))?;
         }
         if let Some(h) = &self.hedging {
             h.validate().map_err(|e| e.within("hedging"))?;
@@ -370,15 +449,32 @@ struct Att {
     timer: Option<TimerId>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Level {
     healthy: Vec<Candidate>,
     degraded: Vec<Candidate>,
     all: Vec<Candidate>,
     counts: LevelHosts,
+    /// Healthy hosts per zone, the local zone first (zone-aware routing only).
+    zone_healthy: Vec<Vec<Candidate>>,
+    routing: ZoneRouting,
 }
 
-const CLASSES: usize = 3;
+impl Default for Level {
+    fn default() -> Self {
+        Level {
+            healthy: Vec::new(),
+            degraded: Vec::new(),
+            all: Vec::new(),
+            counts: LevelHosts::default(),
+            zone_healthy: Vec::new(),
+            routing: ZoneRouting::Off(crate::locality::NoZoneRouting::SingleZone),
+        }
+    }
+}
+
+/// Balancer slots per level: the healthy, degraded and all-hosts classes, then one per zone.
+const CLASSES: usize = 3 + MAX_ZONES;
 const HEALTHY: usize = 0;
 const DEGRADED: usize = 1;
 const ALL: usize = 2;
@@ -415,6 +511,8 @@ pub struct Cluster {
     max_attempts: u32,
     previous_hosts: bool,
     levels: Vec<Level>,
+    /// Zone-aware routing's zone order: the local zone, then the others by name.
+    zones: Vec<String>,
     load: PriorityLoad,
     dirty: bool,
     balancers: Vec<Option<Slot>>,
@@ -490,6 +588,16 @@ impl Cluster {
                     .contains(&HostPredicate::PreviousHosts)
             }),
             levels: Vec::new(),
+            zones: config.zone_aware.as_ref().map_or_else(Vec::new, |z| {
+                std::iter::once(z.local_zone.clone())
+                    .chain(
+                        z.local_cluster
+                            .keys()
+                            .filter(|k| **k != z.local_zone)
+                            .cloned(),
+                    )
+                    .collect()
+            }),
             load: PriorityLoad::default(),
             dirty: true,
             balancers: Vec::new(),
@@ -759,6 +867,8 @@ impl Cluster {
             l.degraded.clear();
             l.all.clear();
             l.counts = LevelHosts::default();
+            l.zone_healthy.iter_mut().for_each(Vec::clear);
+            l.zone_healthy.resize_with(self.zones.len(), Vec::new);
         }
         let mut top = 0usize;
         for (ep, m) in self.view.iter() {
@@ -784,6 +894,14 @@ impl Cluster {
             if allow && m.meta.health == Health::Healthy {
                 l.healthy.push(c);
                 l.counts.healthy += 1;
+                if !self.zones.is_empty() {
+                    l.zone_healthy.resize_with(self.zones.len(), Vec::new);
+                    // Hosts in zones the local cluster does not list count for no zone, which
+                    // makes the zone counts differ and turns routing off, as in Envoy.
+                    if let Some(z) = self.zones.iter().position(|z| *z == m.meta.zone) {
+                        l.zone_healthy[z].push(c);
+                    }
+                }
             } else if allow && m.meta.health == Health::Degraded {
                 l.degraded.push(c);
                 l.counts.degraded += 1;
@@ -813,13 +931,31 @@ impl Cluster {
             }
         }
         self.load = load;
+        if let Some(z) = &self.config.zone_aware {
+            let local: Vec<u64> = self
+                .zones
+                .iter()
+                .map(|name| z.local_cluster.get(name).copied().unwrap_or(0))
+                .collect();
+            let cfg = z.routing_config();
+            for (p, l) in self.levels.iter_mut().enumerate() {
+                let mut upstream: Vec<u64> =
+                    l.zone_healthy.iter().map(|h| h.len() as u64).collect();
+                let unlisted = l.healthy.len() as u64 - upstream.iter().sum::<u64>();
+                if unlisted > 0 {
+                    upstream.push(unlisted);
+                }
+                l.routing = zone_routing(&local, &upstream, &cfg, false, self.load.panic[p]);
+            }
+        }
         for (i, slot) in self.balancers.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
             let (p, class) = (i / CLASSES, i % CLASSES);
             let hosts = self.levels.get(p).map_or(&[][..], |l| match class {
                 HEALTHY => &l.healthy[..],
                 DEGRADED => &l.degraded[..],
-                _ => &l.all[..],
+                ALL => &l.all[..],
+                z => l.zone_healthy.get(z - 3).map_or(&[][..], |h| &h[..]),
             });
             if slot.hosts != hosts {
                 slot.hosts.clear();
@@ -847,6 +983,17 @@ impl Cluster {
                 (p, crate::priority::Availability::Degraded) => (p, DEGRADED),
             }
         };
+        let class = match (&self.config.zone_aware, class) {
+            (Some(z), ALL) if z.fail_traffic_on_panic => return None,
+            (Some(z), HEALTHY) => {
+                let cfg = z.routing_config();
+                match choose_zone(&self.levels[p].routing, &cfg, &mut self.rng) {
+                    Some(zone) if !self.levels[p].zone_healthy[zone].is_empty() => 3 + zone,
+                    _ => HEALTHY,
+                }
+            }
+            _ => class,
+        };
         let idx = p * CLASSES + class;
         if self.balancers.len() <= idx {
             self.balancers.resize_with(idx + 1, || None);
@@ -855,7 +1002,8 @@ impl Cluster {
             let hosts = match class {
                 HEALTHY => self.levels[p].healthy.clone(),
                 DEGRADED => self.levels[p].degraded.clone(),
-                _ => self.levels[p].all.clone(),
+                ALL => self.levels[p].all.clone(),
+                z => self.levels[p].zone_healthy[z - 3].clone(),
             };
             let mut balancer = self
                 .config

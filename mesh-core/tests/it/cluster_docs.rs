@@ -611,3 +611,70 @@ fn discovery_changes_apply_to_this_clients_view() {
     let (id, out) = h.request();
     assert_eq!(finished(&out), Some((id, Finish::NoHealthyUpstream, 0)));
 }
+
+fn zoned(zones: &[(&str, usize)]) -> Vec<EndpointMeta> {
+    zones
+        .iter()
+        .flat_map(|&(z, n)| {
+            (0..n).map(move |_| EndpointMeta {
+                zone: z.into(),
+                ..EndpointMeta::default()
+            })
+        })
+        .collect()
+}
+
+fn zone_shares(
+    h: &mut Harness,
+    eps: &[EndpointMeta],
+    n: usize,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut m = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let (_, out) = h.request();
+        let (a, ep, _) = sends(&out)[0];
+        *m.entry(eps[ep.index()].zone.clone()).or_insert(0.0) += 1.0 / n as f64;
+        h.done(a, Outcome::Success);
+    }
+    m
+}
+
+#[test]
+fn zone_aware_routing_keeps_traffic_local_and_spills_by_residual_capacity() {
+    // Envoy's residual example: the local cluster is 40/40/20 over zones a/b/c, the upstream
+    // 25/50/25. Zone a keeps 25/40 = 62.5% of its requests; the other 37.5% go to the zones in
+    // proportion to their residual capacity, b 50 - 40 = 10 and c 25 - 20 = 5: 25% and 12.5%.
+    let eps = zoned(&[("a", 2), ("b", 4), ("c", 2)]);
+    let cfg =
+        r#"{"zone_aware": {"local_zone": "a", "local_cluster": {"a": 40, "b": 40, "c": 20}}}"#;
+    let mut h = Harness::with_endpoints(cfg, &eps);
+    let s = zone_shares(&mut h, &eps, 40_000);
+    assert!((s["a"] - 0.625).abs() < 0.01, "{s:?}");
+    assert!((s["b"] - 0.25).abs() < 0.01, "{s:?}");
+    assert!((s["c"] - 0.125).abs() < 0.01, "{s:?}");
+    // Direct: the local zone has at least its share of upstream hosts: everything stays.
+    let eps = zoned(&[("a", 4), ("b", 4)]);
+    let cfg = r#"{"zone_aware": {"local_zone": "a", "local_cluster": {"a": 1, "b": 1}}}"#;
+    let mut h = Harness::with_endpoints(cfg, &eps);
+    let s = zone_shares(&mut h, &eps, 1000);
+    assert!(!s.contains_key("b"), "{s:?}");
+    // Below min_cluster_size (6 healthy hosts) routing is off: round robin over all.
+    let eps = zoned(&[("a", 2), ("b", 2)]);
+    let mut h = Harness::with_endpoints(cfg, &eps);
+    assert!((zone_shares(&mut h, &eps, 1000)["a"] - 0.5).abs() < 0.01);
+}
+
+#[test]
+fn fail_traffic_on_panic_fails_instead_of_spraying() {
+    let eps = zoned(&[("a", 4), ("b", 4)]);
+    let cfg = r#"{"zone_aware": {"local_zone": "a", "local_cluster": {"a": 1, "b": 1}, "fail_traffic_on_panic": true}}"#;
+    let mut h = Harness::with_endpoints(cfg, &eps);
+    for ep in 0..5 {
+        h.input(Input::Membership(Change::Health {
+            endpoint: EndpointId(ep),
+            health: Health::Unhealthy,
+        }));
+    }
+    let (id, out) = h.request();
+    assert_eq!(finished(&out), Some((id, Finish::NoHealthyUpstream, 0)));
+}

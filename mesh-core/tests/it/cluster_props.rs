@@ -25,6 +25,7 @@ struct Knobs {
     hedging: bool,
     timeout_ms: u32,
     hosts: Vec<(u32, bool)>,
+    zone_aware: bool,
 }
 
 fn knobs() -> impl Strategy<Value = Knobs> {
@@ -40,9 +41,20 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         any::<bool>(),
         prop::sample::select(vec![300u32, 1000]),
         prop::collection::vec((0u32..3, prop::bool::weighted(0.85)), 1..12),
+        any::<bool>(),
     )
         .prop_map(
-            |(balancer, outlier, health_check, accrual, retries, hedging, timeout_ms, hosts)| {
+            |(
+                balancer,
+                outlier,
+                health_check,
+                accrual,
+                retries,
+                hedging,
+                timeout_ms,
+                hosts,
+                zone_aware,
+            )| {
                 Knobs {
                     balancer,
                     outlier,
@@ -52,6 +64,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                     hedging,
                     timeout_ms,
                     hosts,
+                    zone_aware,
                 }
             },
         )
@@ -117,6 +130,12 @@ fn config(k: &Knobs) -> ClusterConfig {
             parts.push(r#""hedging": {"hedging_delay": "30ms"}"#.into());
         }
     }
+    if k.zone_aware {
+        parts.push(
+            r#""zone_aware": {"local_zone": "z0", "local_cluster": {"z0": 3, "z1": 1}, "min_cluster_size": 2}"#
+                .into(),
+        );
+    }
     let json = format!("{{{}}}", parts.join(", "));
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
@@ -124,8 +143,10 @@ fn config(k: &Knobs) -> ClusterConfig {
 fn endpoints(k: &Knobs) -> Vec<EndpointMeta> {
     k.hosts
         .iter()
-        .map(|&(priority, healthy)| EndpointMeta {
+        .enumerate()
+        .map(|(i, &(priority, healthy))| EndpointMeta {
             priority,
+            zone: format!("z{}", i % 2),
             health: if healthy {
                 Health::Healthy
             } else {
@@ -488,6 +509,7 @@ fn the_same_inputs_give_the_same_outputs_and_another_seed_differs() {
         hedging: true,
         timeout_ms: 1000,
         hosts: vec![(0, true); 8],
+        zone_aware: true,
     };
     let ops: Vec<Op> = (0..3000u32)
         .map(|i| match i % 5 {

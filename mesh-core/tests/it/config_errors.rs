@@ -265,6 +265,8 @@ fn cluster_ranges_are_enforced() {
         (r#"{"retries": {}, "hedging": {"hedge_on_per_try_timeout": true}}"#.into(), "hedging.hedge_on_per_try_timeout", "per_try_timeout"),
         (r#"{"retries": {}, "hedging": {"hedging_delay": "0s"}}"#.into(), "hedging.hedging_delay", "> 0"),
         (r#"{"balancer": {"kind": "least_request", "choice_count": 1}}"#.into(), "balancer.least_request.choice_count", "2..=64"),
+        (r#"{"zone_aware": {"local_zone": "x", "local_cluster": {"a": 1}}}"#.into(), "zone_aware.local_cluster", "local zone `x`"),
+        (r#"{"zone_aware": {"local_zone": "a", "local_cluster": {"a": 1}, "routing_enabled": 150}}"#.into(), "zone_aware.routing_enabled", "0..=100"),
         (r#"{"priority": {"overprovisioning_factor": 0.5}}"#.into(), "priority.overprovisioning_factor", "in 1..="),
     ];
     for (json, field, range) in &cases {
