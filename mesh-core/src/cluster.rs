@@ -525,6 +525,8 @@ pub struct Cluster {
     active_attempts: u64,
     live_requests: u64,
     traffic_seen: bool,
+    /// Hosts that passed active health checking at least once.
+    hc_passed: Vec<bool>,
     recording: Option<Vec<(Instant, Input)>>,
 }
 
@@ -610,12 +612,13 @@ impl Cluster {
             active_attempts: 0,
             live_requests: 0,
             traffic_seen: false,
+            hc_passed: Vec::new(),
             recording: None,
         };
         for i in 0..endpoints.len() {
             cluster.track(EndpointId(i as u32), now);
         }
-        cluster.absorb();
+        cluster.absorb(now);
         cluster.rebuild(now);
         Ok(cluster)
     }
@@ -740,7 +743,7 @@ impl Cluster {
             Input::Membership(change) => self.on_membership(&change, now),
             Input::Timeout => self.on_timeout(now),
         }
-        self.absorb();
+        self.absorb(now);
         if self.dirty {
             self.rebuild(now);
         }
@@ -822,13 +825,29 @@ impl Cluster {
     }
 
     /// Moves component events to the outputs and notes availability changes.
-    fn absorb(&mut self) {
+    fn absorb(&mut self, now: Instant) {
         if let Some(h) = &mut self.health {
             while let Some(p) = h.poll_probe() {
                 self.outputs.push_back(Output::Probe(p));
             }
             while let Some(e) = h.poll_event() {
                 self.dirty = true;
+                if e.healthy {
+                    // Slow start counts from the last time a host turned healthy (Envoy), except
+                    // the first pass of a host present from the start, which is not slow-started.
+                    let i = e.endpoint.index();
+                    if self.hc_passed.len() <= i {
+                        self.hc_passed.resize(i + 1, false);
+                    }
+                    let initial = self
+                        .view
+                        .get(e.endpoint)
+                        .is_some_and(|m| m.healthy_since.is_none());
+                    if self.hc_passed[i] || !initial {
+                        self.view.mark_healthy(e.endpoint, now);
+                    }
+                    self.hc_passed[i] = true;
+                }
                 self.outputs
                     .push_back(Output::Event(PolicyEvent::HealthChanged {
                         endpoint: e.endpoint,
@@ -1267,7 +1286,7 @@ impl Cluster {
             }
         }
         let r = self.close_attempt(a, outcome, true, now);
-        self.absorb();
+        self.absorb(now);
         self.after_failure_or_success(r, outcome, now);
     }
 
@@ -1328,7 +1347,7 @@ impl Cluster {
             }
         };
         if !granted {
-            self.absorb();
+            self.absorb(now);
             self.outputs
                 .push_back(Output::Event(PolicyEvent::BudgetExhausted { request: id }));
             return false;
@@ -1400,7 +1419,7 @@ impl Cluster {
         if let Some(h) = &mut self.health {
             h.handle_timeout(now);
         }
-        self.absorb();
+        self.absorb(now);
         while let Some((_, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Deadline(r) => {
@@ -1427,7 +1446,7 @@ impl Cluster {
                 }
                 Timer::PerTry(a) => self.on_per_try_timeout(a, now),
             }
-            self.absorb();
+            self.absorb(now);
         }
     }
 
@@ -1449,7 +1468,7 @@ impl Cluster {
                 acc.on_outcome(ep, Outcome::Timeout, now);
             }
             self.throttle_count(Outcome::Timeout);
-            self.absorb();
+            self.absorb(now);
             if self.reqs[r as usize].backoff.is_none() {
                 self.schedule_retry(r, Kind::Hedge, true, now);
             }
@@ -1463,7 +1482,7 @@ impl Cluster {
             attempt,
             endpoint: ep,
         });
-        self.absorb();
+        self.absorb(now);
         self.after_failure_or_success(r, Outcome::Timeout, now);
     }
 }

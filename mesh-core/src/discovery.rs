@@ -147,6 +147,14 @@ impl View {
             .filter_map(|(i, m)| m.as_ref().map(|m| (EndpointId(i as u32), m)))
     }
 
+    /// Notes that `ep` turned healthy at `now` (an active health check passed), restarting its
+    /// slow start. Unknown ids are ignored.
+    pub fn mark_healthy(&mut self, ep: EndpointId, now: Instant) {
+        if let Some(Some(m)) = self.members.get_mut(ep.index()) {
+            m.healthy_since = Some(now);
+        }
+    }
+
     /// Applies one change at `now`.
     pub fn apply(&mut self, change: &Change, now: Instant) -> Applied {
         let ep = change.endpoint();
