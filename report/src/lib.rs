@@ -1,0 +1,480 @@
+//! # Run results, replication statistics, and the report files
+//!
+//! The simulator (and later the live driver) produces one [`RunResult`] per strategy x
+//! replication. [`summarize`] aggregates replications into a mean and a 95% confidence interval
+//! (Student t) per metric; [`write_reports`] writes `summary.csv`, `summary.json`,
+//! `endpoints.csv` and `timeseries.csv`; [`comparison_table`] renders the table `meshbench run`
+//! prints. Every number is written with a fixed format, so equal results give byte-identical
+//! files.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Failure classes of a finished request, as counted in [`RunResult::failures`].
+pub const FAILURE_CLASSES: [&str; 7] = [
+    "server_error",
+    "gateway_error",
+    "local_error",
+    "attempt_timeout",
+    "timeout",
+    "overflow",
+    "no_healthy_upstream",
+];
+
+/// What one run measured (requests that arrived after the warm-up).
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Strategy name.
+    pub strategy: String,
+    /// Replication index.
+    pub replication: u32,
+    /// The replication's seed.
+    pub seed: u64,
+    /// Latency of every measured request, in ns (HDR, 3 significant digits).
+    pub latency: Histogram<u64>,
+    /// Measured requests that finished.
+    pub requests: u64,
+    /// Of those, successes.
+    pub successes: u64,
+    /// Failures by class ([`FAILURE_CLASSES`]).
+    pub failures: BTreeMap<String, u64>,
+    /// Attempts sent for measured requests (retries and hedges included).
+    pub attempts: u64,
+    /// Length of the measurement window, in seconds.
+    pub measured_seconds: f64,
+    /// Per-endpoint counters (all requests, warm-up included).
+    pub endpoints: Vec<EndpointStats>,
+    /// The time series.
+    pub timeseries: Vec<Sample>,
+    /// Policy events by kind.
+    pub events: BTreeMap<String, u64>,
+    /// Simulator events processed (for speed figures).
+    pub sim_events: u64,
+}
+
+/// One endpoint's counters in one run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EndpointStats {
+    /// Service name.
+    pub service: String,
+    /// Instance index.
+    pub instance: u32,
+    /// Attempts it received.
+    pub attempts: u64,
+    /// Attempts it failed (500s and 503s from a full queue).
+    pub errors: u64,
+    /// Times a client ejected it.
+    pub ejections: u64,
+}
+
+/// One time-series sample: the window ending at `t_s`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Sample {
+    /// End of the window, seconds since the start.
+    pub t_s: f64,
+    /// Requests finished in the window.
+    pub requests: u64,
+    /// Of those, failed.
+    pub errors: u64,
+    /// Median latency in the window, ms (0 without requests).
+    pub p50_ms: f64,
+    /// 99th percentile latency in the window, ms.
+    pub p99_ms: f64,
+    /// Attempts sent in the window.
+    pub attempts: u64,
+    /// Endpoints ejected at the end of the window, summed over client proxies.
+    pub ejected: u64,
+}
+
+/// A new latency histogram: 1 ns to 1 h, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+}
+
+/// The metrics of a run, in report order, with their units in the names.
+pub const METRICS: [&str; 10] = [
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "mean_ms",
+    "throughput_rps",
+    "error_rate",
+    "timeout_rate",
+    "retry_amplification",
+    "requests",
+];
+
+impl RunResult {
+    /// The value of one of [`METRICS`].
+    pub fn metric(&self, name: &str) -> f64 {
+        let q = |p: f64| {
+            if self.latency.is_empty() {
+                0.0
+            } else {
+                self.latency.value_at_quantile(p) as f64 / 1e6
+            }
+        };
+        let n = self.requests.max(1) as f64;
+        match name {
+            "p50_ms" => q(0.5),
+            "p90_ms" => q(0.9),
+            "p99_ms" => q(0.99),
+            "p999_ms" => q(0.999),
+            "mean_ms" => self.latency.mean() / 1e6,
+            "throughput_rps" => self.successes as f64 / self.measured_seconds.max(1e-9),
+            "error_rate" => (self.requests - self.successes) as f64 / n,
+            "timeout_rate" => {
+                (self.failures.get("timeout").copied().unwrap_or(0)
+                    + self.failures.get("attempt_timeout").copied().unwrap_or(0))
+                    as f64
+                    / n
+            }
+            "retry_amplification" => self.attempts as f64 / n,
+            "requests" => self.requests as f64,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// A metric over replications.
+#[derive(Clone, Debug, Serialize)]
+pub struct Metric {
+    /// Mean over replications.
+    pub mean: f64,
+    /// Half-width of the 95% confidence interval (Student t); `None` with one replication.
+    pub ci95: Option<f64>,
+    /// Each replication's value.
+    pub values: Vec<f64>,
+}
+
+/// One strategy's metrics over its replications.
+#[derive(Clone, Debug, Serialize)]
+pub struct StrategySummary {
+    /// Strategy name.
+    pub strategy: String,
+    /// Replications aggregated.
+    pub replications: usize,
+    /// Metric name -> value, in [`METRICS`] order.
+    pub metrics: Vec<(String, Metric)>,
+}
+
+impl StrategySummary {
+    /// The named metric.
+    pub fn get(&self, name: &str) -> Option<&Metric> {
+        self.metrics.iter().find(|(n, _)| n == name).map(|(_, m)| m)
+    }
+}
+
+/// Student t's 0.975 quantile for `df` degrees of freedom.
+pub fn t_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    if df == 0 {
+        return f64::INFINITY;
+    }
+    if df <= 30 {
+        return T[df - 1];
+    }
+    // Cornish-Fisher expansion around z = 1.959964.
+    let z: f64 = 1.959_963_984_540_054;
+    let d = df as f64;
+    z + (z.powi(3) + z) / (4.0 * d)
+        + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
+}
+
+/// Mean and 95% CI half-width of `values`.
+pub fn mean_ci(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+    if n < 2 {
+        return (mean, None);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, Some(t_975(n - 1) * (var / n as f64).sqrt()))
+}
+
+/// Aggregates runs by strategy, in the order of `strategies`.
+pub fn summarize(runs: &[RunResult], strategies: &[String]) -> Vec<StrategySummary> {
+    strategies
+        .iter()
+        .map(|s| {
+            let mine: Vec<&RunResult> = runs.iter().filter(|r| &r.strategy == s).collect();
+            let metrics = METRICS
+                .iter()
+                .map(|&m| {
+                    let values: Vec<f64> = mine.iter().map(|r| r.metric(m)).collect();
+                    let (mean, ci95) = mean_ci(&values);
+                    (m.to_owned(), Metric { mean, ci95, values })
+                })
+                .collect();
+            StrategySummary {
+                strategy: s.clone(),
+                replications: mine.len(),
+                metrics,
+            }
+        })
+        .collect()
+}
+
+/// A number as written in reports: fixed 6 decimals, `NaN`-free.
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.6}")
+    } else {
+        String::new()
+    }
+}
+
+/// What the report files say about the run as a whole.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    /// Scenario name.
+    pub scenario: String,
+    /// The base seed.
+    pub seed: u64,
+    /// meshbench's version.
+    pub meshbench_version: String,
+    /// Replications per strategy.
+    pub replications: u32,
+}
+
+/// Writes summary.csv, summary.json, endpoints.csv and timeseries.csv into `dir`.
+pub fn write_reports(
+    dir: &Path,
+    info: &RunInfo,
+    summaries: &[StrategySummary],
+    runs: &[RunResult],
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // summary.csv
+    let mut w = csv::Writer::from_path(dir.join("summary.csv"))?;
+    let mut header = vec!["strategy".to_owned(), "replications".to_owned()];
+    for m in METRICS {
+        header.push(m.to_owned());
+        header.push(format!("{m}_ci95"));
+    }
+    w.write_record(&header)?;
+    for s in summaries {
+        let mut row = vec![s.strategy.clone(), s.replications.to_string()];
+        for (_, m) in &s.metrics {
+            row.push(num(m.mean));
+            row.push(m.ci95.map(num).unwrap_or_default());
+        }
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    // summary.json
+    #[derive(Serialize)]
+    struct Json<'a> {
+        #[serde(flatten)]
+        info: &'a RunInfo,
+        strategies: Vec<JsonStrategy<'a>>,
+    }
+    #[derive(Serialize)]
+    struct JsonStrategy<'a> {
+        strategy: &'a str,
+        replications: usize,
+        metrics: BTreeMap<&'a str, JsonMetric>,
+        failures: BTreeMap<String, u64>,
+        events: BTreeMap<String, u64>,
+    }
+    #[derive(Serialize)]
+    struct JsonMetric {
+        mean: f64,
+        ci95: Option<f64>,
+        values: Vec<f64>,
+    }
+    let round = |v: f64| {
+        if v.is_finite() {
+            (v * 1e6).round() / 1e6
+        } else {
+            0.0
+        }
+    };
+    let json = Json {
+        info,
+        strategies: summaries
+            .iter()
+            .map(|s| {
+                let mine = runs.iter().filter(|r| r.strategy == s.strategy);
+                let mut failures = BTreeMap::new();
+                let mut events = BTreeMap::new();
+                for r in mine {
+                    for (k, v) in &r.failures {
+                        *failures.entry(k.clone()).or_insert(0) += v;
+                    }
+                    for (k, v) in &r.events {
+                        *events.entry(k.clone()).or_insert(0) += v;
+                    }
+                }
+                JsonStrategy {
+                    strategy: &s.strategy,
+                    replications: s.replications,
+                    metrics: s
+                        .metrics
+                        .iter()
+                        .map(|(n, m)| {
+                            (
+                                n.as_str(),
+                                JsonMetric {
+                                    mean: round(m.mean),
+                                    ci95: m.ci95.map(round),
+                                    values: m.values.iter().map(|&v| round(v)).collect(),
+                                },
+                            )
+                        })
+                        .collect(),
+                    failures,
+                    events,
+                }
+            })
+            .collect(),
+    };
+    let mut f = std::fs::File::create(dir.join("summary.json"))?;
+    serde_json::to_writer_pretty(&mut f, &json)?;
+    writeln!(f)?;
+    // endpoints.csv
+    let mut w = csv::Writer::from_path(dir.join("endpoints.csv"))?;
+    w.write_record([
+        "strategy",
+        "replication",
+        "service",
+        "instance",
+        "attempts",
+        "load_share",
+        "errors",
+        "ejections",
+    ])?;
+    for r in runs {
+        let total: u64 = r.endpoints.iter().map(|e| e.attempts).sum();
+        for e in &r.endpoints {
+            w.write_record([
+                r.strategy.clone(),
+                r.replication.to_string(),
+                e.service.clone(),
+                e.instance.to_string(),
+                e.attempts.to_string(),
+                num(e.attempts as f64 / total.max(1) as f64),
+                e.errors.to_string(),
+                e.ejections.to_string(),
+            ])?;
+        }
+    }
+    w.flush()?;
+    // timeseries.csv
+    let mut w = csv::Writer::from_path(dir.join("timeseries.csv"))?;
+    w.write_record([
+        "strategy",
+        "replication",
+        "t_s",
+        "requests",
+        "errors",
+        "p50_ms",
+        "p99_ms",
+        "attempts",
+        "ejected",
+    ])?;
+    for r in runs {
+        for s in &r.timeseries {
+            w.write_record([
+                r.strategy.clone(),
+                r.replication.to_string(),
+                num(s.t_s),
+                s.requests.to_string(),
+                s.errors.to_string(),
+                num(s.p50_ms),
+                num(s.p99_ms),
+                s.attempts.to_string(),
+                s.ejected.to_string(),
+            ])?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The comparison table: strategies x latency percentiles (mean +- CI), throughput, error rate
+/// and retry amplification.
+pub fn comparison_table(summaries: &[StrategySummary]) -> String {
+    let cols = [
+        ("p50_ms", "p50 ms"),
+        ("p90_ms", "p90 ms"),
+        ("p99_ms", "p99 ms"),
+        ("p999_ms", "p99.9 ms"),
+        ("mean_ms", "mean ms"),
+        ("throughput_rps", "ok/s"),
+        ("error_rate", "errors %"),
+        ("retry_amplification", "attempts/req"),
+    ];
+    let cell = |m: &Metric, name: &str| {
+        let scale = if name == "error_rate" { 100.0 } else { 1.0 };
+        let digits = match name {
+            "throughput_rps" => 0,
+            "retry_amplification" => 3,
+            _ => 2,
+        };
+        match m.ci95 {
+            Some(ci) => format!("{:.*} ±{:.*}", digits, m.mean * scale, digits, ci * scale),
+            None => format!("{:.*}", digits, m.mean * scale),
+        }
+    };
+    let mut rows: Vec<Vec<String>> = vec![
+        std::iter::once("strategy".to_owned())
+            .chain(cols.iter().map(|c| c.1.to_owned()))
+            .collect(),
+    ];
+    for s in summaries {
+        let mut row = vec![s.strategy.clone()];
+        for (name, _) in cols {
+            row.push(s.get(name).map(|m| cell(m, name)).unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (k, r) in rows.iter().enumerate() {
+        for (i, c) in r.iter().enumerate() {
+            let pad = widths[i] - c.chars().count();
+            if i == 0 {
+                out.push_str(c);
+                out.push_str(&" ".repeat(pad));
+            } else {
+                out.push_str("  ");
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+        if k == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_quantiles_and_intervals() {
+        assert_eq!(t_975(1), 12.706);
+        assert!((t_975(60) - 2.000).abs() < 0.002);
+        assert!((t_975(1000) - 1.962).abs() < 0.001);
+        let (m, ci) = mean_ci(&[1.0, 2.0, 3.0]);
+        assert_eq!(m, 2.0);
+        assert!((ci.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-9);
+        assert_eq!(mean_ci(&[5.0]), (5.0, None));
+    }
+}

@@ -1,0 +1,583 @@
+//! # The meshbench scenario format
+//!
+//! A scenario file (YAML) describes a topology, a workload and the strategies to compare:
+//!
+//! ```yaml
+//! name: one-slow-backend
+//! seed: 42
+//! duration: 30s            # or `requests: 100000`
+//! warmup: 5s
+//! replications: 3
+//! strategies:              # compared on identical arrivals and service times
+//!   round_robin: { balancer: { kind: round_robin } }
+//!   p2c:         { balancer: { kind: least_request } }
+//! policy:                  # defaults for every strategy; a strategy overrides any field
+//!   timeout: 1s
+//! network:
+//!   latency: { dist: constant, value: 100us }   # each way, proxy <-> instance
+//! services:
+//!   backend:
+//!     instances: 10
+//!     concurrency: 4
+//!     service_time: { dist: exponential, mean: 5ms }
+//!     overrides: { 3: { slowdown: 10 } }
+//! clients:
+//!   load:
+//!     proxies: 20
+//!     target: backend
+//!     arrival: { process: poisson, rate: 4000/s }
+//! ```
+//!
+//! [`load`] parses, loads referenced files, merges each strategy over `policy`, and checks every
+//! range before anything runs. Errors ([`ScenarioError`]) name the file, line, column and field
+//! path, say what was expected, and suggest the nearest valid name for a misspelled one.
+//! Durations and rates carry units (`250us`, `8000/s`); unknown fields are errors.
+
+// Scenario errors are built once per bad file, never on a hot path; boxing them buys nothing.
+#![allow(clippy::result_large_err)]
+
+mod dist;
+mod error;
+mod locate;
+mod units;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mesh_core::{ClusterConfig, Duration};
+use serde::{Deserialize, Serialize};
+
+pub use dist::{Component, Dist, normal_quantile};
+pub use error::{ScenarioError, nearest, suggest_from_message};
+pub use units::{Probability, Rate};
+
+/// A scenario as written.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Names the report directory (`reports/<name>/`).
+    pub name: String,
+    /// Free text for the report.
+    #[serde(default)]
+    pub description: String,
+    /// The run seed. Default 1.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated time during which requests arrive. One of `duration` and `requests` is needed.
+    #[serde(default)]
+    pub duration: Option<Duration>,
+    /// Requests to send (over all clients), instead of a duration.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Requests arriving before this are not measured. Default 0.
+    #[serde(default)]
+    pub warmup: Duration,
+    /// Independent runs per strategy, for confidence intervals. Default 1.
+    #[serde(default = "one")]
+    pub replications: u32,
+    /// Time-series sample period. Default 1 s.
+    #[serde(default = "default_sample_period")]
+    pub sample_period: Duration,
+    /// The strategies compared, in file order: name -> policy overrides.
+    pub strategies: yaml_serde::Mapping,
+    /// Policy defaults every strategy starts from (a `mesh_core::ClusterConfig`).
+    #[serde(default)]
+    pub policy: yaml_serde::Value,
+    /// Network latency.
+    #[serde(default)]
+    pub network: Network,
+    /// Services by name.
+    pub services: BTreeMap<String, Service>,
+    /// Client populations by name.
+    pub clients: BTreeMap<String, Client>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn one() -> u32 {
+    1
+}
+fn default_sample_period() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Network latency between client proxies and instances.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// One-way latency of each hop (request and response draw separately). Default 0.
+    #[serde(default = "zero_dist")]
+    pub latency: Dist,
+}
+
+fn zero_dist() -> Dist {
+    Dist::ZERO
+}
+
+impl Default for Dist {
+    fn default() -> Self {
+        Dist::ZERO
+    }
+}
+
+/// A service: identical instances, each a FIFO queueing station.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Number of instances, >= 1.
+    pub instances: u32,
+    /// Requests an instance serves at once, >= 1. Default 1.
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    /// Requests an instance queues beyond `concurrency`; a full queue answers 503 at once.
+    /// Default unbounded.
+    #[serde(default)]
+    pub queue_limit: Option<u32>,
+    /// Time to serve one request.
+    pub service_time: Dist,
+    /// Share of served requests that fail with a 500. Default 0.
+    #[serde(default)]
+    pub error_rate: Probability,
+    /// Sparse per-instance changes, by instance index.
+    #[serde(default)]
+    pub overrides: BTreeMap<u32, Override>,
+}
+
+/// Per-instance changes to a service's defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Multiplies the service time, > 0. Default 1.
+    #[serde(default)]
+    pub slowdown: Option<f64>,
+    /// Replaces the service-time distribution.
+    #[serde(default)]
+    pub service_time: Option<Dist>,
+    /// Replaces the concurrency.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Replaces the error rate.
+    #[serde(default)]
+    pub error_rate: Option<Probability>,
+}
+
+/// A client population: `proxies` independent client proxies sharing the arrival rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// Independent proxies, each with its own policy state, >= 1. Default 1.
+    #[serde(default = "one")]
+    pub proxies: u32,
+    /// The service called.
+    pub target: String,
+    /// The arrival process of the whole population.
+    pub arrival: Arrival,
+}
+
+/// How requests arrive (open loop).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "process", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Arrival {
+    /// Exponential gaps.
+    Poisson {
+        /// Mean rate.
+        rate: Rate,
+    },
+    /// Equal gaps (each proxy starts at a random phase).
+    Constant {
+        /// Rate.
+        rate: Rate,
+    },
+    /// Poisson at `rate` during `on`, silent during `off`, repeating.
+    OnOff {
+        /// Rate while on.
+        rate: Rate,
+        /// Length of an on period.
+        on: Duration,
+        /// Length of an off period.
+        off: Duration,
+    },
+}
+
+impl Arrival {
+    /// The long-run mean rate, per second.
+    pub fn mean_rate(&self) -> f64 {
+        match self {
+            Arrival::Poisson { rate } | Arrival::Constant { rate } => rate.as_per_sec(),
+            Arrival::OnOff { rate, on, off } => {
+                let on = on.as_secs_f64();
+                rate.as_per_sec() * on / (on + off.as_secs_f64())
+            }
+        }
+    }
+}
+
+/// A scenario ready to run: every strategy's policy merged and validated.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Each strategy's full policy, in file order.
+    pub strategies: Vec<(String, ClusterConfig)>,
+    /// The file's text, as read (reports embed it).
+    pub source: String,
+    /// Warnings (offered load at or above capacity, ...), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    let file = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        line: None,
+        column: None,
+        field: String::new(),
+        message: format!("cannot read the scenario: {e}"),
+        suggestion: None,
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    parse(&source, &file, dir)
+}
+
+/// Parses and validates scenario text; `file` names it in errors, `dir` resolves relative paths.
+pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioError> {
+    let mut scenario: Scenario = yaml_serde::from_str(source).map_err(|e| yaml_error(&e, file))?;
+    let at = |path: &str, message: String, suggestion: Option<String>| {
+        let (line, column) = locate::locate(source, path).unzip();
+        ScenarioError {
+            file: file.to_owned(),
+            line,
+            column,
+            field: path.to_owned(),
+            message,
+            suggestion,
+        }
+    };
+    // Files referenced by distributions.
+    for (name, svc) in &mut scenario.services {
+        let base = format!("services.{name}");
+        svc.service_time
+            .load_files(dir)
+            .map_err(|(f, m)| at(&format!("{base}.service_time.{f}"), m, None))?;
+        for (i, o) in &mut svc.overrides {
+            if let Some(d) = &mut o.service_time {
+                d.load_files(dir).map_err(|(f, m)| {
+                    at(&format!("{base}.overrides.{i}.service_time.{f}"), m, None)
+                })?;
+            }
+        }
+    }
+    scenario
+        .network
+        .latency
+        .load_files(dir)
+        .map_err(|(f, m)| at(&format!("network.latency.{f}"), m, None))?;
+    let warnings = check(&scenario, &at)?;
+    let strategies = merge_strategies(&scenario, source, file)?;
+    Ok(Loaded {
+        scenario,
+        strategies,
+        source: source.to_owned(),
+        warnings,
+    })
+}
+
+/// Turns a yaml_serde error into a located one with a suggestion.
+fn yaml_error(e: &yaml_serde::Error, file: &str) -> ScenarioError {
+    let text = e.to_string();
+    // yaml_serde writes "path: message at line L column C".
+    let body = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(b, _)| b);
+    let (field, message) = match body.split_once(": ") {
+        Some((f, m)) if !f.contains(' ') && !f.is_empty() => (f.to_owned(), m.to_owned()),
+        _ => (String::new(), body.to_owned()),
+    };
+    let loc = e.location();
+    ScenarioError {
+        file: file.to_owned(),
+        line: loc.as_ref().map(yaml_serde::Location::line),
+        column: loc.as_ref().map(yaml_serde::Location::column),
+        suggestion: suggest_from_message(&message),
+        field,
+        message,
+    }
+}
+
+type At<'a> = dyn Fn(&str, String, Option<String>) -> ScenarioError + 'a;
+
+/// Cross-field checks; returns warnings.
+fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
+    let mut warnings = Vec::new();
+    match (s.duration, s.requests) {
+        (None, None) => {
+            return Err(at(
+                "duration",
+                "give `duration` (e.g. 60s) or `requests` (e.g. 100000)".into(),
+                None,
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(at(
+                "requests",
+                "give either `duration` or `requests`, not both".into(),
+                None,
+            ));
+        }
+        (Some(d), None) => {
+            if d.is_zero() {
+                return Err(at("duration", "must be > 0".into(), None));
+            }
+            if s.warmup >= d {
+                return Err(at(
+                    "warmup",
+                    format!("must be shorter than duration ({d}), got {}", s.warmup),
+                    None,
+                ));
+            }
+        }
+        (None, Some(n)) => {
+            if n == 0 {
+                return Err(at("requests", "must be >= 1".into(), None));
+            }
+        }
+    }
+    if s.replications == 0 || s.replications > 1000 {
+        return Err(at(
+            "replications",
+            format!("must be in 1..=1000, got {}", s.replications),
+            None,
+        ));
+    }
+    if s.sample_period.is_zero() {
+        return Err(at("sample_period", "must be > 0".into(), None));
+    }
+    if s.strategies.is_empty() {
+        return Err(at(
+            "strategies",
+            "needs at least one strategy, e.g. `round_robin: { balancer: { kind: round_robin } }`"
+                .into(),
+            None,
+        ));
+    }
+    if s.services.is_empty() {
+        return Err(at("services", "needs at least one service".into(), None));
+    }
+    if s.clients.is_empty() {
+        return Err(at("clients", "needs at least one client".into(), None));
+    }
+    s.network
+        .latency
+        .validate()
+        .map_err(|(f, m)| at(&format!("network.latency.{f}"), m, None))?;
+    for (name, svc) in &s.services {
+        let base = format!("services.{name}");
+        if svc.instances == 0 || svc.instances > 1_000_000 {
+            return Err(at(
+                &format!("{base}.instances"),
+                format!("must be in 1..=1000000, got {}", svc.instances),
+                None,
+            ));
+        }
+        if svc.concurrency == 0 {
+            return Err(at(
+                &format!("{base}.concurrency"),
+                "must be >= 1, got 0".into(),
+                None,
+            ));
+        }
+        svc.service_time
+            .validate()
+            .map_err(|(f, m)| at(&format!("{base}.service_time.{f}"), m, None))?;
+        for (i, o) in &svc.overrides {
+            let ob = format!("{base}.overrides.{i}");
+            if *i >= svc.instances {
+                return Err(at(
+                    &ob,
+                    format!(
+                        "instance {i} does not exist: the service has instances 0..{}",
+                        svc.instances
+                    ),
+                    None,
+                ));
+            }
+            if let Some(f) = o.slowdown
+                && !(f.is_finite() && f > 0.0)
+            {
+                return Err(at(
+                    &format!("{ob}.slowdown"),
+                    format!("must be a finite number > 0, got {f}"),
+                    None,
+                ));
+            }
+            if o.concurrency == Some(0) {
+                return Err(at(
+                    &format!("{ob}.concurrency"),
+                    "must be >= 1, got 0".into(),
+                    None,
+                ));
+            }
+            if let Some(d) = &o.service_time {
+                d.validate()
+                    .map_err(|(f, m)| at(&format!("{ob}.service_time.{f}"), m, None))?;
+            }
+        }
+    }
+    for (name, c) in &s.clients {
+        let base = format!("clients.{name}");
+        if c.proxies == 0 || c.proxies > 100_000 {
+            return Err(at(
+                &format!("{base}.proxies"),
+                format!("must be in 1..=100000, got {}", c.proxies),
+                None,
+            ));
+        }
+        let Some(svc) = s.services.get(&c.target) else {
+            return Err(at(
+                &format!("{base}.target"),
+                format!(
+                    "no service `{}`; services: {}",
+                    c.target,
+                    s.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                nearest(&c.target, s.services.keys().map(String::as_str)),
+            ));
+        };
+        if let Arrival::OnOff { on, .. } = &c.arrival
+            && on.is_zero()
+        {
+            return Err(at(
+                &format!("{base}.arrival.on"),
+                "must be > 0".into(),
+                None,
+            ));
+        }
+        // Offered load against capacity.
+        let rate: f64 = s
+            .clients
+            .values()
+            .filter(|o| o.target == c.target)
+            .map(|o| o.arrival.mean_rate())
+            .sum();
+        let mut capacity = 0.0;
+        for i in 0..svc.instances {
+            let o = svc.overrides.get(&i);
+            let dist = o
+                .and_then(|o| o.service_time.as_ref())
+                .unwrap_or(&svc.service_time);
+            let slow = o.and_then(|o| o.slowdown).unwrap_or(1.0);
+            let conc = o.and_then(|o| o.concurrency).unwrap_or(svc.concurrency);
+            capacity += f64::from(conc) / (dist.mean_ns() * slow / 1e9);
+        }
+        let load = rate / capacity;
+        if load >= 1.0
+            && !warnings
+                .iter()
+                .any(|w: &String| w.contains(&format!("`{}`", c.target)))
+        {
+            warnings.push(format!(
+                "offered load on `{}` is {:.0}% of its capacity ({rate:.0}/s offered, {capacity:.0}/s served at most): queues will grow without bound",
+                c.target,
+                100.0 * load
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Merges each strategy over `policy` (mappings merge key by key, anything else replaces) and
+/// deserializes the result as a `ClusterConfig`, locating errors in the file.
+fn merge_strategies(
+    s: &Scenario,
+    source: &str,
+    file: &str,
+) -> Result<Vec<(String, ClusterConfig)>, ScenarioError> {
+    let mut out = Vec::new();
+    for (key, overrides) in &s.strategies {
+        let name = match key {
+            yaml_serde::Value::String(n) => n.clone(),
+            other => yaml_serde::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        };
+        let mut merged = match &s.policy {
+            yaml_serde::Value::Null => yaml_serde::Value::Mapping(Default::default()),
+            p => p.clone(),
+        };
+        merge(&mut merged, overrides);
+        let text = yaml_serde::to_string(&merged).unwrap_or_default();
+        let config: ClusterConfig = match yaml_serde::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                let inner = yaml_error(&e, file);
+                return Err(locate_policy_error(
+                    source,
+                    file,
+                    &name,
+                    inner.field,
+                    inner.message,
+                ));
+            }
+        };
+        config
+            .validate()
+            .map_err(|e| locate_policy_error(source, file, &name, e.field, e.message))?;
+        out.push((name, config));
+    }
+    Ok(out)
+}
+
+/// Names a strategy's policy error by where its value was written: the strategy's own section if
+/// it sets the field, else `policy`.
+fn locate_policy_error(
+    source: &str,
+    file: &str,
+    strategy: &str,
+    field: String,
+    message: String,
+) -> ScenarioError {
+    let own = format!("strategies.{strategy}.{field}");
+    let path = if field.is_empty() || locate::locate_exact(source, &own).is_some() {
+        own
+    } else if locate::locate_exact(source, &format!("policy.{field}")).is_some() {
+        format!("policy.{field}")
+    } else {
+        own
+    };
+    let path = path.trim_end_matches('.').to_owned();
+    let (line, column) = locate::locate(source, &path).unzip();
+    ScenarioError {
+        file: file.to_owned(),
+        line,
+        column,
+        suggestion: suggest_from_message(&message),
+        field: path,
+        message: format!("{message} (strategy `{strategy}`)"),
+    }
+}
+
+/// Deep merge; a mapping whose `kind` (or `dist`, `process`) differs replaces the base whole, so
+/// switching a balancer's kind drops the old kind's fields.
+fn merge(base: &mut yaml_serde::Value, over: &yaml_serde::Value) {
+    match (base, over) {
+        (yaml_serde::Value::Mapping(b), yaml_serde::Value::Mapping(o))
+            if !["kind", "dist", "process"].iter().any(|tag| {
+                let t = yaml_serde::Value::String((*tag).to_owned());
+                o.get(&t).is_some_and(|v| b.get(&t).is_some_and(|w| w != v))
+            }) =>
+        {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}

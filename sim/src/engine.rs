@@ -1,0 +1,642 @@
+//! The event loop of one run.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+
+use hdrhistogram::Histogram;
+use mesh_core::health::{ProbeId, ProbeResult};
+use mesh_core::outlier::OutlierEvent;
+use mesh_core::{
+    AttemptId, Cluster, EndpointId, EndpointMeta, Finish, Input, Instant, Outcome, Output,
+    PolicyEvent, ProbeReply, RequestId, Seed,
+};
+use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram};
+use meshbench_scenario::{Arrival, Dist, Loaded};
+
+/// What a hash-derived uniform is for (common random numbers).
+#[derive(Clone, Copy)]
+enum Lane {
+    Service = 1,
+    Error = 2,
+    NetOut = 3,
+    NetBack = 4,
+}
+
+/// SplitMix64's finalizer.
+const fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform in (0, 1) that depends only on the run seed, the request, the attempt number and
+/// the lane: the base draw every strategy shares.
+fn uniform(seed: u64, request: u64, attempt: u32, lane: Lane) -> f64 {
+    let h = mix(seed ^ mix(request ^ mix((u64::from(attempt) << 8) | lane as u64)));
+    ((h >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ev {
+    Arrive(u32),
+    Timer(u32),
+    AtInstance(u32),
+    ServiceDone(u32),
+    Response(u32, Outcome),
+    ProbeDone(u32, ProbeId, EndpointId),
+    BalancerProbeDone(u32, EndpointId, ProbeReply),
+    Sample,
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) first.
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct Station {
+    concurrency: u32,
+    queue_limit: u32,
+    dist: Dist,
+    slowdown: f64,
+    error_rate: f64,
+    busy: u32,
+    queue: VecDeque<u32>,
+    stats: EndpointStats,
+}
+
+struct Proxy {
+    cluster: Cluster,
+    /// Global index of the target service's instance 0.
+    offset: u32,
+    arrival: Arrival,
+    rate_per_ns: f64,
+    rng: mesh_core::Rng,
+    /// On-time elapsed, for on/off arrivals.
+    on_cursor: f64,
+    next_seq: u64,
+    timer_at: Option<u64>,
+}
+
+#[derive(Clone, Copy)]
+struct Job {
+    proxy: u32,
+    attempt: AttemptId,
+    request: u64,
+    retry: u32,
+    station: u32,
+    cancelled: bool,
+}
+
+struct Window {
+    hist: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+    attempts: u64,
+}
+
+struct Sim {
+    seed: u64,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    stations: Vec<Station>,
+    proxies: Vec<Proxy>,
+    jobs: Vec<Job>,
+    free_jobs: Vec<u32>,
+    by_attempt: HashMap<(u32, AttemptId), u32>,
+    net: Dist,
+    // Arrivals.
+    arrive_until: u64,
+    arrivals_left: u64,
+    live: u64,
+    warmup: u64,
+    // Results.
+    hist: Histogram<u64>,
+    requests: u64,
+    successes: u64,
+    failures: BTreeMap<String, u64>,
+    attempts: u64,
+    measured_attempts: BTreeMap<u64, u32>,
+    first_measured: Option<u64>,
+    last_finish: u64,
+    events: BTreeMap<String, u64>,
+    window: Window,
+    timeseries: Vec<Sample>,
+    sample_period: u64,
+    processed: u64,
+}
+
+/// Runs strategy `strategy` (index into `loaded.strategies`), replication `replication`, with
+/// base seed `seed`. Pure: same inputs, same result.
+pub fn run_one(loaded: &Loaded, strategy: usize, replication: u32, seed: u64) -> RunResult {
+    let run_seed = Seed::new(seed).fork_index(u64::from(replication));
+    let sc = &loaded.scenario;
+    let (name, config) = &loaded.strategies[strategy];
+
+    // Stations, service by service in name order.
+    let mut stations = Vec::new();
+    let mut offsets = BTreeMap::new();
+    for (svc_name, svc) in &sc.services {
+        offsets.insert(svc_name.clone(), stations.len() as u32);
+        for i in 0..svc.instances {
+            let o = svc.overrides.get(&i);
+            stations.push(Station {
+                concurrency: o.and_then(|o| o.concurrency).unwrap_or(svc.concurrency),
+                queue_limit: svc.queue_limit.unwrap_or(u32::MAX),
+                dist: o
+                    .and_then(|o| o.service_time.clone())
+                    .unwrap_or_else(|| svc.service_time.clone()),
+                slowdown: o.and_then(|o| o.slowdown).unwrap_or(1.0),
+                error_rate: o.and_then(|o| o.error_rate).unwrap_or(svc.error_rate).get(),
+                busy: 0,
+                queue: VecDeque::new(),
+                stats: EndpointStats {
+                    service: svc_name.clone(),
+                    instance: i,
+                    ..EndpointStats::default()
+                },
+            });
+        }
+    }
+
+    // Proxies, client by client in name order; each proxy gets the same seeds whatever the
+    // strategy (common random numbers for arrivals).
+    let mut proxies = Vec::new();
+    for (client_name, c) in &sc.clients {
+        let svc = &sc.services[&c.target];
+        let endpoints = vec![EndpointMeta::default(); svc.instances as usize];
+        for p in 0..c.proxies {
+            let proxy_seed = run_seed
+                .fork("client")
+                .fork(client_name)
+                .fork_index(u64::from(p));
+            let cluster = Cluster::new(
+                config,
+                &endpoints,
+                proxy_seed.fork("cluster"),
+                Instant::EPOCH,
+            )
+            .expect("strategies are validated when the scenario loads");
+            proxies.push(Proxy {
+                cluster,
+                offset: offsets[&c.target],
+                arrival: c.arrival.clone(),
+                rate_per_ns: c.arrival.mean_rate() / f64::from(c.proxies) / 1e9,
+                rng: proxy_seed.fork("arrivals").rng(),
+                on_cursor: 0.0,
+                next_seq: 0,
+                timer_at: None,
+            });
+        }
+    }
+
+    let mut sim = Sim {
+        seed: run_seed.value(),
+        now: 0,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        stations,
+        proxies,
+        jobs: Vec::new(),
+        free_jobs: Vec::new(),
+        by_attempt: HashMap::new(),
+        net: sc.network.latency.clone(),
+        arrive_until: sc.duration.map_or(u64::MAX, |d| d.as_nanos()),
+        arrivals_left: sc.requests.unwrap_or(u64::MAX),
+        live: 0,
+        warmup: sc.warmup.as_nanos(),
+        hist: latency_histogram(),
+        requests: 0,
+        successes: 0,
+        failures: BTreeMap::new(),
+        attempts: 0,
+        measured_attempts: BTreeMap::new(),
+        first_measured: None,
+        last_finish: 0,
+        events: BTreeMap::new(),
+        window: Window {
+            hist: latency_histogram(),
+            requests: 0,
+            errors: 0,
+            attempts: 0,
+        },
+        timeseries: Vec::new(),
+        sample_period: sc.sample_period.as_nanos(),
+        processed: 0,
+    };
+    for p in 0..sim.proxies.len() as u32 {
+        sim.drain(p);
+        let first = sim.next_arrival(p, 0, true);
+        sim.push(first, Ev::Arrive(p));
+    }
+    sim.push(sim.sample_period, Ev::Sample);
+    sim.run();
+
+    let measured_seconds = match sc.duration {
+        Some(d) => (d.as_nanos() - sim.warmup) as f64 / 1e9,
+        None => (sim.last_finish - sim.first_measured.unwrap_or(0)) as f64 / 1e9,
+    };
+    RunResult {
+        strategy: name.clone(),
+        replication,
+        seed: run_seed.value(),
+        latency: sim.hist,
+        requests: sim.requests,
+        successes: sim.successes,
+        failures: sim.failures,
+        attempts: sim.attempts,
+        measured_seconds,
+        endpoints: sim.stations.into_iter().map(|s| s.stats).collect(),
+        timeseries: sim.timeseries,
+        events: sim.events,
+        sim_events: sim.processed,
+    }
+}
+
+impl Sim {
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    /// The time of proxy `p`'s next arrival after `now`.
+    fn next_arrival(&mut self, p: u32, now: u64, first: bool) -> u64 {
+        use rand::Rng as _;
+        let px = &mut self.proxies[p as usize];
+        let u = ((px.rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+        match &px.arrival {
+            Arrival::Poisson { .. } => now + (-(1.0 - u).ln() / px.rate_per_ns).round() as u64,
+            Arrival::Constant { .. } => {
+                let gap = 1.0 / px.rate_per_ns;
+                now + if first { u * gap } else { gap }.round() as u64
+            }
+            Arrival::OnOff { on, off, .. } => {
+                // Poisson in on-time at the on-rate of this proxy, mapped to real time.
+                let on_ns = on.as_nanos() as f64;
+                let cycle = on_ns + off.as_nanos() as f64;
+                let on_rate = px.rate_per_ns * cycle / on_ns;
+                px.on_cursor += -(1.0 - u).ln() / on_rate;
+                let cycles = (px.on_cursor / on_ns).floor();
+                (cycles * cycle + (px.on_cursor - cycles * on_ns)).round() as u64
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        while let Some(Scheduled { at, ev, .. }) = self.queue.pop() {
+            self.now = at;
+            self.processed += 1;
+            match ev {
+                Ev::Arrive(p) => self.arrive(p),
+                Ev::Timer(p) => {
+                    if self.proxies[p as usize].timer_at == Some(at) {
+                        self.proxies[p as usize].timer_at = None;
+                        self.proxies[p as usize]
+                            .cluster
+                            .handle_timeout(Instant::from_nanos(at));
+                        self.drain(p);
+                    }
+                }
+                Ev::AtInstance(j) => self.at_instance(j),
+                Ev::ServiceDone(j) => self.service_done(j),
+                Ev::Response(j, outcome) => {
+                    let job = self.jobs[j as usize];
+                    self.free_jobs.push(j);
+                    if !job.cancelled {
+                        self.by_attempt.remove(&(job.proxy, job.attempt));
+                        self.proxies[job.proxy as usize].cluster.handle_input(
+                            Input::AttemptDone {
+                                attempt: job.attempt,
+                                outcome,
+                                load: None,
+                            },
+                            Instant::from_nanos(at),
+                        );
+                        self.drain(job.proxy);
+                    }
+                }
+                Ev::ProbeDone(p, probe, endpoint) => {
+                    self.proxies[p as usize].cluster.handle_input(
+                        Input::ProbeDone {
+                            probe,
+                            endpoint,
+                            result: ProbeResult::Pass,
+                        },
+                        Instant::from_nanos(at),
+                    );
+                    self.drain(p);
+                }
+                Ev::BalancerProbeDone(p, endpoint, reply) => {
+                    self.proxies[p as usize].cluster.handle_input(
+                        Input::BalancerProbeDone { endpoint, reply },
+                        Instant::from_nanos(at),
+                    );
+                    self.drain(p);
+                }
+                Ev::Sample => {
+                    self.sample();
+                    if !self.done() {
+                        self.push(at + self.sample_period, Ev::Sample);
+                    }
+                }
+            }
+            if self.done() {
+                break;
+            }
+        }
+        if self.now % self.sample_period != 0 || self.timeseries.is_empty() {
+            self.sample();
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.live == 0 && (self.now >= self.arrive_until || self.arrivals_left == 0)
+    }
+
+    fn arrive(&mut self, p: u32) {
+        if self.now >= self.arrive_until || self.arrivals_left == 0 {
+            return;
+        }
+        self.arrivals_left -= 1;
+        self.live += 1;
+        let px = &mut self.proxies[p as usize];
+        let key = (u64::from(p) << 40) | px.next_seq;
+        px.next_seq += 1;
+        px.cluster.handle_input(
+            Input::Request {
+                request: RequestId(key),
+                hash: None,
+            },
+            Instant::from_nanos(self.now),
+        );
+        if self.now >= self.warmup {
+            self.first_measured.get_or_insert(self.now);
+            self.measured_attempts.insert(key, 0);
+        }
+        self.drain(p);
+        let next = self.next_arrival(p, self.now, false);
+        self.push(next, Ev::Arrive(p));
+    }
+
+    fn drain(&mut self, p: u32) {
+        let now = self.now;
+        while let Some(o) = self.proxies[p as usize].cluster.poll_output() {
+            match o {
+                Output::Send {
+                    attempt,
+                    request,
+                    endpoint,
+                    retry,
+                    ..
+                } => {
+                    let station = self.proxies[p as usize].offset + endpoint.0;
+                    let job = Job {
+                        proxy: p,
+                        attempt,
+                        request: request.0,
+                        retry,
+                        station,
+                        cancelled: false,
+                    };
+                    let j = match self.free_jobs.pop() {
+                        Some(j) => {
+                            self.jobs[j as usize] = job;
+                            j
+                        }
+                        None => {
+                            self.jobs.push(job);
+                            (self.jobs.len() - 1) as u32
+                        }
+                    };
+                    self.by_attempt.insert((p, attempt), j);
+                    self.stations[station as usize].stats.attempts += 1;
+                    self.window.attempts += 1;
+                    if let Some(n) = self.measured_attempts.get_mut(&request.0) {
+                        *n += 1;
+                    }
+                    let d = self.net_delay(request.0, retry, Lane::NetOut);
+                    self.push(now + d, Ev::AtInstance(j));
+                }
+                Output::Cancel { attempt, .. } => {
+                    if let Some(j) = self.by_attempt.remove(&(p, attempt)) {
+                        self.jobs[j as usize].cancelled = true;
+                    }
+                }
+                Output::Probe(probe) => {
+                    let rtt = 2 * self.net_delay(probe.probe.0, 0, Lane::NetOut);
+                    self.push(now + rtt, Ev::ProbeDone(p, probe.probe, probe.endpoint));
+                }
+                Output::BalancerProbe { endpoint } => {
+                    let st =
+                        &self.stations[(self.proxies[p as usize].offset + endpoint.0) as usize];
+                    let reply = ProbeReply {
+                        rif: st.busy + st.queue.len() as u32,
+                        latency: mesh_core::Duration::from_nanos(
+                            (st.dist.mean_ns() * st.slowdown) as u64,
+                        ),
+                    };
+                    let rtt = 2 * self.net_delay(u64::from(endpoint.0) ^ now, 0, Lane::NetOut);
+                    self.push(now + rtt, Ev::BalancerProbeDone(p, endpoint, reply));
+                }
+                Output::Finished {
+                    request,
+                    result,
+                    started,
+                    ..
+                } => self.finished(request.0, result, started.as_nanos()),
+                Output::Event(e) => self.event(p, &e),
+            }
+        }
+        let px = &mut self.proxies[p as usize];
+        let next = px.cluster.poll_timeout().map(Instant::as_nanos);
+        if next != px.timer_at
+            && let Some(t) = next
+        {
+            px.timer_at = Some(t);
+            self.push(t.max(now), Ev::Timer(p));
+        }
+    }
+
+    fn net_delay(&self, request: u64, retry: u32, lane: Lane) -> u64 {
+        match &self.net {
+            Dist::Constant { value } => value.as_nanos(),
+            d => d
+                .quantile_ns(uniform(self.seed, request, retry, lane))
+                .round() as u64,
+        }
+    }
+
+    fn finished(&mut self, request: u64, result: Finish, started: u64) {
+        self.live -= 1;
+        let latency = self.now - started;
+        let ok = result.is_success();
+        self.window.requests += 1;
+        self.window.errors += u64::from(!ok);
+        self.window.hist.saturating_record(latency.max(1));
+        let Some(attempts) = self.measured_attempts.remove(&request) else {
+            return;
+        };
+        self.last_finish = self.now;
+        self.requests += 1;
+        self.attempts += u64::from(attempts);
+        self.hist.saturating_record(latency.max(1));
+        if ok {
+            self.successes += 1;
+        } else {
+            let class = match result {
+                Finish::Response(Outcome::ServerError) => "server_error",
+                Finish::Response(Outcome::GatewayError) => "gateway_error",
+                Finish::Response(Outcome::LocalError) => "local_error",
+                Finish::Response(Outcome::Timeout) => "attempt_timeout",
+                Finish::Response(Outcome::Success) => unreachable!("not a failure"),
+                Finish::Timeout => "timeout",
+                Finish::Overflow => "overflow",
+                Finish::NoHealthyUpstream => "no_healthy_upstream",
+            };
+            *self.failures.entry(class.to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    fn event(&mut self, p: u32, e: &PolicyEvent) {
+        let kind = match e {
+            PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
+                let s = self.proxies[p as usize].offset + endpoint.0;
+                self.stations[s as usize].stats.ejections += 1;
+                "ejected"
+            }
+            PolicyEvent::Outlier(OutlierEvent::Unejected { .. }) => "unejected",
+            PolicyEvent::Outlier(OutlierEvent::Skipped { .. }) => "ejection_skipped",
+            PolicyEvent::HealthChanged { .. } => "health_changed",
+            PolicyEvent::Accrual(_) => "failure_accrual",
+            PolicyEvent::Breaker(b) if b.open => "breaker_opened",
+            PolicyEvent::Breaker(_) => "breaker_closed",
+            PolicyEvent::PriorityLoad { .. } => "priority_load_changed",
+            PolicyEvent::Panic { entered: true, .. } => "panic_entered",
+            PolicyEvent::Panic { .. } => "panic_left",
+            PolicyEvent::BudgetExhausted { .. } => "budget_exhausted",
+            PolicyEvent::HedgeSent { .. } => "hedge_sent",
+        };
+        if let Some(n) = self.events.get_mut(kind) {
+            *n += 1;
+        } else {
+            self.events.insert(kind.to_owned(), 1);
+        }
+    }
+
+    fn at_instance(&mut self, j: u32) {
+        let job = self.jobs[j as usize];
+        if job.cancelled {
+            self.free_jobs.push(j);
+            return;
+        }
+        let st = &mut self.stations[job.station as usize];
+        if st.busy < st.concurrency {
+            self.start(j);
+        } else if (st.queue.len() as u64) < u64::from(st.queue_limit) {
+            st.queue.push_back(j);
+        } else {
+            // A full queue answers 503 at once.
+            st.stats.errors += 1;
+            self.respond(j, Outcome::GatewayError);
+        }
+    }
+
+    fn start(&mut self, j: u32) {
+        let job = self.jobs[j as usize];
+        let u = uniform(self.seed, job.request, job.retry, Lane::Service);
+        let st = &mut self.stations[job.station as usize];
+        st.busy += 1;
+        let t = (st.dist.quantile_ns(u) * st.slowdown).round() as u64;
+        self.push(self.now + t, Ev::ServiceDone(j));
+    }
+
+    fn service_done(&mut self, j: u32) {
+        let job = self.jobs[j as usize];
+        let st = &mut self.stations[job.station as usize];
+        st.busy -= 1;
+        let failed = st.error_rate > 0.0
+            && uniform(self.seed, job.request, job.retry, Lane::Error) < st.error_rate;
+        if failed {
+            st.stats.errors += 1;
+        }
+        self.respond(
+            j,
+            if failed {
+                Outcome::ServerError
+            } else {
+                Outcome::Success
+            },
+        );
+        // Next in line, skipping cancelled requests.
+        while let Some(next) = self.stations[job.station as usize].queue.pop_front() {
+            if self.jobs[next as usize].cancelled {
+                self.free_jobs.push(next);
+                continue;
+            }
+            self.start(next);
+            break;
+        }
+    }
+
+    fn respond(&mut self, j: u32, outcome: Outcome) {
+        let job = self.jobs[j as usize];
+        if job.cancelled {
+            self.free_jobs.push(j);
+            return;
+        }
+        let d = self.net_delay(job.request, job.retry, Lane::NetBack);
+        self.push(self.now + d, Ev::Response(j, outcome));
+    }
+
+    fn sample(&mut self) {
+        let w = &mut self.window;
+        let q = |h: &Histogram<u64>, p: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(p) as f64 / 1e6
+            }
+        };
+        let ejected = self
+            .proxies
+            .iter()
+            .map(|p| u64::from(p.cluster.outlier().map_or(0, |o| o.ejected_count())))
+            .sum();
+        self.timeseries.push(Sample {
+            t_s: self.now as f64 / 1e9,
+            requests: w.requests,
+            errors: w.errors,
+            p50_ms: q(&w.hist, 0.5),
+            p99_ms: q(&w.hist, 0.99),
+            attempts: w.attempts,
+            ejected,
+        });
+        w.hist.reset();
+        w.requests = 0;
+        w.errors = 0;
+        w.attempts = 0;
+    }
+}
