@@ -11,7 +11,12 @@ use serde::{Deserialize, Serialize};
 
 /// A distribution of durations. In files: `{dist: exponential, mean: 5ms}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "dist",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    try_from = "DistSpec"
+)]
 pub enum Dist {
     /// Always `value`.
     Constant {
@@ -54,7 +59,6 @@ pub enum Dist {
         shape: f64,
     },
     /// A weighted mixture (bimodal and more). Alias `bimodal`.
-    #[serde(alias = "bimodal")]
     Mixture {
         /// The components; weights need not sum to 1.
         components: Vec<Component>,
@@ -71,15 +75,125 @@ pub enum Dist {
     },
 }
 
-/// One mixture component.
+/// One mixture component: `{weight: 0.9, dist: {dist: exponential, mean: 2ms}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Component {
     /// Relative weight, > 0.
     pub weight: f64,
     /// The component's distribution.
-    #[serde(flatten)]
     pub dist: Box<Dist>,
+}
+
+/// The kinds of [`Dist`], as files name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DistKind {
+    Constant,
+    Exponential,
+    Uniform,
+    Lognormal,
+    Pareto,
+    #[serde(alias = "bimodal")]
+    Mixture,
+    Empirical,
+}
+
+/// A distribution as written: a plain struct, so a bad field's error carries its exact place;
+/// [`Dist`]'s `TryFrom` then checks that the kind's fields, and only those, are present.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistSpec {
+    dist: DistKind,
+    value: Option<Duration>,
+    mean: Option<Duration>,
+    min: Option<Duration>,
+    max: Option<Duration>,
+    median: Option<Duration>,
+    p99: Option<Duration>,
+    mu: Option<f64>,
+    sigma: Option<f64>,
+    scale: Option<Duration>,
+    shape: Option<f64>,
+    components: Option<Vec<Component>>,
+    file: Option<String>,
+}
+
+impl TryFrom<DistSpec> for Dist {
+    type Error = String;
+
+    fn try_from(s: DistSpec) -> Result<Self, String> {
+        let given: Vec<&str> = [
+            ("value", s.value.is_some()),
+            ("mean", s.mean.is_some()),
+            ("min", s.min.is_some()),
+            ("max", s.max.is_some()),
+            ("median", s.median.is_some()),
+            ("p99", s.p99.is_some()),
+            ("mu", s.mu.is_some()),
+            ("sigma", s.sigma.is_some()),
+            ("scale", s.scale.is_some()),
+            ("shape", s.shape.is_some()),
+            ("components", s.components.is_some()),
+            ("file", s.file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, g)| g.then_some(n))
+        .collect();
+        let (kind, allowed): (&str, &[&str]) = match s.dist {
+            DistKind::Constant => ("constant", &["value"]),
+            DistKind::Exponential => ("exponential", &["mean"]),
+            DistKind::Uniform => ("uniform", &["min", "max"]),
+            DistKind::Lognormal => ("lognormal", &["median", "p99", "mu", "sigma"]),
+            DistKind::Pareto => ("pareto", &["scale", "shape"]),
+            DistKind::Mixture => ("mixture", &["components"]),
+            DistKind::Empirical => ("empirical", &["file"]),
+        };
+        if let Some(extra) = given.iter().find(|g| !allowed.contains(g)) {
+            return Err(format!(
+                "`{extra}` is not a parameter of `dist: {kind}`; it takes {}",
+                allowed.join(", ")
+            ));
+        }
+        let need = |v: Option<Duration>, name: &str| {
+            v.ok_or_else(|| format!("`dist: {kind}` needs `{name}`"))
+        };
+        Ok(match s.dist {
+            DistKind::Constant => Dist::Constant {
+                value: need(s.value, "value")?,
+            },
+            DistKind::Exponential => Dist::Exponential {
+                mean: need(s.mean, "mean")?,
+            },
+            DistKind::Uniform => Dist::Uniform {
+                min: need(s.min, "min")?,
+                max: need(s.max, "max")?,
+            },
+            DistKind::Lognormal => Dist::Lognormal {
+                median: s.median,
+                p99: s.p99,
+                mu: s.mu,
+                sigma: s.sigma,
+            },
+            DistKind::Pareto => Dist::Pareto {
+                scale: need(s.scale, "scale")?,
+                shape: s
+                    .shape
+                    .ok_or_else(|| "`dist: pareto` needs `shape`".to_owned())?,
+            },
+            DistKind::Mixture => Dist::Mixture {
+                components: s
+                    .components
+                    .ok_or_else(|| "`dist: mixture` needs `components`".to_owned())?,
+            },
+            DistKind::Empirical => Dist::Empirical {
+                file: s
+                    .file
+                    .ok_or_else(|| "`dist: empirical` needs `file`".to_owned())?,
+                samples: Arc::default(),
+            },
+        })
+    }
 }
 
 /// The standard normal quantile of 0.99.

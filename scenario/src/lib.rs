@@ -175,9 +175,14 @@ pub struct Client {
     pub arrival: Arrival,
 }
 
-/// How requests arrive (open loop).
+/// How requests arrive (open loop). In files: `{process: poisson, rate: 4000/s}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "process", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "process",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    try_from = "ArrivalSpec"
+)]
 pub enum Arrival {
     /// Exponential gaps.
     Poisson {
@@ -198,6 +203,48 @@ pub enum Arrival {
         /// Length of an off period.
         off: Duration,
     },
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ProcessKind {
+    Poisson,
+    Constant,
+    OnOff,
+}
+
+/// An arrival process as written (a plain struct, so field errors are exactly located).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArrivalSpec {
+    process: ProcessKind,
+    rate: Rate,
+    on: Option<Duration>,
+    off: Option<Duration>,
+}
+
+impl TryFrom<ArrivalSpec> for Arrival {
+    type Error = String;
+
+    fn try_from(s: ArrivalSpec) -> Result<Self, String> {
+        let timed = s.on.is_some() || s.off.is_some();
+        Ok(match s.process {
+            ProcessKind::Poisson | ProcessKind::Constant if timed => {
+                return Err("`on` and `off` belong to `process: on_off`".into());
+            }
+            ProcessKind::Poisson => Arrival::Poisson { rate: s.rate },
+            ProcessKind::Constant => Arrival::Constant { rate: s.rate },
+            ProcessKind::OnOff => Arrival::OnOff {
+                rate: s.rate,
+                on: s
+                    .on
+                    .ok_or("`process: on_off` needs `on` (for example 10s)")?,
+                off: s
+                    .off
+                    .ok_or("`process: on_off` needs `off` (for example 10s)")?,
+            },
+        })
+    }
 }
 
 impl Arrival {

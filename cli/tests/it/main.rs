@@ -1,0 +1,264 @@
+//! End-to-end: the `meshbench` binary on real scenario files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn meshbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshbench"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("meshbench runs")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meshbench-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn read(dir: &Path, file: &str) -> Vec<u8> {
+    std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = meshbench(args);
+    assert!(
+        out.status.success(),
+        "meshbench {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The p99 of each strategy in a summary.json.
+fn p99s(dir: &Path) -> Vec<(String, f64)> {
+    let json: serde_json::Value = serde_json::from_slice(&read(dir, "summary.json")).unwrap();
+    json["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["strategy"].as_str().unwrap().to_owned(),
+                s["metrics"]["p99_ms"]["mean"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn one_slow_backend_writes_its_report_and_load_aware_balancers_beat_round_robin() {
+    let dir = tmp("osb");
+    let stdout = run_ok(&[
+        "run",
+        "scenarios/one-slow-backend.yaml",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    for f in [
+        "summary.csv",
+        "summary.json",
+        "endpoints.csv",
+        "timeseries.csv",
+    ] {
+        assert!(!read(&dir, f).is_empty(), "{f} is empty");
+    }
+    for s in ["round_robin", "p2c", "peak_ewma", "jsq", "p99 ms"] {
+        assert!(stdout.contains(s), "table lacks {s}:\n{stdout}");
+    }
+    let p99 = p99s(&dir);
+    let get = |n: &str| p99.iter().find(|(s, _)| s == n).unwrap().1;
+    assert!(get("p2c") < get("round_robin") / 2.0, "{p99:?}");
+    assert!(get("peak_ewma") < get("round_robin") / 2.0, "{p99:?}");
+    // The slow backend (3) gets a tenth of round robin's attempts, far less under P2C.
+    let endpoints = String::from_utf8(read(&dir, "endpoints.csv")).unwrap();
+    let share = |strategy: &str| -> f64 {
+        let rows: Vec<f64> = endpoints
+            .lines()
+            .filter(|l| l.starts_with(&format!("{strategy},")) && l.contains(",backend,3,"))
+            .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+            .collect();
+        rows.iter().sum::<f64>() / rows.len() as f64
+    };
+    assert!((share("round_robin") - 0.1).abs() < 0.005);
+    assert!(share("p2c") < 0.05 && share("peak_ewma") < 0.05);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn same_seed_same_bytes_whatever_the_thread_count_and_another_seed_differs() {
+    let file = "scenarios/one-slow-backend.yaml";
+    let dirs: Vec<PathBuf> = ["a", "b", "c", "d"].iter().map(|n| tmp(n)).collect();
+    let d = |i: usize| dirs[i].to_str().unwrap().to_owned();
+    run_ok(&["run", file, "--quiet", "--threads", "1", "--out", &d(0)]);
+    run_ok(&["run", file, "--quiet", "--threads", "2", "--out", &d(1)]);
+    run_ok(&["run", file, "--quiet", "--threads", "2", "--out", &d(2)]);
+    run_ok(&["run", file, "--quiet", "--seed", "7", "--out", &d(3)]);
+    for f in [
+        "summary.csv",
+        "summary.json",
+        "endpoints.csv",
+        "timeseries.csv",
+    ] {
+        assert_eq!(read(&dirs[0], f), read(&dirs[1], f), "{f}: 1 thread vs 2");
+        assert_eq!(read(&dirs[1], f), read(&dirs[2], f), "{f}: run twice");
+    }
+    assert_ne!(read(&dirs[0], "summary.csv"), read(&dirs[3], "summary.csv"));
+    assert_ne!(
+        read(&dirs[0], "summary.json"),
+        read(&dirs[3], "summary.json")
+    );
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn invalid(yaml: &str) -> (i32, String) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = tmp(&format!(
+        "bad{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = meshbench(&["validate", file.to_str().unwrap()]);
+    let run = meshbench(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        run.status.code(),
+        out.status.code(),
+        "run and validate agree"
+    );
+    if out.status.code() == Some(2) {
+        assert!(!dir.join("out").exists(), "nothing runs on bad input");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const GOOD: &str = "name: t
+duration: 10s
+strategies:
+  rr: { balancer: { kind: round_robin } }
+services:
+  backend:
+    instances: 4
+    service_time: { dist: exponential, mean: 5ms }
+clients:
+  load:
+    target: backend
+    arrival: { process: poisson, rate: 100/s }
+";
+
+#[test]
+fn bad_input_names_file_line_column_field_and_suggests() {
+    let cases: [(&str, &str, &[&str]); 9] = [
+        (
+            "    instances: 4",
+            "    instnces: 4",
+            &[
+                "bad.yaml:7:5",
+                "services.backend",
+                "unknown field `instnces`",
+                "did you mean `instances`",
+            ],
+        ),
+        (
+            "kind: round_robin",
+            "kind: round_robbin",
+            &[
+                "bad.yaml:4:",
+                "unknown variant `round_robbin`",
+                "did you mean `round_robin`",
+            ],
+        ),
+        (
+            "    target: backend",
+            "    target: backnd",
+            &[
+                "bad.yaml:11:5",
+                "clients.load.target",
+                "no service `backnd`",
+                "did you mean `backend`",
+            ],
+        ),
+        (
+            "    instances: 4",
+            "    instances: 0",
+            &["bad.yaml:7:5", "services.backend.instances", "1..=1000000"],
+        ),
+        (
+            "rate: 100/s",
+            "rate: 100",
+            &["bad.yaml:12:", "clients.load.arrival", "no unit"],
+        ),
+        (
+            "rate: 100/s",
+            "rate: -5/s",
+            &["clients.load.arrival", "> 0"],
+        ),
+        (
+            "duration: 10s",
+            "duration: 10s\nwarmup: 20s",
+            &["bad.yaml:3:1", "warmup", "shorter than duration"],
+        ),
+        (
+            "mean: 5ms",
+            "mean: 5",
+            &["bad.yaml:8:", "services.backend.service_time", "no unit"],
+        ),
+        (
+            "{ kind: round_robin }",
+            "{ kind: least_request, choice_count: 1 }",
+            &[
+                "bad.yaml:4:",
+                "strategies.rr.balancer.least_request.choice_count",
+                "2..=64",
+            ],
+        ),
+    ];
+    assert_eq!(invalid(GOOD).0, 0, "the base case is valid");
+    for (from, to, want) in cases {
+        let yaml = GOOD.replacen(from, to, 1);
+        assert_ne!(yaml, GOOD, "{from} not in the base case");
+        let (code, err) = invalid(&yaml);
+        assert_eq!(code, 2, "{to}: exit code\n{err}");
+        for w in want {
+            assert!(err.contains(w), "{to}: `{err}` lacks `{w}`");
+        }
+    }
+}
+
+#[test]
+fn overload_is_a_warning_not_an_error() {
+    let yaml = GOOD.replace("rate: 100/s", "rate: 2000/s");
+    let (code, err) = invalid(&yaml);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("warning: offered load on `backend` is 250%"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = run_ok(&["--help"]);
+    assert!(out.contains("run") && out.contains("validate"));
+    let out = run_ok(&["run", "--help"]);
+    for flag in ["--seed", "--out", "--threads", "--quiet"] {
+        assert!(out.contains(flag), "{flag}");
+    }
+}
