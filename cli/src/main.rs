@@ -26,7 +26,7 @@ enum Command {
         /// Base seed (default: the scenario's `seed`).
         #[arg(long)]
         seed: Option<u64>,
-        /// Output directory (default: reports/<scenario name>/).
+        /// Output directory (default: reports/NAME/, NAME being the scenario's name).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Worker threads (default: all cores). Results do not depend on it.
