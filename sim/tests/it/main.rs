@@ -153,3 +153,60 @@ fn p2c_at_1000_instances_is_the_supermarket_model_within_2_percent() {
     assert_close(&s, "mean_ms", t, 0.02, 0.02);
     assert_close(&s, "p99_ms", quantile(survival, 0.99), 0.03, 0.03);
 }
+
+#[test]
+fn strategies_share_arrivals_and_service_draws() {
+    // One instance: every balancer must pick it, so two strategies that differ only in the
+    // balancer see exactly the same requests, service times and latencies (common random
+    // numbers). With two instances they differ only by the decisions.
+    let yaml = "name: crn
+seed: 5
+requests: 20000
+replications: 2
+strategies:
+  a: { balancer: { kind: round_robin } }
+  b: { balancer: { kind: random } }
+  c: { balancer: { kind: least_request } }
+network:
+  latency: { dist: lognormal, median: 100us, p99: 1ms }
+services:
+  s:
+    instances: INSTANCES
+    concurrency: 2
+    service_time: { dist: mixture, components: [ { weight: 9, dist: { dist: exponential, mean: 1ms } }, { weight: 1, dist: { dist: pareto, scale: 2ms, shape: 1.5 } } ] }
+    error_rate: 0.01
+clients:
+  load:
+    proxies: 3
+    target: s
+    arrival: { process: poisson, rate: 1000/s }
+";
+    let one = meshbench_scenario::parse(
+        &yaml.replace("INSTANCES", "1"),
+        "crn.yaml",
+        std::path::Path::new("."),
+    )
+    .expect("valid");
+    let runs = meshbench_sim::run_all(&one, 5, &|| {});
+    for r in 0..2 {
+        let of = |s: &str| {
+            runs.iter()
+                .find(|x| x.strategy == s && x.replication == r)
+                .unwrap()
+        };
+        let (a, b, c) = (of("a"), of("b"), of("c"));
+        assert_eq!(a.latency, b.latency, "replication {r}");
+        assert_eq!(a.latency, c.latency, "replication {r}");
+        assert_eq!((a.requests, a.successes), (b.requests, b.successes));
+    }
+    assert_ne!(runs[0].latency, runs[1].latency, "replications differ");
+    let two = meshbench_scenario::parse(
+        &yaml.replace("INSTANCES", "2"),
+        "crn.yaml",
+        std::path::Path::new("."),
+    )
+    .expect("valid");
+    let runs = meshbench_sim::run_all(&two, 5, &|| {});
+    assert_eq!(runs[0].requests, runs[2].requests, "same arrivals");
+    assert_ne!(runs[0].latency, runs[2].latency, "different decisions");
+}
