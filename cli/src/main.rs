@@ -41,6 +41,21 @@ enum Command {
         /// The scenario file (YAML).
         file: PathBuf,
     },
+    /// Rebuild the plots and index.html of a result directory, without rerunning.
+    Report {
+        /// A directory written by `meshbench run`.
+        dir: PathBuf,
+    },
+    /// Print and plot the difference between two result directories (B relative to A).
+    Compare {
+        /// The baseline result directory.
+        a: PathBuf,
+        /// The result directory compared with it.
+        b: PathBuf,
+        /// Where to write compare.csv and the plots (default: B/compare/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +85,39 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Report { dir } => match meshbench_report::render_dir(&dir) {
+            Ok(plots) => {
+                let mut o = std::io::stdout().lock();
+                let _ = writeln_ok(
+                    &mut o,
+                    &format!(
+                        "{}: {} plots and index.html rebuilt",
+                        dir.display(),
+                        plots.len()
+                    ),
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Compare { a, b, out } => {
+            let out = out.unwrap_or_else(|| b.join("compare"));
+            match meshbench_report::compare(&a, &b, &out) {
+                Ok(table) => {
+                    let mut o = std::io::stdout().lock();
+                    let _ = write!(o, "{table}");
+                    let _ = writeln_ok(&mut o, &format!("written to {}", out.display()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run {
             file,
             seed,
@@ -115,7 +163,7 @@ fn run(
         || PathBuf::from("reports").join(&sc.name),
         Path::to_path_buf,
     );
-    let runs = loaded.strategies.len() * sc.replications as usize;
+    let runs = loaded.points.len() * loaded.strategies.len() * sc.replications as usize;
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -144,9 +192,12 @@ fn run(
         seed,
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         replications: sc.replications,
+        sweep_paths: loaded.sweep_paths.clone(),
     };
-    write_reports(&dir, &info, &summaries, &results)
+    write_reports(&dir, &info, &loaded.source, &summaries, &results)
         .with_context(|| format!("writing the report to {}", dir.display()))?;
+    meshbench_report::render_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("drawing the plots in {}: {e}", dir.display()))?;
     if !quiet {
         let requests: u64 = results.iter().map(|r| r.requests).sum();
         let events: u64 = results.iter().map(|r| r.sim_events).sum();

@@ -11,8 +11,15 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
+mod render;
+
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+pub use render::{
+    Plot, ReportData, Series, TimeRow, colour, pixels, plots, png, read_hgrm, register_font,
+    render_dir, svg,
+};
 
 /// Failure classes of a finished request, as counted in [`RunResult::failures`].
 pub const FAILURE_CLASSES: [&str; 7] = [
@@ -28,6 +35,10 @@ pub const FAILURE_CLASSES: [&str; 7] = [
 /// What one run measured (requests that arrived after the warm-up).
 #[derive(Clone, Debug)]
 pub struct RunResult {
+    /// Sweep point index (0 without a sweep).
+    pub point: usize,
+    /// The sweep point's values, one per sweep path (empty without a sweep).
+    pub coords: Vec<String>,
     /// Strategy name.
     pub strategy: String,
     /// Replication index.
@@ -52,6 +63,8 @@ pub struct RunResult {
     pub timeseries: Vec<Sample>,
     /// Policy events by kind.
     pub events: BTreeMap<String, u64>,
+    /// Attempts per endpoint per time-series window (`[window][endpoint]`).
+    pub endpoint_series: Vec<Vec<u64>>,
     /// Simulator events processed (for speed figures).
     pub sim_events: u64,
 }
@@ -84,10 +97,16 @@ pub struct Sample {
     pub p50_ms: f64,
     /// 99th percentile latency in the window, ms.
     pub p99_ms: f64,
+    /// 99.9th percentile latency in the window, ms.
+    pub p999_ms: f64,
     /// Attempts sent in the window.
     pub attempts: u64,
     /// Endpoints ejected at the end of the window, summed over client proxies.
     pub ejected: u64,
+    /// Ejections during the window.
+    pub ejections: u64,
+    /// Active health-check state changes during the window.
+    pub health_changes: u64,
 }
 
 /// A new latency histogram: 1 ns to 1 h, 3 significant digits.
@@ -155,6 +174,10 @@ pub struct Metric {
 /// One strategy's metrics over its replications.
 #[derive(Clone, Debug, Serialize)]
 pub struct StrategySummary {
+    /// Sweep point index.
+    pub point: usize,
+    /// The sweep point's values.
+    pub coords: Vec<String>,
     /// Strategy name.
     pub strategy: String,
     /// Replications aggregated.
@@ -201,12 +224,17 @@ pub fn mean_ci(values: &[f64]) -> (f64, Option<f64>) {
     (mean, Some(t_975(n - 1) * (var / n as f64).sqrt()))
 }
 
-/// Aggregates runs by strategy, in the order of `strategies`.
+/// Aggregates runs by sweep point, then strategy in the order of `strategies`.
 pub fn summarize(runs: &[RunResult], strategies: &[String]) -> Vec<StrategySummary> {
-    strategies
-        .iter()
-        .map(|s| {
-            let mine: Vec<&RunResult> = runs.iter().filter(|r| &r.strategy == s).collect();
+    let points = runs.iter().map(|r| r.point + 1).max().unwrap_or(0);
+    (0..points)
+        .flat_map(|p| strategies.iter().map(move |s| (p, s)))
+        .map(|(p, s)| {
+            let mine: Vec<&RunResult> = runs
+                .iter()
+                .filter(|r| r.point == p && &r.strategy == s)
+                .collect();
+            let coords = mine.first().map(|r| r.coords.clone()).unwrap_or_default();
             let metrics = METRICS
                 .iter()
                 .map(|&m| {
@@ -216,6 +244,8 @@ pub fn summarize(runs: &[RunResult], strategies: &[String]) -> Vec<StrategySumma
                 })
                 .collect();
             StrategySummary {
+                point: p,
+                coords,
                 strategy: s.clone(),
                 replications: mine.len(),
                 metrics,
@@ -244,31 +274,115 @@ pub struct RunInfo {
     pub meshbench_version: String,
     /// Replications per strategy.
     pub replications: u32,
+    /// The sweep's field paths (empty without a sweep).
+    pub sweep_paths: Vec<String>,
 }
 
-/// Writes summary.csv, summary.json, endpoints.csv and timeseries.csv into `dir`.
+/// A file name fragment for a strategy at a sweep point: `p2c`, or `p2c.point-3`.
+pub fn run_label(strategy: &str, point: usize, sweep: bool) -> String {
+    let safe: String = strategy
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if sweep {
+        format!("{safe}.point-{point}")
+    } else {
+        safe
+    }
+}
+
+/// Writes the HDR percentile distribution of `h` (ns) in HdrHistogram's text format
+/// (`outputPercentileDistribution`, values in ms), readable by the HdrHistogram plotter.
+pub fn write_hgrm(h: &Histogram<u64>, mut w: impl std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    let scale = 1e6;
+    let mut total = 0u64;
+    for v in h.iter_quantiles(20) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let value = v.value_iterated_to() as f64 / scale;
+        if q < 1.0 {
+            writeln!(
+                w,
+                "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                1.0 / (1.0 - q)
+            )?;
+        } else {
+            writeln!(w, "{value:>12.3} {q:>2.12} {total:>10}")?;
+        }
+    }
+    writeln!(
+        w,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / scale,
+        h.stdev() / scale
+    )?;
+    writeln!(
+        w,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / scale,
+        h.len()
+    )?;
+    writeln!(
+        w,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        2u64 << (f64::from(2 * 10u32.pow(u32::from(h.sigfig())))
+            .log2()
+            .ceil() as u32
+            - 1)
+    )
+}
+
+/// Writes summary.csv, summary.json, endpoints.csv, timeseries.csv, endpoint_timeseries.csv
+/// (replication 0) and one `.hgrm` latency distribution per strategy (and sweep point) into
+/// `dir`, plus the scenario text as `scenario.yaml`.
 pub fn write_reports(
     dir: &Path,
     info: &RunInfo,
+    scenario_text: &str,
     summaries: &[StrategySummary],
     runs: &[RunResult],
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("scenario.yaml"), scenario_text)?;
+    let sweep = !info.sweep_paths.is_empty();
+    let with_coords = |mut row: Vec<String>, coords: &[String]| {
+        let mut out: Vec<String> = coords.to_vec();
+        out.append(&mut row);
+        out
+    };
+    let header = |cols: &[&str]| {
+        let mut h: Vec<String> = info.sweep_paths.clone();
+        h.extend(cols.iter().map(|c| (*c).to_owned()));
+        h
+    };
     // summary.csv
     let mut w = csv::Writer::from_path(dir.join("summary.csv"))?;
-    let mut header = vec!["strategy".to_owned(), "replications".to_owned()];
+    let mut cols = vec!["strategy".to_owned(), "replications".to_owned()];
     for m in METRICS {
-        header.push(m.to_owned());
-        header.push(format!("{m}_ci95"));
+        cols.push(m.to_owned());
+        cols.push(format!("{m}_ci95"));
     }
-    w.write_record(&header)?;
+    let cols_ref: Vec<&str> = cols.iter().map(String::as_str).collect();
+    w.write_record(header(&cols_ref))?;
     for s in summaries {
         let mut row = vec![s.strategy.clone(), s.replications.to_string()];
         for (_, m) in &s.metrics {
             row.push(num(m.mean));
             row.push(m.ci95.map(num).unwrap_or_default());
         }
-        w.write_record(&row)?;
+        w.write_record(with_coords(row, &s.coords))?;
     }
     w.flush()?;
     // summary.json
@@ -281,6 +395,8 @@ pub fn write_reports(
     #[derive(Serialize)]
     struct JsonStrategy<'a> {
         strategy: &'a str,
+        point: usize,
+        coords: &'a [String],
         replications: usize,
         metrics: BTreeMap<&'a str, JsonMetric>,
         failures: BTreeMap<String, u64>,
@@ -304,7 +420,9 @@ pub fn write_reports(
         strategies: summaries
             .iter()
             .map(|s| {
-                let mine = runs.iter().filter(|r| r.strategy == s.strategy);
+                let mine = runs
+                    .iter()
+                    .filter(|r| r.strategy == s.strategy && r.point == s.point);
                 let mut failures = BTreeMap::new();
                 let mut events = BTreeMap::new();
                 for r in mine {
@@ -317,6 +435,8 @@ pub fn write_reports(
                 }
                 JsonStrategy {
                     strategy: &s.strategy,
+                    point: s.point,
+                    coords: &s.coords,
                     replications: s.replications,
                     metrics: s
                         .metrics
@@ -343,7 +463,7 @@ pub fn write_reports(
     writeln!(f)?;
     // endpoints.csv
     let mut w = csv::Writer::from_path(dir.join("endpoints.csv"))?;
-    w.write_record([
+    w.write_record(header(&[
         "strategy",
         "replication",
         "service",
@@ -352,26 +472,29 @@ pub fn write_reports(
         "load_share",
         "errors",
         "ejections",
-    ])?;
+    ]))?;
     for r in runs {
         let total: u64 = r.endpoints.iter().map(|e| e.attempts).sum();
         for e in &r.endpoints {
-            w.write_record([
-                r.strategy.clone(),
-                r.replication.to_string(),
-                e.service.clone(),
-                e.instance.to_string(),
-                e.attempts.to_string(),
-                num(e.attempts as f64 / total.max(1) as f64),
-                e.errors.to_string(),
-                e.ejections.to_string(),
-            ])?;
+            w.write_record(with_coords(
+                vec![
+                    r.strategy.clone(),
+                    r.replication.to_string(),
+                    e.service.clone(),
+                    e.instance.to_string(),
+                    e.attempts.to_string(),
+                    num(e.attempts as f64 / total.max(1) as f64),
+                    e.errors.to_string(),
+                    e.ejections.to_string(),
+                ],
+                &r.coords,
+            ))?;
         }
     }
     w.flush()?;
     // timeseries.csv
     let mut w = csv::Writer::from_path(dir.join("timeseries.csv"))?;
-    w.write_record([
+    w.write_record(header(&[
         "strategy",
         "replication",
         "t_s",
@@ -379,25 +502,64 @@ pub fn write_reports(
         "errors",
         "p50_ms",
         "p99_ms",
+        "p999_ms",
         "attempts",
         "ejected",
-    ])?;
+        "ejections",
+        "health_changes",
+    ]))?;
     for r in runs {
         for s in &r.timeseries {
-            w.write_record([
-                r.strategy.clone(),
-                r.replication.to_string(),
-                num(s.t_s),
-                s.requests.to_string(),
-                s.errors.to_string(),
-                num(s.p50_ms),
-                num(s.p99_ms),
-                s.attempts.to_string(),
-                s.ejected.to_string(),
-            ])?;
+            w.write_record(with_coords(
+                vec![
+                    r.strategy.clone(),
+                    r.replication.to_string(),
+                    num(s.t_s),
+                    s.requests.to_string(),
+                    s.errors.to_string(),
+                    num(s.p50_ms),
+                    num(s.p99_ms),
+                    num(s.p999_ms),
+                    s.attempts.to_string(),
+                    s.ejected.to_string(),
+                    s.ejections.to_string(),
+                    s.health_changes.to_string(),
+                ],
+                &r.coords,
+            ))?;
         }
     }
     w.flush()?;
+    // endpoint_timeseries.csv: replication 0 only, to keep reports small.
+    let mut w = csv::Writer::from_path(dir.join("endpoint_timeseries.csv"))?;
+    w.write_record(header(&["strategy", "t_s", "endpoint", "attempts"]))?;
+    for r in runs.iter().filter(|r| r.replication == 0) {
+        for (k, window) in r.endpoint_series.iter().enumerate() {
+            let t = r.timeseries.get(k).map_or(0.0, |s| s.t_s);
+            for (e, a) in window.iter().enumerate() {
+                w.write_record(with_coords(
+                    vec![r.strategy.clone(), num(t), e.to_string(), a.to_string()],
+                    &r.coords,
+                ))?;
+            }
+        }
+    }
+    w.flush()?;
+    // One merged latency distribution per strategy (and point).
+    for s in summaries {
+        let mut h = latency_histogram();
+        for r in runs
+            .iter()
+            .filter(|r| r.strategy == s.strategy && r.point == s.point)
+        {
+            h.add(&r.latency).map_err(std::io::Error::other)?;
+        }
+        let f = std::fs::File::create(dir.join(format!(
+            "latency.{}.hgrm",
+            run_label(&s.strategy, s.point, sweep)
+        )))?;
+        write_hgrm(&h, std::io::BufWriter::new(f))?;
+    }
     Ok(())
 }
 
@@ -432,7 +594,12 @@ pub fn comparison_table(summaries: &[StrategySummary]) -> String {
             .collect(),
     ];
     for s in summaries {
-        let mut row = vec![s.strategy.clone()];
+        let label = if s.coords.is_empty() {
+            s.strategy.clone()
+        } else {
+            format!("{} @ {}", s.strategy, s.coords.join(", "))
+        };
+        let mut row = vec![label];
         for (name, _) in cols {
             row.push(s.get(name).map(|m| cell(m, name)).unwrap_or_default());
         }
@@ -461,6 +628,107 @@ pub fn comparison_table(summaries: &[StrategySummary]) -> String {
         }
     }
     out
+}
+
+/// Compares two result directories: for each (sweep point, strategy) present in both, the
+/// relative change of every latency metric and throughput from A to B. Writes `compare.csv`,
+/// `compare.svg` and `compare.png` into `out`; returns the printed table.
+pub fn compare(
+    a: &Path,
+    b: &Path,
+    out: &Path,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let read = |d: &Path| -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let p = d.join("summary.json");
+        let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    };
+    let (ja, jb) = (read(a)?, read(b)?);
+    let key = |s: &serde_json::Value| {
+        (
+            s["strategy"].as_str().unwrap_or("").to_owned(),
+            s["coords"].to_string(),
+        )
+    };
+    let metrics = [
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "mean_ms",
+        "throughput_rps",
+        "error_rate",
+    ];
+    let mut rows: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for sa in ja["strategies"].as_array().cloned().unwrap_or_default() {
+        let Some(sb) = jb["strategies"]
+            .as_array()
+            .and_then(|v| v.iter().find(|s| key(s) == key(&sa)).cloned())
+        else {
+            continue;
+        };
+        let coords = sa["coords"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let label = if coords.is_empty() {
+            key(&sa).0
+        } else {
+            format!("{} @ {coords}", key(&sa).0)
+        };
+        let vals = metrics
+            .iter()
+            .map(|m| {
+                (
+                    sa["metrics"][m]["mean"].as_f64().unwrap_or(f64::NAN),
+                    sb["metrics"][m]["mean"].as_f64().unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        rows.push((label, vals));
+    }
+    if rows.is_empty() {
+        return Err(format!(
+            "no strategy in common between {} and {}",
+            a.display(),
+            b.display()
+        )
+        .into());
+    }
+    std::fs::create_dir_all(out)?;
+    let mut w = csv::Writer::from_path(out.join("compare.csv"))?;
+    let mut header = vec!["strategy".to_owned()];
+    for m in metrics {
+        header.extend([format!("{m}_a"), format!("{m}_b"), format!("{m}_change")]);
+    }
+    w.write_record(&header)?;
+    let change = |x: f64, y: f64| if x != 0.0 { (y - x) / x } else { f64::NAN };
+    let mut table = format!(
+        "{:<28} {}\n",
+        "strategy",
+        metrics.map(|m| format!("{m:>22}")).join("")
+    );
+    for (label, vals) in &rows {
+        let mut rec = vec![label.clone()];
+        let mut line = format!("{label:<28} ");
+        for &(x, y) in vals {
+            rec.extend([num(x), num(y), num(change(x, y))]);
+            line.push_str(&format!(
+                "{:>22}",
+                format!("{x:.3}->{y:.3} ({:+.1}%)", 100.0 * change(x, y))
+            ));
+        }
+        w.write_record(&rec)?;
+        table.push_str(&line);
+        table.push('\n');
+    }
+    w.flush()?;
+    render::compare_plot(&rows, &metrics, out)?;
+    Ok(table)
 }
 
 #[cfg(test)]

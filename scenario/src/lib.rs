@@ -90,6 +90,10 @@ pub struct Scenario {
     pub services: BTreeMap<String, Service>,
     /// Client populations by name.
     pub clients: BTreeMap<String, Client>,
+    /// A parameter sweep: field path -> list of values; every combination (cartesian product,
+    /// first path slowest) is run as its own point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<yaml_serde::Mapping>,
 }
 
 fn default_seed() -> u64 {
@@ -263,15 +267,33 @@ impl Arrival {
 /// A scenario ready to run: every strategy's policy merged and validated.
 #[derive(Clone, Debug)]
 pub struct Loaded {
-    /// The scenario.
+    /// The scenario as written (without its sweep applied).
     pub scenario: Scenario,
-    /// Each strategy's full policy, in file order.
+    /// Each strategy's full policy, in file order (of the scenario as written).
     pub strategies: Vec<(String, ClusterConfig)>,
+    /// The sweep's field paths, in file order (empty without a sweep).
+    pub sweep_paths: Vec<String>,
+    /// The points to run: one per sweep combination, or the scenario itself without a sweep.
+    pub points: Vec<Point>,
     /// The file's text, as read (reports embed it).
     pub source: String,
     /// Warnings (offered load at or above capacity, ...), one line each.
     pub warnings: Vec<String>,
 }
+
+/// One sweep point: the scenario with the point's values set.
+#[derive(Clone, Debug)]
+pub struct Point {
+    /// The point's value of each sweep path, as written (`4000/s`).
+    pub coords: Vec<String>,
+    /// The scenario at this point.
+    pub scenario: Scenario,
+    /// Each strategy's full policy at this point.
+    pub strategies: Vec<(String, ClusterConfig)>,
+}
+
+/// Most points a sweep may expand to.
+pub const MAX_SWEEP_POINTS: usize = 10_000;
 
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
@@ -289,7 +311,173 @@ pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
 }
 
 /// Parses and validates scenario text; `file` names it in errors, `dir` resolves relative paths.
+/// A `sweep:` section expands into one [`Point`] per combination, each validated in full.
 pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioError> {
+    let (scenario, strategies, warnings) = parse_one(source, file, dir)?;
+    let Some(sweep) = scenario.sweep.clone() else {
+        return Ok(Loaded {
+            points: vec![Point {
+                coords: Vec::new(),
+                scenario: scenario.clone(),
+                strategies: strategies.clone(),
+            }],
+            scenario,
+            strategies,
+            sweep_paths: Vec::new(),
+            source: source.to_owned(),
+            warnings,
+        });
+    };
+    let sweep_err = |field: String, message: String| {
+        let (line, column) = locate::locate(source, "sweep").unzip();
+        ScenarioError {
+            file: file.to_owned(),
+            line,
+            column,
+            field,
+            message,
+            suggestion: None,
+        }
+    };
+    let mut axes: Vec<(String, Vec<yaml_serde::Value>)> = Vec::new();
+    for (k, v) in &sweep {
+        let yaml_serde::Value::String(path) = k else {
+            return Err(sweep_err(
+                "sweep".into(),
+                "keys must be field paths such as `clients.load.arrival.rate`".into(),
+            ));
+        };
+        let values = match v {
+            yaml_serde::Value::Sequence(vs) if !vs.is_empty() => vs.clone(),
+            _ => {
+                return Err(sweep_err(
+                    format!("sweep.{path}"),
+                    "must be a non-empty list of values, such as [2000/s, 4000/s]".into(),
+                ));
+            }
+        };
+        if path.starts_with("sweep") || path.starts_with("name") || path.is_empty() {
+            return Err(sweep_err(
+                format!("sweep.{path}"),
+                "cannot sweep this field".into(),
+            ));
+        }
+        axes.push((path.clone(), values));
+    }
+    let total = axes.iter().map(|a| a.1.len()).product::<usize>();
+    if total > MAX_SWEEP_POINTS {
+        return Err(sweep_err(
+            "sweep".into(),
+            format!("expands to {total} points; at most {MAX_SWEEP_POINTS}"),
+        ));
+    }
+    let mut base: yaml_serde::Value =
+        yaml_serde::from_str(source).map_err(|e| yaml_error(&e, file))?;
+    if let yaml_serde::Value::Mapping(m) = &mut base {
+        m.remove("sweep");
+    }
+    let mut points = Vec::with_capacity(total);
+    let mut all_warnings = warnings;
+    for i in 0..total {
+        let mut rest = i;
+        let mut idx = vec![0; axes.len()];
+        for (k, a) in axes.iter().enumerate().rev() {
+            idx[k] = rest % a.1.len();
+            rest /= a.1.len();
+        }
+        let mut doc = base.clone();
+        let mut coords = Vec::new();
+        for (k, (path, values)) in axes.iter().enumerate() {
+            let v = &values[idx[k]];
+            set_path(&mut doc, path, v.clone())
+                .map_err(|m| sweep_err(format!("sweep.{path}"), m))?;
+            coords.push(scalar_text(v));
+        }
+        let label = axes
+            .iter()
+            .zip(&coords)
+            .map(|((p, _), c)| format!("{p}={c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = yaml_serde::to_string(&doc).unwrap_or_default();
+        let (sc, strategies, warnings) =
+            parse_one(&text, file, dir).map_err(|e| ScenarioError {
+                line: None,
+                column: None,
+                message: format!("{} (at sweep point {label})", e.message),
+                ..e
+            })?;
+        for w in warnings {
+            let w = format!("{w} (at sweep point {label})");
+            if !all_warnings.contains(&w) {
+                all_warnings.push(w);
+            }
+        }
+        points.push(Point {
+            coords,
+            scenario: sc,
+            strategies,
+        });
+    }
+    Ok(Loaded {
+        scenario,
+        strategies,
+        sweep_paths: axes.into_iter().map(|a| a.0).collect(),
+        points,
+        source: source.to_owned(),
+        warnings: all_warnings,
+    })
+}
+
+/// A scalar as written in reports.
+fn scalar_text(v: &yaml_serde::Value) -> String {
+    match v {
+        yaml_serde::Value::String(s) => s.clone(),
+        other => yaml_serde::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// Sets `path` (dotted) in a YAML document, creating mappings along the way.
+fn set_path(
+    doc: &mut yaml_serde::Value,
+    path: &str,
+    value: yaml_serde::Value,
+) -> Result<(), String> {
+    let mut cur = doc;
+    let segs: Vec<&str> = path.split('.').collect();
+    for (i, seg) in segs.iter().enumerate() {
+        let key = match seg.parse::<u64>() {
+            Ok(n)
+                if matches!(cur, yaml_serde::Value::Mapping(m)
+                    if m.contains_key(yaml_serde::Value::Number(n.into()))) =>
+            {
+                yaml_serde::Value::Number(n.into())
+            }
+            _ => yaml_serde::Value::String((*seg).to_owned()),
+        };
+        let yaml_serde::Value::Mapping(m) = cur else {
+            return Err(format!(
+                "`{}` is not a mapping, so `{seg}` cannot be set in it",
+                segs[..i].join(".")
+            ));
+        };
+        if i + 1 == segs.len() {
+            m.insert(key, value);
+            return Ok(());
+        }
+        cur = m
+            .entry(key)
+            .or_insert_with(|| yaml_serde::Value::Mapping(Default::default()));
+    }
+    Ok(())
+}
+
+type Parsed = (Scenario, Vec<(String, ClusterConfig)>, Vec<String>);
+
+fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioError> {
     let mut scenario: Scenario = yaml_serde::from_str(source).map_err(|e| yaml_error(&e, file))?;
     let at = |path: &str, message: String, suggestion: Option<String>| {
         let (line, column) = locate::locate(source, path).unzip();
@@ -323,12 +511,7 @@ pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioErr
         .map_err(|(f, m)| at(&format!("network.latency.{f}"), m, None))?;
     let warnings = check(&scenario, &at)?;
     let strategies = merge_strategies(&scenario, source, file)?;
-    Ok(Loaded {
-        scenario,
-        strategies,
-        source: source.to_owned(),
-        warnings,
-    })
+    Ok((scenario, strategies, warnings))
 }
 
 /// Turns a yaml_serde error into a located one with a suggestion.

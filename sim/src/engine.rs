@@ -111,6 +111,9 @@ struct Window {
     requests: u64,
     errors: u64,
     attempts: u64,
+    ejections: u64,
+    health_changes: u64,
+    per_endpoint: Vec<u64>,
 }
 
 struct Sim {
@@ -141,16 +144,25 @@ struct Sim {
     events: BTreeMap<String, u64>,
     window: Window,
     timeseries: Vec<Sample>,
+    endpoint_series: Vec<Vec<u64>>,
     sample_period: u64,
     processed: u64,
 }
 
-/// Runs strategy `strategy` (index into `loaded.strategies`), replication `replication`, with
-/// base seed `seed`. Pure: same inputs, same result.
-pub fn run_one(loaded: &Loaded, strategy: usize, replication: u32, seed: u64) -> RunResult {
+/// Runs sweep point `point`, strategy `strategy` (index into the point's strategies),
+/// replication `replication`, with base seed `seed`. Pure: same inputs, same result. Every point
+/// and strategy of a replication shares the replication's seed (common random numbers).
+pub fn run_one(
+    loaded: &Loaded,
+    point: usize,
+    strategy: usize,
+    replication: u32,
+    seed: u64,
+) -> RunResult {
     let run_seed = Seed::new(seed).fork_index(u64::from(replication));
-    let sc = &loaded.scenario;
-    let (name, config) = &loaded.strategies[strategy];
+    let pt = &loaded.points[point];
+    let sc = &pt.scenario;
+    let (name, config) = &pt.strategies[strategy];
 
     // Stations, service by service in name order.
     let mut stations = Vec::new();
@@ -238,11 +250,16 @@ pub fn run_one(loaded: &Loaded, strategy: usize, replication: u32, seed: u64) ->
             requests: 0,
             errors: 0,
             attempts: 0,
+            ejections: 0,
+            health_changes: 0,
+            per_endpoint: Vec::new(),
         },
         timeseries: Vec::new(),
+        endpoint_series: Vec::new(),
         sample_period: sc.sample_period.as_nanos(),
         processed: 0,
     };
+    sim.window.per_endpoint = vec![0; sim.stations.len()];
     for p in 0..sim.proxies.len() as u32 {
         sim.drain(p);
         let first = sim.next_arrival(p, 0, true);
@@ -256,6 +273,8 @@ pub fn run_one(loaded: &Loaded, strategy: usize, replication: u32, seed: u64) ->
         None => (sim.last_finish - sim.first_measured.unwrap_or(0)) as f64 / 1e9,
     };
     RunResult {
+        point,
+        coords: pt.coords.clone(),
         strategy: name.clone(),
         replication,
         seed: run_seed.value(),
@@ -268,6 +287,7 @@ pub fn run_one(loaded: &Loaded, strategy: usize, replication: u32, seed: u64) ->
         endpoints: sim.stations.into_iter().map(|s| s.stats).collect(),
         timeseries: sim.timeseries,
         events: sim.events,
+        endpoint_series: sim.endpoint_series,
         sim_events: sim.processed,
     }
 }
@@ -358,8 +378,10 @@ impl Sim {
                 }
                 Ev::Sample => {
                     self.sample();
-                    if !self.done() {
-                        self.push(at + self.sample_period, Ev::Sample);
+                    // Windows cover the arrival period: none after a duration ends.
+                    let next = at + self.sample_period;
+                    if !self.done() && next <= self.arrive_until {
+                        self.push(next, Ev::Sample);
                     }
                 }
             }
@@ -367,7 +389,10 @@ impl Sim {
                 break;
             }
         }
-        if self.now % self.sample_period != 0 || self.timeseries.is_empty() {
+        // A request-count run ends mid-window: keep that last, partial window.
+        if self.arrive_until == u64::MAX && self.now % self.sample_period != 0
+            || self.timeseries.is_empty()
+        {
             self.sample();
         }
     }
@@ -434,6 +459,7 @@ impl Sim {
                     self.by_attempt.insert((p, attempt), j);
                     self.stations[station as usize].stats.attempts += 1;
                     self.window.attempts += 1;
+                    self.window.per_endpoint[station as usize] += 1;
                     if let Some(n) = self.measured_attempts.get_mut(&request.0) {
                         *n += 1;
                     }
@@ -525,11 +551,15 @@ impl Sim {
             PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
                 let s = self.proxies[p as usize].offset + endpoint.0;
                 self.stations[s as usize].stats.ejections += 1;
+                self.window.ejections += 1;
                 "ejected"
             }
             PolicyEvent::Outlier(OutlierEvent::Unejected { .. }) => "unejected",
             PolicyEvent::Outlier(OutlierEvent::Skipped { .. }) => "ejection_skipped",
-            PolicyEvent::HealthChanged { .. } => "health_changed",
+            PolicyEvent::HealthChanged { .. } => {
+                self.window.health_changes += 1;
+                "health_changed"
+            }
             PolicyEvent::Accrual(_) => "failure_accrual",
             PolicyEvent::Breaker(b) if b.open => "breaker_opened",
             PolicyEvent::Breaker(_) => "breaker_closed",
@@ -631,12 +661,19 @@ impl Sim {
             errors: w.errors,
             p50_ms: q(&w.hist, 0.5),
             p99_ms: q(&w.hist, 0.99),
+            p999_ms: q(&w.hist, 0.999),
             attempts: w.attempts,
             ejected,
+            ejections: w.ejections,
+            health_changes: w.health_changes,
         });
+        self.endpoint_series.push(w.per_endpoint.clone());
         w.hist.reset();
         w.requests = 0;
         w.errors = 0;
         w.attempts = 0;
+        w.ejections = 0;
+        w.health_changes = 0;
+        w.per_endpoint.iter_mut().for_each(|c| *c = 0);
     }
 }

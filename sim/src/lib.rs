@@ -24,16 +24,22 @@ pub use engine::run_one;
 /// Progress callback: called once per finished run.
 pub type Progress<'a> = &'a (dyn Fn() + Sync);
 
-/// Runs every strategy x replication, in parallel on the current rayon pool; results come back
-/// ordered by strategy (file order), then replication.
+/// Runs every sweep point x strategy x replication, in parallel on the current rayon pool;
+/// results come back ordered by point, then strategy (file order), then replication.
 pub fn run_all(loaded: &Loaded, seed: u64, progress: Progress<'_>) -> Vec<RunResult> {
     use rayon::prelude::*;
-    let jobs: Vec<(usize, u32)> = (0..loaded.strategies.len())
-        .flat_map(|s| (0..loaded.scenario.replications).map(move |r| (s, r)))
+    let jobs: Vec<(usize, usize, u32)> = loaded
+        .points
+        .iter()
+        .enumerate()
+        .flat_map(|(p, point)| {
+            (0..point.strategies.len())
+                .flat_map(move |s| (0..point.scenario.replications).map(move |r| (p, s, r)))
+        })
         .collect();
     jobs.par_iter()
-        .map(|&(s, r)| {
-            let result = run_one(loaded, s, r, seed);
+        .map(|&(p, s, r)| {
+            let result = run_one(loaded, p, s, r, seed);
             progress();
             result
         })

@@ -1,0 +1,1194 @@
+//! Plots (PNG and SVG) and the one-page HTML report, rebuilt from a result directory's files
+//! alone, so `meshbench report DIR` redraws exactly what `meshbench run` drew.
+//!
+//! Text is drawn with DejaVu Sans, embedded in the binary and registered with plotters'
+//! `ab_glyph` backend: no system font library is needed. Each strategy keeps one colour across
+//! every plot of a report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Plot size in pixels.
+const SIZE: (u32, u32) = (900, 500);
+
+static FONT: Once = Once::new();
+
+/// DejaVu Sans (Bitstream Vera licence, `report/fonts/LICENSE-DejaVu.txt`).
+const DEJAVU: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+
+/// Registers the embedded font as plotters' `sans-serif`, once.
+pub fn register_font() {
+    FONT.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            let _ = plotters::style::register_font("sans-serif", style, DEJAVU);
+        }
+    });
+}
+
+/// Tableau 10: distinct, colour-blind-friendly.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The colour of the `i`th strategy.
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn err(e: impl std::fmt::Display) -> Box<dyn std::error::Error + Send + Sync> {
+    e.to_string().into()
+}
+
+/// A timeseries.csv row: strategy, sweep coordinates, replication, numeric columns by name.
+pub type TimeRow = (String, Vec<String>, u32, BTreeMap<String, f64>);
+
+type Points = Vec<(f64, f64)>;
+
+/// A sweep curve: label, colour index, (x index, mean, CI half-width) points.
+type Curve = (String, usize, Vec<(usize, f64, f64)>);
+
+/// One series of a report: a strategy at a sweep point.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Display name (`p2c`, or `p2c @ 4000/s`).
+    pub label: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// Sweep point.
+    pub point: usize,
+    /// Colour index (by strategy).
+    pub colour: usize,
+    /// Latency distribution: (value ms, quantile).
+    pub cdf: Vec<(f64, f64)>,
+}
+
+/// Everything the plots are drawn from, read back from a result directory.
+#[derive(Clone, Debug, Default)]
+pub struct ReportData {
+    /// summary.json, parsed.
+    pub summary: serde_json::Value,
+    /// Series in report order.
+    pub series: Vec<Series>,
+    /// timeseries.csv rows: (strategy, point coords, replication, columns by name).
+    pub timeseries: Vec<TimeRow>,
+    /// endpoints.csv rows: (strategy, coords, replication, endpoint label, load_share).
+    pub endpoints: Vec<(String, Vec<String>, u32, String, f64)>,
+    /// endpoint_timeseries.csv rows: (strategy, coords, t_s, endpoint, attempts).
+    pub endpoint_series: Vec<(String, Vec<String>, f64, usize, f64)>,
+    /// The sweep's paths.
+    pub sweep_paths: Vec<String>,
+    /// Fault windows to shade, in seconds.
+    pub faults: Vec<(f64, f64)>,
+    /// The scenario text.
+    pub scenario: String,
+}
+
+fn read_csv(path: &Path) -> Res<(Vec<String>, Vec<Vec<String>>)> {
+    let mut r =
+        csv::Reader::from_path(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let header: Vec<String> = r.headers()?.iter().map(str::to_owned).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.map(|rec| rec.iter().map(str::to_owned).collect()))
+        .collect::<Result<Vec<Vec<String>>, _>>()?;
+    Ok((header, rows))
+}
+
+/// Reads an `.hgrm` file into (value ms, quantile) points.
+pub fn read_hgrm(text: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let v = f.next()?.parse::<f64>().ok()?;
+            let q = f.next()?.parse::<f64>().ok()?;
+            Some((v, q))
+        })
+        .collect()
+}
+
+impl ReportData {
+    /// Reads a result directory written by [`crate::write_reports`].
+    pub fn read(dir: &Path) -> Res<Self> {
+        let summary: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join("summary.json"))
+                .map_err(|e| err(format!("{}: {e}", dir.join("summary.json").display())))?,
+        )?;
+        let sweep_paths: Vec<String> = summary["sweep_paths"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sweep = !sweep_paths.is_empty();
+        let nsweep = sweep_paths.len();
+        let strategies = summary["strategies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut order: Vec<String> = Vec::new();
+        let mut series = Vec::new();
+        for s in &strategies {
+            let name = s["strategy"].as_str().unwrap_or("?").to_owned();
+            let point = s["point"].as_u64().unwrap_or(0) as usize;
+            let coords: Vec<String> = s["coords"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !order.contains(&name) {
+                order.push(name.clone());
+            }
+            let colour = order.iter().position(|n| *n == name).unwrap_or(0);
+            let file = dir.join(format!(
+                "latency.{}.hgrm",
+                crate::run_label(&name, point, sweep)
+            ));
+            let cdf = std::fs::read_to_string(&file)
+                .map(|t| read_hgrm(&t))
+                .unwrap_or_default();
+            let label = if coords.is_empty() {
+                name.clone()
+            } else {
+                format!("{name} @ {}", coords.join(", "))
+            };
+            series.push(Series {
+                label,
+                strategy: name,
+                point,
+                colour,
+                cdf,
+            });
+        }
+        let split = |row: &[String]| -> (Vec<String>, Vec<String>) {
+            (row[..nsweep].to_vec(), row[nsweep..].to_vec())
+        };
+        let (h, rows) = read_csv(&dir.join("timeseries.csv"))?;
+        let h = h[nsweep..].to_vec();
+        let timeseries = rows
+            .iter()
+            .map(|row| {
+                let (coords, rest) = split(row);
+                let cols: BTreeMap<String, f64> = h
+                    .iter()
+                    .zip(&rest)
+                    .skip(2)
+                    .filter_map(|(k, v)| v.parse().ok().map(|v| (k.clone(), v)))
+                    .collect();
+                (rest[0].clone(), coords, rest[1].parse().unwrap_or(0), cols)
+            })
+            .collect();
+        let (_, rows) = read_csv(&dir.join("endpoints.csv"))?;
+        let endpoints = rows
+            .iter()
+            .map(|row| {
+                let (coords, r) = split(row);
+                (
+                    r[0].clone(),
+                    coords,
+                    r[1].parse().unwrap_or(0),
+                    format!("{}/{}", r[2], r[3]),
+                    r[5].parse().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        let endpoint_series = match read_csv(&dir.join("endpoint_timeseries.csv")) {
+            Ok((_, rows)) => rows
+                .iter()
+                .map(|row| {
+                    let (coords, r) = split(row);
+                    (
+                        r[0].clone(),
+                        coords,
+                        r[1].parse().unwrap_or(0.0),
+                        r[2].parse().unwrap_or(0),
+                        r[3].parse().unwrap_or(0.0),
+                    )
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let faults = summary["faults"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| Some((f["from_s"].as_f64()?, f["until_s"].as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ReportData {
+            scenario: std::fs::read_to_string(dir.join("scenario.yaml")).unwrap_or_default(),
+            summary,
+            series,
+            timeseries,
+            endpoints,
+            endpoint_series,
+            sweep_paths,
+            faults,
+        })
+    }
+
+    /// The series of the first sweep point (the ones time plots show).
+    fn first_point(&self) -> impl Iterator<Item = &Series> {
+        self.series.iter().filter(|s| s.point == 0)
+    }
+
+    fn coords_of(&self, point: usize) -> Vec<String> {
+        self.summary["strategies"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|s| s["point"].as_u64() == Some(point as u64))
+                    .and_then(|s| s["coords"].as_array())
+                    .map(|c| {
+                        c.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A plot: its file stem and title, and how to draw it.
+pub struct Plot {
+    /// File stem (`latency_cdf`).
+    pub name: &'static str,
+    /// Title shown above it in the HTML.
+    pub title: &'static str,
+    draw: fn(&ReportData, &DrawingArea<SVGBackend<'_>, Shift>) -> Res<()>,
+    draw_png: fn(&ReportData, &DrawingArea<BitMapBackend<'_>, Shift>) -> Res<()>,
+}
+
+macro_rules! plot {
+    ($name:literal, $title:literal, $f:ident) => {
+        Plot {
+            name: $name,
+            title: $title,
+            draw: |d, a| $f(d, a),
+            draw_png: |d, a| $f(d, a),
+        }
+    };
+}
+
+/// Every plot a report may have (sweep curves only with a sweep).
+pub fn plots(data: &ReportData) -> Vec<Plot> {
+    let mut v = vec![
+        plot!("latency_cdf", "Latency CDF", latency_cdf),
+        plot!("latency_ccdf", "Latency CCDF (tail)", latency_ccdf),
+        plot!(
+            "percentiles_over_time",
+            "Percentiles over time",
+            percentiles_over_time
+        ),
+        plot!("load_share", "Load share per endpoint", load_share),
+        plot!(
+            "endpoint_heatmap",
+            "Per-endpoint load over time",
+            endpoint_heatmap
+        ),
+        plot!(
+            "retries_and_ejections",
+            "Retry amplification and ejections over time",
+            retries_and_ejections
+        ),
+    ];
+    if !data.sweep_paths.is_empty() {
+        v.push(plot!(
+            "sweep_p99",
+            "p99 latency across the sweep",
+            sweep_p99
+        ));
+        v.push(plot!(
+            "sweep_mean",
+            "Mean latency across the sweep",
+            sweep_mean
+        ));
+    }
+    v
+}
+
+/// Draws `plot` as SVG text.
+pub fn svg(plot: &Plot, data: &ReportData) -> Res<String> {
+    register_font();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        (plot.draw)(data, &root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(out)
+}
+
+/// Draws `plot` into a PNG file.
+pub fn png(plot: &Plot, data: &ReportData, path: &Path) -> Res<()> {
+    register_font();
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    (plot.draw_png)(data, &root)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Draws `plot` into an RGB pixel buffer (tests compare renderings).
+pub fn pixels(plot: &Plot, data: &ReportData) -> Res<Vec<u8>> {
+    register_font();
+    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        (plot.draw_png)(data, &root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)
+}
+
+fn latency_range(data: &ReportData) -> (f64, f64) {
+    let lo = data
+        .first_point()
+        .flat_map(|s| s.cdf.iter().map(|p| p.0))
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = data
+        .first_point()
+        .flat_map(|s| s.cdf.iter().map(|p| p.0))
+        .fold(0.0, f64::max);
+    if lo.is_finite() && hi > lo {
+        (lo * 0.9, hi * 1.1)
+    } else {
+        (0.001, 1.0)
+    }
+}
+
+fn latency_cdf<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (lo, hi) = latency_range(data);
+    let mut chart = ChartBuilder::on(root)
+        .caption("Latency CDF", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms, log scale)")
+        .y_desc("fraction of requests <= x")
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    for s in data.first_point() {
+        let c = colour(s.colour);
+        chart
+            .draw_series(LineSeries::new(
+                s.cdf.iter().map(|&(v, q)| (v.max(lo), q)),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    legend(&mut chart)
+}
+
+fn latency_ccdf<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (lo, hi) = latency_range(data);
+    let floor = 1e-5;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Latency CCDF (tail)", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((lo..hi).log_scale(), (floor..1.0).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms, log scale)")
+        .y_desc("fraction of requests > x (log scale)")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    for s in data.first_point() {
+        let c = colour(s.colour);
+        chart
+            .draw_series(LineSeries::new(
+                s.cdf
+                    .iter()
+                    .map(|&(v, q)| (v.max(lo), (1.0 - q).max(floor)))
+                    .take_while(|p| p.1 > floor),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(err)
+}
+
+/// Mean over replications of a time-series column, per strategy at point 0: (t, value).
+fn series_over_time(data: &ReportData, strategy: &str, col: &str) -> Vec<(f64, f64)> {
+    let coords0 = data.coords_of(0);
+    let mut acc: BTreeMap<i64, (f64, f64, u32)> = BTreeMap::new();
+    for (s, coords, _, cols) in &data.timeseries {
+        if s != strategy || *coords != coords0 {
+            continue;
+        }
+        let (Some(&t), Some(&v)) = (cols.get("t_s"), cols.get(col)) else {
+            continue;
+        };
+        let e = acc.entry((t * 1e6) as i64).or_insert((t, 0.0, 0));
+        e.1 += v;
+        e.2 += 1;
+    }
+    acc.values()
+        .map(|&(t, v, n)| (t, v / f64::from(n)))
+        .collect()
+}
+
+fn strategies_at_point0(data: &ReportData) -> Vec<(String, usize)> {
+    data.first_point()
+        .map(|s| (s.strategy.clone(), s.colour))
+        .collect()
+}
+
+fn shade_faults<
+    'a,
+    DB: DrawingBackend + 'a,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    faults: &[(f64, f64)],
+    y: (f64, f64),
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    for &(a, b) in faults {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, y.0), (b, y.1)],
+                RGBColor(255, 200, 200).mix(0.4).filled(),
+            )))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn percentiles_over_time<DB: DrawingBackend>(
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let strategies = strategies_at_point0(data);
+    let mut lines = Vec::new();
+    for (s, c) in &strategies {
+        for (col, dash) in [("p50_ms", 0), ("p99_ms", 1), ("p999_ms", 2)] {
+            let pts: Vec<(f64, f64)> = series_over_time(data, s, col)
+                .into_iter()
+                .filter(|p| p.1 > 0.0)
+                .collect();
+            lines.push((s.clone(), *c, col, dash, pts));
+        }
+    }
+    let all = lines.iter().flat_map(|l| l.4.iter());
+    let t_max = all.clone().map(|p| p.0).fold(1e-9, f64::max);
+    let y_lo = all.clone().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let y_hi = all.map(|p| p.1).fold(0.0, f64::max);
+    let (y_lo, y_hi) = if y_lo.is_finite() && y_hi > y_lo {
+        (y_lo * 0.8, y_hi * 1.25)
+    } else {
+        (0.001, 1.0)
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "p50 (thin), p99 (thick), p99.9 (dashed) over time",
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max, (y_lo..y_hi).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc("latency (ms, log scale)")
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    shade_faults(&mut chart, &data.faults, (y_lo, y_hi))?;
+    for (s, c, col, dash, pts) in lines {
+        let colour = colour(c);
+        let style = colour.stroke_width(if dash == 1 { 3 } else { 1 });
+        if dash == 2 {
+            chart
+                .draw_series(DashedLineSeries::new(pts, 6, 4, style))
+                .map_err(err)?;
+        } else {
+            let series = chart
+                .draw_series(LineSeries::new(pts, style))
+                .map_err(err)?;
+            if col == "p99_ms" {
+                series.label(s).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
+                });
+            }
+        }
+    }
+    legend(&mut chart)
+}
+
+fn load_share<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let coords0 = data.coords_of(0);
+    let strategies = strategies_at_point0(data);
+    // Mean share per (strategy, endpoint) over replications, endpoints in file order.
+    let mut endpoints: Vec<String> = Vec::new();
+    let mut acc: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
+    for (s, coords, _, ep, share) in &data.endpoints {
+        if *coords != coords0 {
+            continue;
+        }
+        let Some(si) = strategies.iter().position(|x| x.0 == *s) else {
+            continue;
+        };
+        let ei = match endpoints.iter().position(|e| e == ep) {
+            Some(i) => i,
+            None => {
+                endpoints.push(ep.clone());
+                endpoints.len() - 1
+            }
+        };
+        let e = acc.entry((si, ei)).or_insert((0.0, 0));
+        e.0 += share;
+        e.1 += 1;
+    }
+    let n_ep = endpoints.len().max(1);
+    let n_s = strategies.len().max(1);
+    let y_hi = acc
+        .values()
+        .map(|&(v, n)| 100.0 * v / f64::from(n))
+        .fold(1.0, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Load share per endpoint", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5..n_ep as f64 - 0.5, 0.0..y_hi)
+        .map_err(err)?;
+    let eps = endpoints.clone();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("endpoint (service/instance)")
+        .y_desc("share of attempts (%)")
+        .x_labels(n_ep.min(25) + 1)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                eps.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    let width = 0.8 / n_s as f64;
+    for (si, (name, c)) in strategies.iter().enumerate() {
+        let colour = colour(*c);
+        let bars: Vec<Rectangle<(f64, f64)>> = acc
+            .iter()
+            .filter(|((s, _), _)| *s == si)
+            .map(|(&(_, e), &(v, n))| {
+                let x0 = e as f64 - 0.4 + si as f64 * width;
+                Rectangle::new(
+                    [(x0, 0.0), (x0 + width, 100.0 * v / f64::from(n))],
+                    colour.filled(),
+                )
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    legend(&mut chart)
+}
+
+fn endpoint_heatmap<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let coords0 = data.coords_of(0);
+    let strategies = strategies_at_point0(data);
+    let rows: Vec<&(String, Vec<String>, f64, usize, f64)> = data
+        .endpoint_series
+        .iter()
+        .filter(|r| r.1 == coords0)
+        .collect();
+    let t_max = rows.iter().map(|r| r.2).fold(1e-9, f64::max);
+    let n_ep = rows.iter().map(|r| r.3 + 1).max().unwrap_or(1);
+    let peak = rows.iter().map(|r| r.4).fold(1.0, f64::max);
+    // The sample period: the median gap between window ends (a last, partial window is
+    // shorter).
+    let period = {
+        let mut ts: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        ts.sort_by(f64::total_cmp);
+        ts.dedup();
+        let mut gaps: Vec<f64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.sort_by(f64::total_cmp);
+        gaps.get(gaps.len() / 2).copied().unwrap_or(t_max)
+    };
+    let (title, body) = root.split_vertically(36);
+    title
+        .titled(
+            "Attempts per endpoint per window (darker = more)",
+            ("sans-serif", 22),
+        )
+        .map_err(err)?;
+    let panels = body.split_evenly((strategies.len().max(1), 1));
+    for ((name, c), panel) in strategies.iter().zip(panels.iter()) {
+        let mut chart = ChartBuilder::on(panel)
+            .margin(4)
+            .x_label_area_size(if std::ptr::eq(panel, panels.last().unwrap()) {
+                35
+            } else {
+                0
+            })
+            .y_label_area_size(60)
+            .right_y_label_area_size(10)
+            .build_cartesian_2d(0.0..t_max, 0.0..n_ep as f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("time (s)")
+            .y_desc("endpoint")
+            .y_labels(n_ep.min(6))
+            .axis_desc_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        let base = colour(*c);
+        chart
+            .draw_series(rows.iter().filter(|r| r.0 == *name).map(|r| {
+                let f = (r.4 / peak).clamp(0.0, 1.0);
+                let mix = |ch: u8| (255.0 - (255.0 - f64::from(ch)) * f) as u8;
+                Rectangle::new(
+                    [(r.2 - period, r.3 as f64), (r.2, r.3 as f64 + 1.0)],
+                    RGBColor(mix(base.0), mix(base.1), mix(base.2)).filled(),
+                )
+            }))
+            .map_err(err)?;
+        panel
+            .draw_text(
+                name,
+                &("sans-serif", 14).into_text_style(panel).color(&base),
+                (70, 2),
+            )
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn retries_and_ejections<DB: DrawingBackend>(
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let strategies = strategies_at_point0(data);
+    let (top, bottom) = root.split_vertically(SIZE.1 / 2);
+    let amp: Vec<(usize, String, Points)> = strategies
+        .iter()
+        .map(|(s, c)| {
+            let a = series_over_time(data, s, "attempts");
+            let r = series_over_time(data, s, "requests");
+            let pts = a
+                .iter()
+                .zip(&r)
+                .filter(|(_, r)| r.1 > 0.0)
+                .map(|(a, r)| (a.0, a.1 / r.1))
+                .collect();
+            (*c, s.clone(), pts)
+        })
+        .collect();
+    let t_max = amp
+        .iter()
+        .flat_map(|a| a.2.iter().map(|p| p.0))
+        .fold(1e-9, f64::max);
+    let y_hi = amp
+        .iter()
+        .flat_map(|a| a.2.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&top)
+        .caption(
+            "Retry amplification and ejections over time",
+            ("sans-serif", 20),
+        )
+        .margin(8)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max, 0.9..y_hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .y_desc("attempts per request")
+        .axis_desc_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    shade_faults(&mut chart, &data.faults, (0.9, y_hi))?;
+    for (c, s, pts) in amp {
+        let colour = colour(c);
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(err)?
+            .label(s)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    legend(&mut chart)?;
+    let ej: Vec<(usize, Points, Points)> = strategies
+        .iter()
+        .map(|(s, c)| {
+            (
+                *c,
+                series_over_time(data, s, "ejected"),
+                series_over_time(data, s, "health_changes"),
+            )
+        })
+        .collect();
+    let y_hi = ej
+        .iter()
+        .flat_map(|e| e.1.iter().chain(e.2.iter()).map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&bottom)
+        .margin(8)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc("ejected hosts (solid), health changes (dashed)")
+        .axis_desc_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    shade_faults(&mut chart, &data.faults, (0.0, y_hi))?;
+    for (c, ejected, health) in ej {
+        let colour = colour(c);
+        chart
+            .draw_series(LineSeries::new(ejected, colour.stroke_width(2)))
+            .map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(health, 5, 4, colour.stroke_width(1)))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn sweep_curve<DB: DrawingBackend>(
+    data: &ReportData,
+    root: &DrawingArea<DB, Shift>,
+    metric: &str,
+    title: &str,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    // x: the first sweep path's values in order; one curve per strategy (and per value of the
+    // other paths).
+    let strategies = data.summary["strategies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut xs: Vec<String> = Vec::new();
+    let mut curves: BTreeMap<(usize, String), Curve> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for s in &strategies {
+        let name = s["strategy"].as_str().unwrap_or("?").to_owned();
+        if !order.contains(&name) {
+            order.push(name.clone());
+        }
+        let ci = order.iter().position(|n| *n == name).unwrap_or(0);
+        let coords: Vec<String> = s["coords"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(x) = coords.first() else { continue };
+        let xi = match xs.iter().position(|v| v == x) {
+            Some(i) => i,
+            None => {
+                xs.push(x.clone());
+                xs.len() - 1
+            }
+        };
+        let rest = coords[1..].join(", ");
+        let label = if rest.is_empty() {
+            name.clone()
+        } else {
+            format!("{name} @ {rest}")
+        };
+        let m = &s["metrics"][metric];
+        let mean = m["mean"].as_f64().unwrap_or(0.0);
+        let ci95 = m["ci95"].as_f64().unwrap_or(0.0);
+        curves
+            .entry((ci, rest.clone()))
+            .or_insert((label, ci, Vec::new()))
+            .2
+            .push((xi, mean, ci95));
+    }
+    let y_hi = curves
+        .values()
+        .flat_map(|c| c.2.iter().map(|p| p.1 + p.2))
+        .fold(1e-9, f64::max)
+        * 1.15;
+    let n = xs.len().max(2);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.2..(n - 1) as f64 + 0.2, 0.0..y_hi)
+        .map_err(err)?;
+    let labels = xs.clone();
+    chart
+        .configure_mesh()
+        .x_desc(data.sweep_paths.first().cloned().unwrap_or_default())
+        .y_desc(format!("{metric} (mean, 95% CI band)"))
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    for (_, (label, c, pts)) in curves {
+        let colour = colour(c);
+        let mut band: Vec<(f64, f64)> = pts.iter().map(|&(x, m, ci)| (x as f64, m + ci)).collect();
+        band.extend(
+            pts.iter()
+                .rev()
+                .map(|&(x, m, ci)| (x as f64, (m - ci).max(0.0))),
+        );
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                band,
+                colour.mix(0.2).filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|&(x, m, _)| (x as f64, m)),
+                colour.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&(x, m, _)| Circle::new((x as f64, m), 4, colour.filled())),
+            )
+            .map_err(err)?;
+    }
+    legend(&mut chart)
+}
+
+fn sweep_p99<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    sweep_curve(data, root, "p99_ms", "p99 latency (ms) across the sweep")
+}
+
+fn sweep_mean<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    sweep_curve(data, root, "mean_ms", "Mean latency (ms) across the sweep")
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Rebuilds every plot (PNG and SVG) and `index.html` in a result directory.
+pub fn render_dir(dir: &Path) -> Res<Vec<String>> {
+    let data = ReportData::read(dir)?;
+    let mut written = Vec::new();
+    let mut sections = String::new();
+    for plot in plots(&data) {
+        let svg_text = svg(&plot, &data)?;
+        std::fs::write(dir.join(format!("{}.svg", plot.name)), &svg_text)?;
+        png(&plot, &data, &dir.join(format!("{}.png", plot.name)))?;
+        written.push(plot.name.to_owned());
+        let _ = write!(
+            sections,
+            "<section><h2>{}</h2>\n<figure>{}</figure>\n<p class=\"files\"><a href=\"{n}.png\">{n}.png</a> · <a href=\"{n}.svg\">{n}.svg</a></p></section>\n",
+            escape(plot.title),
+            svg_text
+                .trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+                .trim_start(),
+            n = plot.name
+        );
+    }
+    let html = html_page(&data, &sections);
+    std::fs::write(dir.join("index.html"), html)?;
+    Ok(written)
+}
+
+fn html_page(data: &ReportData, sections: &str) -> String {
+    let s = &data.summary;
+    let name = s["scenario"].as_str().unwrap_or("scenario");
+    let mut table = String::from("<table><thead><tr>");
+    for p in &data.sweep_paths {
+        let _ = write!(table, "<th>{}</th>", escape(p));
+    }
+    let cols = [
+        ("p50_ms", "p50 (ms)"),
+        ("p90_ms", "p90 (ms)"),
+        ("p99_ms", "p99 (ms)"),
+        ("p999_ms", "p99.9 (ms)"),
+        ("mean_ms", "mean (ms)"),
+        ("throughput_rps", "successes/s"),
+        ("error_rate", "error rate"),
+        ("retry_amplification", "attempts/request"),
+    ];
+    table.push_str("<th>strategy</th>");
+    for (_, h) in cols {
+        let _ = write!(table, "<th>{h}</th>");
+    }
+    table.push_str("</tr></thead><tbody>");
+    let order: Vec<String> = data.series.iter().map(|x| x.strategy.clone()).collect();
+    for st in s["strategies"].as_array().cloned().unwrap_or_default() {
+        let strategy = st["strategy"].as_str().unwrap_or("?");
+        let c = colour(
+            order
+                .iter()
+                .position(|n| n == strategy)
+                .map_or(0, |i| data.series[i].colour),
+        );
+        table.push_str("<tr>");
+        for v in st["coords"].as_array().cloned().unwrap_or_default() {
+            let _ = write!(table, "<td>{}</td>", escape(v.as_str().unwrap_or("")));
+        }
+        let _ = write!(
+            table,
+            "<td><span class=\"dot\" style=\"background:rgb({},{},{})\"></span>{}</td>",
+            c.0,
+            c.1,
+            c.2,
+            escape(strategy)
+        );
+        for (k, _) in cols {
+            let m = &st["metrics"][k];
+            let mean = m["mean"].as_f64().unwrap_or(f64::NAN);
+            let digits = if k == "throughput_rps" { 0 } else { 3 };
+            let cell = match m["ci95"].as_f64() {
+                Some(ci) => format!("{mean:.digits$} ± {ci:.digits$}"),
+                None => format!("{mean:.digits$}"),
+            };
+            let _ = write!(table, "<td>{cell}</td>");
+        }
+        table.push_str("</tr>");
+    }
+    table.push_str("</tbody></table>");
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>meshbench: {title}</title>
+<style>
+body {{ font-family: "DejaVu Sans", sans-serif; margin: 2em auto; max-width: 980px; color: #222; }}
+h1 {{ font-size: 1.6em; }} h2 {{ font-size: 1.2em; margin-top: 2em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; width: 100%; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 6px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
+.dot {{ display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 6px; }}
+figure {{ margin: 0; }} figure svg {{ max-width: 100%; height: auto; }}
+.files {{ font-size: 0.8em; color: #666; }}
+pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.8em; }}
+.meta {{ color: #555; font-size: 0.9em; }}
+</style>
+</head>
+<body>
+<h1>meshbench report: {title}</h1>
+<p class="meta">seed {seed} · {reps} replications per strategy · meshbench {version} · reproduce with <code>meshbench run scenario.yaml --seed {seed}</code></p>
+<h2>Comparison (mean ± 95% confidence interval over replications)</h2>
+{table}
+{sections}
+<h2>Scenario</h2>
+<pre>{scenario}</pre>
+</body>
+</html>
+"#,
+        title = escape(name),
+        seed = s["seed"].as_u64().unwrap_or(0),
+        reps = s["replications"].as_u64().unwrap_or(0),
+        version = escape(s["meshbench_version"].as_str().unwrap_or("?")),
+        table = table,
+        sections = sections,
+        scenario = escape(&data.scenario),
+    )
+}
+
+/// Draws the relative change of each metric per strategy (grouped bars), as SVG and PNG.
+pub(crate) fn compare_plot(
+    rows: &[(String, Vec<(f64, f64)>)],
+    metrics: &[&str],
+    out: &Path,
+) -> Res<()> {
+    register_font();
+    fn draw<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        rows: &[(String, Vec<(f64, f64)>)],
+        metrics: &[&str],
+    ) -> Res<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let change = |x: f64, y: f64| {
+            if x != 0.0 && x.is_finite() && y.is_finite() {
+                100.0 * (y - x) / x
+            } else {
+                0.0
+            }
+        };
+        let lim = rows
+            .iter()
+            .flat_map(|r| r.1.iter().map(|&(x, y)| change(x, y).abs()))
+            .fold(1.0, f64::max)
+            * 1.15;
+        let n = metrics.len();
+        let mut chart = ChartBuilder::on(root)
+            .caption("Change from A to B (%)", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..n as f64, -lim..lim)
+            .map_err(err)?;
+        let names: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2)
+            .x_label_formatter(&|x| {
+                let i = x.floor();
+                if (x - i - 0.5).abs() < 0.26 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("relative change (%)")
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        let width = 0.8 / rows.len().max(1) as f64;
+        for (i, (label, vals)) in rows.iter().enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(vals.iter().enumerate().map(|(m, &(x, y))| {
+                    let x0 = m as f64 + 0.1 + i as f64 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width, change(x, y))], c.filled())
+                }))
+                .map_err(err)?
+                .label(label.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        }
+        legend(&mut chart)
+    }
+    let mut svg_text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg_text, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root, rows, metrics)?;
+        root.present().map_err(err)?;
+    }
+    std::fs::write(out.join("compare.svg"), svg_text)?;
+    let png_path = out.join("compare.png");
+    let root = BitMapBackend::new(&png_path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    draw(&root, rows, metrics)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
