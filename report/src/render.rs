@@ -909,28 +909,92 @@ where
         .flat_map(|c| c.2.iter().map(|p| p.1 + p.2))
         .fold(1e-9, f64::max)
         * 1.15;
+    let y_lo = curves
+        .values()
+        .flat_map(|c| c.2.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
     let n = xs.len().max(2);
+    let x_range = -0.2..(n - 1) as f64 + 0.2;
+    let labels = xs.clone();
+    let x_desc = data.sweep_paths.first().cloned().unwrap_or_default();
+    let formatter = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    // Log scale when the curves span more than a factor of 20.
+    if y_lo.is_finite() && y_hi / y_lo > 20.0 {
+        let floor = y_lo * 0.5;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x_range, (floor..y_hi).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(format!("{metric} (log scale; mean, 95% CI band)"))
+            .x_labels(n)
+            .x_label_formatter(&formatter)
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        for (_, (label, c, pts)) in curves {
+            let colour = colour(c);
+            let mut band: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|&(x, m, ci)| (x as f64, (m + ci).max(floor)))
+                .collect();
+            band.extend(
+                pts.iter()
+                    .rev()
+                    .map(|&(x, m, ci)| (x as f64, (m - ci).max(floor))),
+            );
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    band,
+                    colour.mix(0.2).filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|&(x, m, _)| (x as f64, m.max(floor))),
+                    colour.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    pts.iter().map(|&(x, m, _)| {
+                        Circle::new((x as f64, m.max(floor)), 4, colour.filled())
+                    }),
+                )
+                .map_err(err)?;
+        }
+        return legend(&mut chart);
+    }
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(50)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.2..(n - 1) as f64 + 0.2, 0.0..y_hi)
+        .build_cartesian_2d(x_range, 0.0..y_hi)
         .map_err(err)?;
-    let labels = xs.clone();
     chart
         .configure_mesh()
-        .x_desc(data.sweep_paths.first().cloned().unwrap_or_default())
+        .x_desc(x_desc)
         .y_desc(format!("{metric} (mean, 95% CI band)"))
         .x_labels(n)
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&formatter)
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
@@ -994,10 +1058,23 @@ pub fn render_dir(dir: &Path) -> Res<Vec<String>> {
     let data = ReportData::read(dir)?;
     let mut written = Vec::new();
     let mut sections = String::new();
-    for plot in plots(&data) {
-        let svg_text = svg(&plot, &data)?;
-        std::fs::write(dir.join(format!("{}.svg", plot.name)), &svg_text)?;
-        png(&plot, &data, &dir.join(format!("{}.png", plot.name)))?;
+    // Plots are independent: draw them on the rayon pool, then assemble in order.
+    let drawn: Vec<(Plot, Res<String>)> = {
+        use rayon::prelude::*;
+        plots(&data)
+            .into_par_iter()
+            .map(|plot| {
+                let r = svg(&plot, &data).and_then(|svg_text| {
+                    std::fs::write(dir.join(format!("{}.svg", plot.name)), &svg_text)?;
+                    png(&plot, &data, &dir.join(format!("{}.png", plot.name)))?;
+                    Ok(svg_text)
+                });
+                (plot, r)
+            })
+            .collect()
+    };
+    for (plot, svg_text) in drawn {
+        let svg_text = svg_text?;
         written.push(plot.name.to_owned());
         let _ = write!(
             sections,
@@ -1191,4 +1268,55 @@ pub(crate) fn compare_plot(
     draw(&root, rows, metrics)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(label: &str) -> ReportData {
+        ReportData {
+            series: vec![Series {
+                label: label.to_owned(),
+                strategy: label.to_owned(),
+                point: 0,
+                colour: 0,
+                cdf: vec![(0.5, 0.0), (1.0, 0.3), (2.0, 0.9), (8.0, 1.0)],
+            }],
+            ..ReportData::default()
+        }
+    }
+
+    #[test]
+    fn png_text_is_drawn_with_the_embedded_font() {
+        // plotters' ab_glyph backend knows no system fonts: text appears only because the
+        // embedded DejaVu Sans is registered. A legend label changes the pixels...
+        let plot = plots(&data("x"))
+            .into_iter()
+            .find(|p| p.name == "latency_cdf")
+            .expect("a CDF plot");
+        let with = pixels(&plot, &data("round_robin")).expect("draws");
+        let without = pixels(&plot, &data("")).expect("draws");
+        assert_ne!(with, without, "the legend label left no mark");
+        // ...and the title band holds dark glyph pixels.
+        let dark = with[..(SIZE.0 * 40 * 3) as usize]
+            .chunks(3)
+            .filter(|p| p.iter().all(|&c| c < 100))
+            .count();
+        assert!(dark > 100, "only {dark} dark pixels in the title band");
+    }
+
+    #[test]
+    fn hgrm_round_trips_into_plot_points() {
+        let mut h = crate::latency_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1_000_000).unwrap();
+        }
+        let mut text = Vec::new();
+        crate::write_hgrm(&h, &mut text).unwrap();
+        let pts = read_hgrm(&String::from_utf8(text).unwrap());
+        let median = pts.iter().find(|p| p.1 >= 0.5).unwrap().0;
+        assert!((median - 500.0).abs() < 2.5, "{median}"); // 3 significant digits
+        assert_eq!(pts.last().unwrap().1, 1.0);
+    }
 }

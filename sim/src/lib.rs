@@ -37,7 +37,10 @@ pub fn run_all(loaded: &Loaded, seed: u64, progress: Progress<'_>) -> Vec<RunRes
                 .flat_map(move |s| (0..point.scenario.replications).map(move |r| (p, s, r)))
         })
         .collect();
+    // One run per task (runs differ in length by orders of magnitude across a sweep), so idle
+    // threads always find work; `collect` keeps the order fixed.
     jobs.par_iter()
+        .with_max_len(1)
         .map(|&(p, s, r)| {
             let result = run_one(loaded, p, s, r, seed);
             progress();

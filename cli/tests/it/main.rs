@@ -262,3 +262,128 @@ fn help_lists_the_commands() {
         assert!(out.contains(flag), "{flag}");
     }
 }
+
+#[test]
+fn a_3x2_sweep_with_3_replications_gives_6_rows_with_cis_identical_across_threads() {
+    let dir = tmp("sweep");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sweep.yaml");
+    let yaml = format!(
+        "{}replications: 3\nsweep:\n  clients.load.arrival.rate: [100/s, 200/s, 300/s]\n  services.backend.concurrency: [1, 2]\n",
+        GOOD.replace("duration: 10s", "duration: 5s")
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (out, threads) in [(&a, "1"), (&b, "2")] {
+        run_ok(&[
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+    }
+    for f in [
+        "summary.csv",
+        "summary.json",
+        "timeseries.csv",
+        "endpoints.csv",
+    ] {
+        assert_eq!(read(&a, f), read(&b, f), "{f}: 1 thread vs 2");
+    }
+    let csv = String::from_utf8(read(&a, "summary.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        &header[..4],
+        [
+            "clients.load.arrival.rate",
+            "services.backend.concurrency",
+            "strategy",
+            "replications"
+        ]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 6, "3 x 2 points x 1 strategy");
+    let ci = header.iter().position(|h| *h == "p99_ms_ci95").unwrap();
+    let combos: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
+    assert_eq!(
+        combos,
+        [
+            ("100/s", "1"),
+            ("100/s", "2"),
+            ("200/s", "1"),
+            ("200/s", "2"),
+            ("300/s", "1"),
+            ("300/s", "2")
+        ]
+    );
+    for r in &rows {
+        assert_eq!(r[3], "3");
+        assert!(
+            r[ci].parse::<f64>().unwrap() > 0.0,
+            "a CI from 3 replications: {r:?}"
+        );
+    }
+    for plot in [
+        "sweep_p99.svg",
+        "sweep_p99.png",
+        "sweep_mean.svg",
+        "index.html",
+    ] {
+        assert!(!read(&a, plot).is_empty());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn report_rebuilds_plots_and_compare_diffs_two_runs() {
+    let (a, b) = (tmp("cmp-a"), tmp("cmp-b"));
+    let file = "scenarios/one-slow-backend.yaml";
+    run_ok(&["run", file, "--quiet", "--out", a.to_str().unwrap()]);
+    run_ok(&[
+        "run",
+        file,
+        "--quiet",
+        "--seed",
+        "9",
+        "--out",
+        b.to_str().unwrap(),
+    ]);
+    let before = read(&a, "latency_cdf.svg");
+    std::fs::remove_file(a.join("latency_cdf.svg")).unwrap();
+    std::fs::remove_file(a.join("index.html")).unwrap();
+    run_ok(&["report", a.to_str().unwrap()]);
+    assert_eq!(
+        read(&a, "latency_cdf.svg"),
+        before,
+        "report redraws the same plot"
+    );
+    let html = String::from_utf8(read(&a, "index.html")).unwrap();
+    for needle in [
+        "<svg",
+        "p2c",
+        "seed 42",
+        "meshbench 0.1.0",
+        "one-slow-backend",
+        "±",
+    ] {
+        assert!(html.contains(needle), "index.html lacks {needle}");
+    }
+    // Self-contained: no network reference (the SVG namespace URI is a name, not a fetch).
+    let fetched = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    assert!(
+        !fetched.contains("http://") && !fetched.contains("https://"),
+        "self-contained"
+    );
+    assert!(!fetched.contains("<script"), "no scripts");
+    let out = run_ok(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(out.contains("p2c") && out.contains('%'), "{out}");
+    for f in ["compare.csv", "compare.svg", "compare.png"] {
+        assert!(!read(&b.join("compare"), f).is_empty());
+    }
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
