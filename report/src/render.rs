@@ -412,6 +412,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("latency (ms, log scale)")
         .y_desc("fraction of requests <= x")
         .axis_desc_style(("sans-serif", 15))
@@ -446,6 +447,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("latency (ms, log scale)")
         .y_desc("fraction of requests > x (log scale)")
         .y_label_formatter(&|v| format!("{v:.0e}"))
@@ -564,6 +566,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("time (s)")
         .y_desc("latency (ms, log scale)")
         .axis_desc_style(("sans-serif", 15))
@@ -635,6 +638,7 @@ where
     let eps = endpoints.clone();
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .disable_x_mesh()
         .x_desc("endpoint (service/instance)")
         .y_desc("share of attempts (%)")
@@ -719,6 +723,7 @@ where
             .map_err(err)?;
         chart
             .configure_mesh()
+            .light_line_style(TRANSPARENT)
             .disable_mesh()
             .x_desc("time (s)")
             .y_desc("endpoint")
@@ -792,6 +797,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .y_desc("attempts per request")
         .axis_desc_style(("sans-serif", 13))
         .draw()
@@ -831,6 +837,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("time (s)")
         .y_desc("ejected hosts (solid), health changes (dashed)")
         .axis_desc_style(("sans-serif", 13))
@@ -938,6 +945,7 @@ where
             .map_err(err)?;
         chart
             .configure_mesh()
+            .light_line_style(TRANSPARENT)
             .x_desc(x_desc)
             .y_desc(format!("{metric} (log scale; mean, 95% CI band)"))
             .x_labels(n)
@@ -991,6 +999,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc(x_desc)
         .y_desc(format!("{metric} (mean, 95% CI band)"))
         .x_labels(n)
@@ -1226,6 +1235,7 @@ pub(crate) fn compare_plot(
         let names: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
         chart
             .configure_mesh()
+            .light_line_style(TRANSPARENT)
             .disable_x_mesh()
             .x_labels(n * 2)
             .x_label_formatter(&|x| {
