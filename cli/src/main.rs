@@ -41,6 +41,46 @@ enum Command {
         /// The scenario file (YAML).
         file: PathBuf,
     },
+    /// Start the scenario's services as real HTTP servers (one port per instance) until Ctrl-C.
+    Serve {
+        /// The scenario file (YAML).
+        file: PathBuf,
+        /// Address to bind (loopback unless told otherwise).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
+    /// Run the scenario's workload against real endpoints: in-process backends started from the
+    /// scenario (default), or `--target` URLs; every strategy in turn.
+    Live {
+        /// The scenario file (YAML).
+        file: PathBuf,
+        /// Endpoints of the target service (`http://127.0.0.1:8080`), in instance order; repeat.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// Only this strategy (default: all, one after another).
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Arrival period (default: the scenario's duration), e.g. `10s`.
+        #[arg(long)]
+        duration: Option<mesh_core::Duration>,
+        /// Base seed (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default: reports/NAME-live/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Record every Cluster's inputs and outputs here (JSON Lines) for `meshbench replay`.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// No progress line, no table.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Replay a recording through fresh Clusters and check the outputs are identical.
+    Replay {
+        /// A file written by `meshbench live --record`.
+        file: PathBuf,
+    },
     /// Rebuild the plots and index.html of a result directory, without rerunning.
     Report {
         /// A directory written by `meshbench run`.
@@ -79,6 +119,82 @@ fn main() -> ExitCode {
                     ),
                 );
                 ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { file, bind } => match meshbench_scenario::load(&file) {
+            Ok(loaded) => match serve(&loaded, bind) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Live {
+            file,
+            targets,
+            strategy,
+            duration,
+            seed,
+            out,
+            record,
+            quiet,
+        } => {
+            let loaded = match meshbench_scenario::load(&file) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let args = LiveArgs {
+                targets,
+                strategy,
+                duration,
+                seed,
+                out,
+                record,
+                quiet,
+            };
+            match live(&loaded, args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Replay { file } => match meshbench_live::replay_file(&file) {
+            Ok(r) => {
+                let mut o = std::io::stdout().lock();
+                match r.mismatch {
+                    None => {
+                        let _ = writeln_ok(
+                            &mut o,
+                            &format!(
+                                "{}: {} proxies, {} outputs: replay identical",
+                                file.display(),
+                                r.proxies,
+                                r.outputs
+                            ),
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Some((proxy, i, a, b)) => {
+                        eprintln!(
+                            "error: proxy {proxy}, output {i} differs:\n  recorded: {a}\n  replayed: {b}"
+                        );
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -225,3 +341,214 @@ fn run(
 }
 
 use std::io::Write as _;
+
+struct LiveArgs {
+    targets: Vec<String>,
+    strategy: Option<String>,
+    duration: Option<mesh_core::Duration>,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    record: Option<PathBuf>,
+    quiet: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn serve(loaded: &meshbench_scenario::Loaded, bind: std::net::IpAddr) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let backends =
+            meshbench_live::Backends::start(&loaded.scenario, bind, seed_of(loaded, None)).await?;
+        let mut o = std::io::stdout().lock();
+        for i in &backends.instances {
+            writeln!(o, "{}/{}  http://{}", i.service, i.index, i.addr)?;
+        }
+        writeln!(
+            o,
+            "serving {} instances; Ctrl-C stops",
+            backends.instances.len()
+        )?;
+        drop(o);
+        tokio::signal::ctrl_c().await?;
+        backends.shutdown();
+        Ok(())
+    })
+}
+
+/// The seed the backends draw from: the simulator's replication-0 run seed, so live service
+/// times match the simulator's draws.
+fn seed_of(loaded: &meshbench_scenario::Loaded, seed: Option<u64>) -> u64 {
+    mesh_core::Seed::new(seed.unwrap_or(loaded.scenario.seed))
+        .fork_index(0)
+        .value()
+}
+
+fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sc = &loaded.scenario;
+    let seed = args.seed.unwrap_or(sc.seed);
+    let chosen: Vec<usize> = match &args.strategy {
+        Some(name) => vec![
+            loaded
+                .strategies
+                .iter()
+                .position(|(n, _)| n == name)
+                .with_context(|| {
+                    let names: Vec<&str> =
+                        loaded.strategies.iter().map(|(n, _)| n.as_str()).collect();
+                    format!(
+                        "no strategy `{name}` (strategies: {}){}",
+                        names.join(", "),
+                        meshbench_scenario::nearest(name, names.iter().copied())
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default()
+                    )
+                })?,
+        ],
+        None => (0..loaded.strategies.len()).collect(),
+    };
+    let targets: Vec<std::net::SocketAddr> = args
+        .targets
+        .iter()
+        .map(|t| {
+            let hostport = t.trim_start_matches("http://").trim_end_matches('/');
+            std::net::ToSocketAddrs::to_socket_addrs(hostport)
+                .ok()
+                .and_then(|mut a| a.next())
+                .with_context(|| format!("--target {t}: expected http://HOST:PORT"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "interrupted: finishing in-flight requests, then writing what was measured"
+                );
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let mut results = Vec::new();
+    let mut recordings = Vec::new();
+    let mut stats = Vec::new();
+    for &s in &chosen {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let run = rt.block_on(async {
+            // Fresh backends per strategy: empty queues, same draws.
+            let backends = if targets.is_empty() {
+                Some(
+                    meshbench_live::Backends::start(
+                        sc,
+                        std::net::IpAddr::from([127, 0, 0, 1]),
+                        seed_of(loaded, Some(seed)),
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
+            let mut endpoints = std::collections::BTreeMap::new();
+            for c in sc.clients.values() {
+                let addrs = match &backends {
+                    Some(b) => b.of(&c.target).iter().map(|i| i.addr).collect(),
+                    None => targets.clone(),
+                };
+                endpoints.insert(c.target.clone(), addrs);
+            }
+            let opts = meshbench_live::LiveOptions {
+                strategy: s,
+                replication: 0,
+                seed,
+                duration: args
+                    .duration
+                    .map(|d| std::time::Duration::from_nanos(d.as_nanos())),
+                endpoints,
+                record: args.record.is_some(),
+                progress: !args.quiet,
+                drain: std::time::Duration::from_secs(5),
+            };
+            if !args.quiet {
+                eprintln!("live: strategy {}", loaded.strategies[s].0);
+            }
+            let run = meshbench_live::driver::run(loaded, opts, stop.clone()).await;
+            if let Some(b) = backends {
+                b.shutdown();
+            }
+            anyhow::Ok(run)
+        })?;
+        stats.push((loaded.strategies[s].0.clone(), run.stats));
+        results.push(run.result);
+        recordings.extend(run.recordings);
+    }
+    let partial = stats.iter().any(|s| s.1.partial) || results.len() < chosen.len();
+    let names: Vec<String> = results.iter().map(|r| r.strategy.clone()).collect();
+    let summaries = summarize(&results, &names);
+    let info = RunInfo {
+        scenario: format!("{} (live)", sc.name),
+        seed,
+        meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        replications: 1,
+        sweep_paths: Vec::new(),
+    };
+    write_reports(&dir, &info, &loaded.source, &summaries, &results)
+        .with_context(|| format!("writing the report to {}", dir.display()))?;
+    let live_json = serde_json::json!({
+        "partial": partial,
+        "strategies": stats.iter().map(|(n, s)| serde_json::json!({"strategy": n, "live": s})).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        dir.join("live.json"),
+        serde_json::to_string_pretty(&live_json)?,
+    )?;
+    meshbench_report::render_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("drawing the plots in {}: {e}", dir.display()))?;
+    if let Some(path) = &args.record {
+        meshbench_live::write_recordings(path, &recordings)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !args.quiet {
+        let mut o = std::io::stdout().lock();
+        write!(o, "{}", comparison_table(&summaries))?;
+        for (n, s) in &stats {
+            writeln!(
+                o,
+                "{n}: target {:.0}/s, scheduled {} ({:.1}/s), sent {}, completed {}, never completed {}, pacing error p50 {:.0} us, p99 {:.0} us, max {:.0} us{}",
+                s.target_rps,
+                s.scheduled,
+                s.achieved_rps,
+                s.sent,
+                s.completed,
+                s.never_completed,
+                s.pacing_error_us[0],
+                s.pacing_error_us[1],
+                s.pacing_error_us[2],
+                if s.partial {
+                    " (partial: interrupted)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(
+            o,
+            "report: {}{}",
+            dir.display(),
+            if partial { " (partial)" } else { "" }
+        )?;
+    }
+    Ok(())
+}

@@ -264,6 +264,70 @@ impl Arrival {
     }
 }
 
+/// One client proxy's arrival times, in nanoseconds since the start, from a stream of uniforms:
+/// the simulator and the live load generator share it, so both see the same schedule.
+#[derive(Clone, Debug)]
+pub struct ArrivalClock {
+    arrival: Arrival,
+    rate_per_ns: f64,
+    on_cursor: f64,
+    started: bool,
+}
+
+impl ArrivalClock {
+    /// The clock of one of `proxies` proxies sharing `arrival`'s rate.
+    pub fn new(arrival: &Arrival, proxies: u32) -> Self {
+        ArrivalClock {
+            arrival: arrival.clone(),
+            rate_per_ns: arrival.mean_rate() / f64::from(proxies.max(1)) / 1e9,
+            on_cursor: 0.0,
+            started: false,
+        }
+    }
+
+    /// The arrival after the one at `now` (ns), given a uniform `u` in (0, 1).
+    pub fn next(&mut self, now: u64, u: f64) -> u64 {
+        let first = !self.started;
+        self.started = true;
+        match &self.arrival {
+            Arrival::Poisson { .. } => now + (-(1.0 - u).ln() / self.rate_per_ns).round() as u64,
+            Arrival::Constant { .. } => {
+                let gap = 1.0 / self.rate_per_ns;
+                now + (if first { u * gap } else { gap }).round() as u64
+            }
+            Arrival::OnOff { on, off, .. } => {
+                // Poisson in on-time at this proxy's on-rate, mapped to real time.
+                let on_ns = on.as_nanos() as f64;
+                let cycle = on_ns + off.as_nanos() as f64;
+                let on_rate = self.rate_per_ns * cycle / on_ns;
+                self.on_cursor += -(1.0 - u).ln() / on_rate;
+                let cycles = (self.on_cursor / on_ns).floor();
+                (cycles * cycle + (self.on_cursor - cycles * on_ns)).round() as u64
+            }
+        }
+    }
+}
+
+/// The common-random-number uniform in (0, 1) of one purpose (`lane`) of one attempt of one
+/// request: a hash of (seed, request, attempt, lane) through SplitMix64's finalizer. The
+/// simulator and the live backends draw service times (lane 1) and errors (lane 2) from it, so
+/// every strategy, and both drivers, see the same base draws.
+pub fn crn_uniform(seed: u64, request: u64, attempt: u32, lane: u64) -> f64 {
+    const fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    unit(mix(
+        seed ^ mix(request ^ mix((u64::from(attempt) << 8) | lane))
+    ))
+}
+
+/// A uniform in (0, 1) from 53 random bits.
+pub fn unit(bits: u64) -> f64 {
+    ((bits >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+}
+
 /// A scenario ready to run: every strategy's policy merged and validated.
 #[derive(Clone, Debug)]
 pub struct Loaded {

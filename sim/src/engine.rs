@@ -11,7 +11,7 @@ use mesh_core::{
     PolicyEvent, ProbeReply, RequestId, Seed,
 };
 use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram};
-use meshbench_scenario::{Arrival, Dist, Loaded};
+use meshbench_scenario::{ArrivalClock, Dist, Loaded};
 
 /// What a hash-derived uniform is for (common random numbers).
 #[derive(Clone, Copy)]
@@ -22,18 +22,9 @@ enum Lane {
     NetBack = 4,
 }
 
-/// SplitMix64's finalizer.
-const fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A uniform in (0, 1) that depends only on the run seed, the request, the attempt number and
-/// the lane: the base draw every strategy shares.
+/// The base draw every strategy shares (see [`meshbench_scenario::crn_uniform`]).
 fn uniform(seed: u64, request: u64, attempt: u32, lane: Lane) -> f64 {
-    let h = mix(seed ^ mix(request ^ mix((u64::from(attempt) << 8) | lane as u64)));
-    ((h >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+    meshbench_scenario::crn_uniform(seed, request, attempt, lane as u64)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,11 +78,8 @@ struct Proxy {
     cluster: Cluster,
     /// Global index of the target service's instance 0.
     offset: u32,
-    arrival: Arrival,
-    rate_per_ns: f64,
+    clock: ArrivalClock,
     rng: mesh_core::Rng,
-    /// On-time elapsed, for on/off arrivals.
-    on_cursor: f64,
     next_seq: u64,
     timer_at: Option<u64>,
 }
@@ -211,10 +199,8 @@ pub fn run_one(
             proxies.push(Proxy {
                 cluster,
                 offset: offsets[&c.target],
-                arrival: c.arrival.clone(),
-                rate_per_ns: c.arrival.mean_rate() / f64::from(c.proxies) / 1e9,
+                clock: ArrivalClock::new(&c.arrival, c.proxies),
                 rng: proxy_seed.fork("arrivals").rng(),
-                on_cursor: 0.0,
                 next_seq: 0,
                 timer_at: None,
             });
@@ -264,7 +250,7 @@ pub fn run_one(
     sim.window.per_endpoint = vec![0; sim.stations.len()];
     for p in 0..sim.proxies.len() as u32 {
         sim.drain(p);
-        let first = sim.next_arrival(p, 0, true);
+        let first = sim.next_arrival(p, 0);
         sim.push(first, Ev::Arrive(p));
     }
     sim.push(sim.sample_period, Ev::Sample);
@@ -305,26 +291,11 @@ impl Sim {
     }
 
     /// The time of proxy `p`'s next arrival after `now`.
-    fn next_arrival(&mut self, p: u32, now: u64, first: bool) -> u64 {
+    fn next_arrival(&mut self, p: u32, now: u64) -> u64 {
         use rand::Rng as _;
         let px = &mut self.proxies[p as usize];
-        let u = ((px.rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
-        match &px.arrival {
-            Arrival::Poisson { .. } => now + (-(1.0 - u).ln() / px.rate_per_ns).round() as u64,
-            Arrival::Constant { .. } => {
-                let gap = 1.0 / px.rate_per_ns;
-                now + if first { u * gap } else { gap }.round() as u64
-            }
-            Arrival::OnOff { on, off, .. } => {
-                // Poisson in on-time at the on-rate of this proxy, mapped to real time.
-                let on_ns = on.as_nanos() as f64;
-                let cycle = on_ns + off.as_nanos() as f64;
-                let on_rate = px.rate_per_ns * cycle / on_ns;
-                px.on_cursor += -(1.0 - u).ln() / on_rate;
-                let cycles = (px.on_cursor / on_ns).floor();
-                (cycles * cycle + (px.on_cursor - cycles * on_ns)).round() as u64
-            }
-        }
+        let u = meshbench_scenario::unit(px.rng.next_u64());
+        px.clock.next(now, u)
     }
 
     fn run(&mut self) {
@@ -424,7 +395,7 @@ impl Sim {
             self.measured_attempts.insert(key, 0);
         }
         self.drain(p);
-        let next = self.next_arrival(p, self.now, false);
+        let next = self.next_arrival(p, self.now);
         self.push(next, Ev::Arrive(p));
     }
 

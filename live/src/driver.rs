@@ -1,0 +1,748 @@
+//! The live load generator: open-loop arrivals on an exact schedule, one `Cluster` per client
+//! proxy choosing the endpoint of every attempt, real HTTP requests, and the simulator's result
+//! model.
+//!
+//! * **Schedule.** One pacer thread walks every proxy's arrival times (the simulator's
+//!   [`ArrivalClock`] and seeds, so both drivers see the same schedule) and releases each request at
+//!   its intended instant, sleeping with the kernel's high-resolution timer and spinning the last
+//!   few microseconds. Its lateness is the pacing error, reported as a distribution.
+//! * **Latency** runs from the intended send time, not the actual one (coordinated omission), to
+//!   the moment the `Cluster` finishes the request (after retries and hedges).
+//! * **Counts**: scheduled, sent (the first attempt left), completed, and never sent (scheduled but
+//!   cut off by the end or an interrupt), so nothing vanishes silently under overload.
+//! * **Each proxy** is one tokio task owning its `Cluster`; attempts and probes are tasks that
+//!   report back over a channel; a `Cancel` aborts the attempt's task.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mesh_core::health::{ProbeId, ProbeResult};
+use mesh_core::outlier::OutlierEvent;
+use mesh_core::trace::Trace;
+use mesh_core::{
+    AttemptId, Cluster, EndpointId, EndpointMeta, Finish, Input, Instant, Outcome, Output,
+    PolicyEvent, RequestId, Seed,
+};
+use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram};
+use meshbench_scenario::{ArrivalClock, Loaded};
+use tokio::sync::mpsc;
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Strategy index (into the scenario's strategies).
+    pub strategy: usize,
+    /// Replication index: seeds the schedule and the backends' draws as in the simulator.
+    pub replication: u32,
+    /// Base seed.
+    pub seed: u64,
+    /// Arrival period; default the scenario's duration.
+    pub duration: Option<StdDuration>,
+    /// Endpoints of each client's target service, in instance order.
+    pub endpoints: BTreeMap<String, Vec<SocketAddr>>,
+    /// Record every Cluster's inputs and outputs for replay.
+    pub record: bool,
+    /// A line on stderr once a second.
+    pub progress: bool,
+    /// Longest wait for requests still in flight after the arrivals end.
+    pub drain: StdDuration,
+}
+
+/// A recorded proxy: its trace and the outputs it produced.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Recording {
+    /// The proxy's index.
+    pub proxy: usize,
+    /// Its Cluster's inputs.
+    pub trace: Trace,
+    /// Its Cluster's outputs, with the time of the input that produced them.
+    pub outputs: Vec<(Instant, Output)>,
+}
+
+/// Live-only figures.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LiveStats {
+    /// Target rate, requests per second.
+    pub target_rps: f64,
+    /// Requests scheduled in the arrival period.
+    pub scheduled: u64,
+    /// Requests whose first attempt left.
+    pub sent: u64,
+    /// Requests finished (any outcome).
+    pub completed: u64,
+    /// Scheduled but never started or never finished (cut off by the end or an interrupt).
+    pub never_completed: u64,
+    /// Achieved rate of scheduled requests over the arrival period, per second.
+    pub achieved_rps: f64,
+    /// Pacing error (actual release - intended time): p50, p99, max, in microseconds.
+    pub pacing_error_us: [f64; 3],
+    /// Whether the run was interrupted.
+    pub partial: bool,
+}
+
+/// The result of one live run.
+#[derive(Debug)]
+pub struct LiveRun {
+    /// The same model as the simulator's.
+    pub result: RunResult,
+    /// Live-only figures.
+    pub stats: LiveStats,
+    /// Recordings, when asked for.
+    pub recordings: Vec<Recording>,
+}
+
+enum Msg {
+    Arrive {
+        seq: u64,
+        intended_ns: u64,
+    },
+    Done {
+        attempt: AttemptId,
+        outcome: Outcome,
+    },
+    Probe {
+        probe: ProbeId,
+        endpoint: EndpointId,
+        result: ProbeResult,
+    },
+    PacerDone,
+}
+
+/// Shared live counters for the progress line and the time series.
+struct Shared {
+    completed: AtomicU64,
+    errors: AtomicU64,
+    attempts: AtomicU64,
+    window: std::sync::Mutex<Histogram<u64>>,
+}
+
+/// Per-proxy measurements.
+struct ProxyStats {
+    hist: Histogram<u64>,
+    requests: u64,
+    successes: u64,
+    failures: BTreeMap<String, u64>,
+    attempts: u64,
+    events: BTreeMap<String, u64>,
+    endpoints: Vec<EndpointStats>,
+    sent: u64,
+    completed: u64,
+    recording: Option<Recording>,
+}
+
+/// Runs one live run; `stop` ends it early (the results so far are returned, marked partial).
+pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> LiveRun {
+    let sc = &loaded.scenario;
+    let (name, config) = &loaded.strategies[opts.strategy];
+    let run_seed = Seed::new(opts.seed).fork_index(u64::from(opts.replication));
+    let duration_ns = opts
+        .duration
+        .map(|d| d.as_nanos() as u64)
+        .or(sc.duration.map(|d| d.as_nanos()))
+        .unwrap_or(10_000_000_000);
+    let warmup = sc.warmup.as_nanos().min(duration_ns / 2);
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(StdDuration::from_secs(30))
+        .pool_max_idle_per_host(1024)
+        .build_http();
+    let shared = Arc::new(Shared {
+        completed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        attempts: AtomicU64::new(0),
+        window: std::sync::Mutex::new(latency_histogram()),
+    });
+    let start = StdInstant::now();
+
+    // Proxies: seeds, clocks and endpoints as in the simulator.
+    let mut proxies = Vec::new();
+    let mut clocks = Vec::new();
+    let mut target_rps = 0.0;
+    for (client_name, c) in &sc.clients {
+        target_rps += c.arrival.mean_rate();
+        let addrs = opts.endpoints.get(&c.target).cloned().unwrap_or_default();
+        for p in 0..c.proxies {
+            let proxy_seed = run_seed
+                .fork("client")
+                .fork(client_name)
+                .fork_index(u64::from(p));
+            let cluster = Cluster::new(
+                config,
+                &vec![EndpointMeta::default(); addrs.len()],
+                proxy_seed.fork("cluster"),
+                Instant::EPOCH,
+            )
+            .expect("strategies are validated when the scenario loads");
+            clocks.push((
+                ArrivalClock::new(&c.arrival, c.proxies),
+                proxy_seed.fork("arrivals").rng(),
+            ));
+            proxies.push((cluster, addrs.clone(), c.target.clone()));
+        }
+    }
+
+    // Actors.
+    let mut senders = Vec::new();
+    let mut actors = Vec::new();
+    for (i, (mut cluster, addrs, target)) in proxies.into_iter().enumerate() {
+        if opts.record {
+            cluster.start_recording();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx.clone());
+        let ctx = Actor {
+            index: i,
+            cluster,
+            addrs,
+            target,
+            client: client.clone(),
+            tx,
+            start,
+            warmup,
+            shared: shared.clone(),
+            drain: opts.drain,
+            stop: stop.clone(),
+        };
+        actors.push(tokio::spawn(ctx.run(rx, opts.record)));
+    }
+
+    // Progress and the time series: one sample per sample period.
+    let period = sc.sample_period.as_nanos().max(100_000_000);
+    let finished = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let finished = finished.clone();
+        let progress = opts.progress;
+        let target = target_rps;
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut last = (0u64, 0u64, 0u64);
+            let mut k = 1u64;
+            loop {
+                let at = start + StdDuration::from_nanos(k * period);
+                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                let c = shared.completed.load(Ordering::Relaxed);
+                let e = shared.errors.load(Ordering::Relaxed);
+                let a = shared.attempts.load(Ordering::Relaxed);
+                let (p50, p99, p999) = {
+                    let mut h = shared.window.lock().expect("not poisoned");
+                    let q = |p: f64| {
+                        if h.is_empty() {
+                            0.0
+                        } else {
+                            h.value_at_quantile(p) as f64 / 1e6
+                        }
+                    };
+                    let v = (q(0.5), q(0.99), q(0.999));
+                    h.reset();
+                    v
+                };
+                let secs = period as f64 / 1e9;
+                if progress {
+                    eprintln!(
+                        "t={:>6.1}s  completed {:>8.0}/s (target {:>8.0}/s)  p99 {:>8.2} ms  errors {:>5}",
+                        (k * period) as f64 / 1e9,
+                        (c - last.0) as f64 / secs,
+                        target,
+                        p99,
+                        e - last.1
+                    );
+                }
+                samples.push(Sample {
+                    t_s: (k * period) as f64 / 1e9,
+                    requests: c - last.0,
+                    errors: e - last.1,
+                    p50_ms: p50,
+                    p99_ms: p99,
+                    p999_ms: p999,
+                    attempts: a - last.2,
+                    ..Sample::default()
+                });
+                last = (c, e, a);
+                k += 1;
+                if stop.load(Ordering::Relaxed)
+                    || finished.load(Ordering::Relaxed)
+                    || k * period > duration_ns
+                {
+                    return samples;
+                }
+            }
+        })
+    };
+
+    // The pacer: a dedicated thread releasing arrivals at their intended times.
+    let pacer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop))
+    };
+    let (scheduled, pacing) = tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
+        .await
+        .expect("pacer thread");
+    let mut per_proxy = Vec::new();
+    for a in actors {
+        per_proxy.push(a.await.expect("actor task"));
+    }
+    finished.store(true, Ordering::Relaxed);
+    let samples = sampler.await.unwrap_or_default();
+
+    // Merge.
+    let mut hist = latency_histogram();
+    let mut result = RunResult {
+        point: 0,
+        coords: Vec::new(),
+        strategy: name.clone(),
+        replication: opts.replication,
+        seed: run_seed.value(),
+        latency: latency_histogram(),
+        requests: 0,
+        successes: 0,
+        failures: BTreeMap::new(),
+        attempts: 0,
+        measured_seconds: (duration_ns - warmup) as f64 / 1e9,
+        endpoints: Vec::new(),
+        timeseries: samples,
+        events: BTreeMap::new(),
+        endpoint_series: Vec::new(),
+        sim_events: 0,
+    };
+    let mut stats = LiveStats {
+        target_rps,
+        scheduled,
+        ..LiveStats::default()
+    };
+    let mut endpoints: BTreeMap<(String, u32), EndpointStats> = BTreeMap::new();
+    let mut recordings = Vec::new();
+    for p in per_proxy {
+        let _ = hist.add(&p.hist);
+        result.requests += p.requests;
+        result.successes += p.successes;
+        result.attempts += p.attempts;
+        for (k, v) in p.failures {
+            *result.failures.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in p.events {
+            *result.events.entry(k).or_insert(0) += v;
+        }
+        for e in p.endpoints {
+            let t = endpoints
+                .entry((e.service.clone(), e.instance))
+                .or_insert_with(|| EndpointStats {
+                    service: e.service.clone(),
+                    instance: e.instance,
+                    ..EndpointStats::default()
+                });
+            t.attempts += e.attempts;
+            t.errors += e.errors;
+            t.ejections += e.ejections;
+        }
+        stats.sent += p.sent;
+        stats.completed += p.completed;
+        recordings.extend(p.recording);
+    }
+    result.latency = hist;
+    result.endpoints = endpoints.into_values().collect();
+    stats.never_completed = scheduled.saturating_sub(stats.completed);
+    stats.partial = stop_was_early(&stop, start, duration_ns);
+    stats.achieved_rps = scheduled as f64 / (duration_ns as f64 / 1e9);
+    let q = |p: f64| {
+        if pacing.is_empty() {
+            0.0
+        } else {
+            pacing.value_at_quantile(p) as f64 / 1e3
+        }
+    };
+    stats.pacing_error_us = [q(0.5), q(0.99), pacing.max() as f64 / 1e3];
+    for (k, v) in [
+        ("live_scheduled", stats.scheduled),
+        ("live_sent", stats.sent),
+        ("live_completed", stats.completed),
+        ("live_never_completed", stats.never_completed),
+    ] {
+        result.events.insert(k.to_owned(), v);
+    }
+    LiveRun {
+        result,
+        stats,
+        recordings,
+    }
+}
+
+fn stop_was_early(stop: &AtomicBool, start: StdInstant, duration_ns: u64) -> bool {
+    stop.load(Ordering::Relaxed) && start.elapsed().as_nanos() < u128::from(duration_ns)
+}
+
+/// Releases every proxy's arrivals at their intended times; returns the count and the pacing
+/// error distribution (ns).
+fn pace(
+    mut clocks: Vec<(ArrivalClock, mesh_core::Rng)>,
+    senders: Vec<mpsc::UnboundedSender<Msg>>,
+    start: StdInstant,
+    duration_ns: u64,
+    stop: &AtomicBool,
+) -> (u64, Histogram<u64>) {
+    use rand::Rng as _;
+    let mut pacing = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut heap = std::collections::BinaryHeap::new();
+    for (i, (clock, rng)) in clocks.iter_mut().enumerate() {
+        let t = clock.next(0, meshbench_scenario::unit(rng.next_u64()));
+        heap.push(std::cmp::Reverse((t, i, 0u64)));
+    }
+    let mut scheduled = 0;
+    while let Some(std::cmp::Reverse((t, i, seq))) = heap.pop() {
+        if t >= duration_ns || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let at = start + StdDuration::from_nanos(t);
+        // Sleep (kernel high-resolution timer) until 60 us before, then spin.
+        loop {
+            let now = StdInstant::now();
+            if now >= at {
+                break;
+            }
+            let left = at - now;
+            if left > StdDuration::from_micros(60) {
+                std::thread::sleep(left - StdDuration::from_micros(50));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let late = StdInstant::now().saturating_duration_since(at).as_nanos() as u64;
+        let _ = pacing.record(late.max(1));
+        scheduled += 1;
+        let _ = senders[i].send(Msg::Arrive {
+            seq,
+            intended_ns: t,
+        });
+        let (clock, rng) = &mut clocks[i];
+        let next = clock.next(t, meshbench_scenario::unit(rng.next_u64()));
+        heap.push(std::cmp::Reverse((next, i, seq + 1)));
+    }
+    for s in &senders {
+        let _ = s.send(Msg::PacerDone);
+    }
+    (scheduled, pacing)
+}
+
+struct Actor {
+    index: usize,
+    cluster: Cluster,
+    addrs: Vec<SocketAddr>,
+    target: String,
+    client: HttpClient,
+    tx: mpsc::UnboundedSender<Msg>,
+    start: StdInstant,
+    warmup: u64,
+    shared: Arc<Shared>,
+    drain: StdDuration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Actor {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.start.elapsed().as_nanos() as u64)
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, record: bool) -> ProxyStats {
+        let mut st = ProxyStats {
+            hist: latency_histogram(),
+            requests: 0,
+            successes: 0,
+            failures: BTreeMap::new(),
+            attempts: 0,
+            events: BTreeMap::new(),
+            endpoints: (0..self.addrs.len() as u32)
+                .map(|i| EndpointStats {
+                    service: self.target.clone(),
+                    instance: i,
+                    ..EndpointStats::default()
+                })
+                .collect(),
+            sent: 0,
+            completed: 0,
+            recording: None,
+        };
+        let mut outputs = Vec::new();
+        let mut intended: HashMap<u64, (u64, bool)> = HashMap::new();
+        let mut inflight: HashMap<AttemptId, tokio::task::AbortHandle> = HashMap::new();
+        let mut pacer_done = false;
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        // Outputs of construction (initial policy events) come first, at the start.
+        while let Some(o) = self.cluster.poll_output() {
+            self.output(&o, Instant::EPOCH, &mut st, &mut intended, &mut inflight);
+            if record {
+                outputs.push((Instant::EPOCH, o));
+            }
+        }
+        loop {
+            let timer = self.cluster.poll_timeout().map(|t| {
+                tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(t.as_nanos()))
+            });
+            let until = match (timer, drain_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                () = async {
+                    match until {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => None,
+            };
+            let now = self.now();
+            match msg {
+                Some(Msg::Arrive { seq, intended_ns }) => {
+                    let key = ((self.index as u64) << 40) | seq;
+                    intended.insert(key, (intended_ns, false));
+                    self.cluster.handle_input(
+                        Input::Request {
+                            request: RequestId(key),
+                            hash: None,
+                        },
+                        now,
+                    );
+                }
+                Some(Msg::Done { attempt, outcome }) => {
+                    if inflight.remove(&attempt).is_some() {
+                        self.cluster.handle_input(
+                            Input::AttemptDone {
+                                attempt,
+                                outcome,
+                                load: None,
+                            },
+                            now,
+                        );
+                    }
+                }
+                Some(Msg::Probe {
+                    probe,
+                    endpoint,
+                    result,
+                }) => self.cluster.handle_input(
+                    Input::ProbeDone {
+                        probe,
+                        endpoint,
+                        result,
+                    },
+                    now,
+                ),
+                Some(Msg::PacerDone) => {
+                    pacer_done = true;
+                    drain_deadline = Some(tokio::time::Instant::now() + self.drain);
+                }
+                None => {
+                    if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        break;
+                    }
+                    self.cluster.handle_timeout(now);
+                }
+            }
+            while let Some(o) = self.cluster.poll_output() {
+                self.output(&o, now, &mut st, &mut intended, &mut inflight);
+                if record {
+                    outputs.push((now, o));
+                }
+            }
+            if pacer_done && self.cluster.live_requests() == 0 {
+                break;
+            }
+            if self.stop.load(Ordering::Relaxed) && drain_deadline.is_none() {
+                drain_deadline = Some(tokio::time::Instant::now() + self.drain);
+            }
+        }
+        for (_, h) in inflight {
+            h.abort();
+        }
+        if record {
+            st.recording = Some(Recording {
+                proxy: self.index,
+                trace: self.cluster.take_trace(),
+                outputs,
+            });
+        }
+        st
+    }
+
+    fn output(
+        &mut self,
+        o: &Output,
+        now: Instant,
+        st: &mut ProxyStats,
+        intended: &mut HashMap<u64, (u64, bool)>,
+        inflight: &mut HashMap<AttemptId, tokio::task::AbortHandle>,
+    ) {
+        match o {
+            Output::Send {
+                attempt,
+                request,
+                endpoint,
+                retry,
+                ..
+            } => {
+                let Some(&addr) = self.addrs.get(endpoint.index()) else {
+                    return;
+                };
+                if let Some(e) = intended.get_mut(&request.0)
+                    && !e.1
+                {
+                    e.1 = true;
+                    st.sent += 1;
+                }
+                if let Some(e) = st.endpoints.get_mut(endpoint.index()) {
+                    e.attempts += 1;
+                }
+                if intended.get(&request.0).is_some_and(|e| e.0 >= self.warmup) {
+                    st.attempts += 1;
+                }
+                self.shared.attempts.fetch_add(1, Ordering::Relaxed);
+                let client = self.client.clone();
+                let tx = self.tx.clone();
+                let (attempt, key, retry) = (*attempt, request.0, *retry);
+                let task = tokio::spawn(async move {
+                    let outcome = attempt_once(&client, addr, key, retry).await;
+                    let _ = tx.send(Msg::Done { attempt, outcome });
+                });
+                inflight.insert(attempt, task.abort_handle());
+            }
+            Output::Cancel { attempt, .. } => {
+                if let Some(h) = inflight.remove(attempt) {
+                    h.abort();
+                }
+            }
+            Output::Probe(p) => {
+                let Some(&addr) = self.addrs.get(p.endpoint.index()) else {
+                    return;
+                };
+                let client = self.client.clone();
+                let tx = self.tx.clone();
+                let timeout = StdDuration::from_nanos(p.deadline.as_nanos())
+                    .saturating_sub(StdDuration::from_nanos(now.as_nanos()));
+                let (probe, endpoint) = (p.probe, p.endpoint);
+                tokio::spawn(async move {
+                    let result =
+                        match tokio::time::timeout(timeout, probe_once(&client, addr)).await {
+                            Ok(r) => r,
+                            Err(_) => ProbeResult::Error,
+                        };
+                    let _ = tx.send(Msg::Probe {
+                        probe,
+                        endpoint,
+                        result,
+                    });
+                });
+            }
+            Output::BalancerProbe { .. } => {}
+            Output::Finished {
+                request, result, ..
+            } => {
+                let Some((t0, _)) = intended.remove(&request.0) else {
+                    return;
+                };
+                let latency = now.as_nanos().saturating_sub(t0).max(1);
+                st.completed += 1;
+                let ok = result.is_success();
+                self.shared.completed.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Ok(mut w) = self.shared.window.lock() {
+                    let _ = w.record(latency);
+                }
+                if t0 < self.warmup {
+                    return;
+                }
+                st.requests += 1;
+                let _ = st.hist.record(latency);
+                if ok {
+                    st.successes += 1;
+                } else {
+                    let class = match result {
+                        Finish::Response(Outcome::ServerError) => "server_error",
+                        Finish::Response(Outcome::GatewayError) => "gateway_error",
+                        Finish::Response(Outcome::LocalError) => "local_error",
+                        Finish::Response(Outcome::Timeout) => "attempt_timeout",
+                        Finish::Response(Outcome::Success) => "success",
+                        Finish::Timeout => "timeout",
+                        Finish::Overflow => "overflow",
+                        Finish::NoHealthyUpstream => "no_healthy_upstream",
+                    };
+                    *st.failures.entry(class.to_owned()).or_insert(0) += 1;
+                }
+            }
+            Output::Event(e) => {
+                let kind = match e {
+                    PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
+                        if let Some(s) = st.endpoints.get_mut(endpoint.index()) {
+                            s.ejections += 1;
+                        }
+                        "ejected"
+                    }
+                    PolicyEvent::Outlier(OutlierEvent::Unejected { .. }) => "unejected",
+                    PolicyEvent::Outlier(OutlierEvent::Skipped { .. }) => "ejection_skipped",
+                    PolicyEvent::HealthChanged { .. } => "health_changed",
+                    PolicyEvent::Accrual(_) => "failure_accrual",
+                    PolicyEvent::Breaker(b) if b.open => "breaker_opened",
+                    PolicyEvent::Breaker(_) => "breaker_closed",
+                    PolicyEvent::PriorityLoad { .. } => "priority_load_changed",
+                    PolicyEvent::Panic { entered: true, .. } => "panic_entered",
+                    PolicyEvent::Panic { .. } => "panic_left",
+                    PolicyEvent::BudgetExhausted { .. } => "budget_exhausted",
+                    PolicyEvent::HedgeSent { .. } => "hedge_sent",
+                };
+                *st.events.entry(kind.to_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+/// Sends one attempt and classifies its end the way outlier detection and retries see it.
+async fn attempt_once(client: &HttpClient, addr: SocketAddr, request: u64, retry: u32) -> Outcome {
+    let req = hyper::Request::get(format!("http://{addr}/work"))
+        .header("x-meshbench-request", request.to_string())
+        .header("x-meshbench-attempt", retry.to_string())
+        .body(Empty::new());
+    let Ok(req) = req else {
+        return Outcome::LocalError;
+    };
+    match client.request(req).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            // Read the body so the connection goes back to the pool.
+            if resp.into_body().collect().await.is_err() {
+                return Outcome::LocalError;
+            }
+            match status {
+                502..=504 => Outcome::GatewayError,
+                500..=599 => Outcome::ServerError,
+                _ => Outcome::Success,
+            }
+        }
+        Err(_) => Outcome::LocalError,
+    }
+}
+
+async fn probe_once(client: &HttpClient, addr: SocketAddr) -> ProbeResult {
+    let Ok(req) = hyper::Request::get(format!("http://{addr}/health")).body(Empty::new()) else {
+        return ProbeResult::Error;
+    };
+    match client.request(req).await {
+        Ok(resp) if resp.status().is_success() => {
+            let _ = resp.into_body().collect().await;
+            ProbeResult::Pass
+        }
+        Ok(_) => ProbeResult::Fail,
+        Err(_) => ProbeResult::Error,
+    }
+}
