@@ -83,7 +83,7 @@ pub struct LiveStats {
     pub completed: u64,
     /// Scheduled but never started or never finished (cut off by the end or an interrupt).
     pub never_completed: u64,
-    /// Achieved rate of scheduled requests over the arrival period, per second.
+    /// Requests actually released within the arrival period, per second of it.
     pub achieved_rps: f64,
     /// Pacing error (actual release - intended time): p50, p99, max, in microseconds.
     pub pacing_error_us: [f64; 3],
@@ -286,9 +286,10 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let stop = stop.clone();
         std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop))
     };
-    let (scheduled, pacing) = tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
-        .await
-        .expect("pacer thread");
+    let (scheduled, on_time, pacing) =
+        tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
+            .await
+            .expect("pacer thread");
     let mut per_proxy = Vec::new();
     for a in actors {
         per_proxy.push(a.await.expect("actor task"));
@@ -354,7 +355,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     result.endpoints = endpoints.into_values().collect();
     stats.never_completed = scheduled.saturating_sub(stats.completed);
     stats.partial = stop_was_early(&stop, start, duration_ns);
-    stats.achieved_rps = scheduled as f64 / (duration_ns as f64 / 1e9);
+    stats.achieved_rps = on_time as f64 / (duration_ns as f64 / 1e9);
     let q = |p: f64| {
         if pacing.is_empty() {
             0.0
@@ -382,16 +383,19 @@ fn stop_was_early(stop: &AtomicBool, start: StdInstant, duration_ns: u64) -> boo
     stop.load(Ordering::Relaxed) && start.elapsed().as_nanos() < u128::from(duration_ns)
 }
 
-/// Releases every proxy's arrivals at their intended times; returns the count and the pacing
-/// error distribution (ns).
+/// Releases every proxy's arrivals at their intended times; returns the count released, the
+/// count released before the arrival period ended (for the achieved rate), and the pacing error
+/// distribution (ns).
 fn pace(
     mut clocks: Vec<(ArrivalClock, mesh_core::Rng)>,
     senders: Vec<mpsc::UnboundedSender<Msg>>,
     start: StdInstant,
     duration_ns: u64,
     stop: &AtomicBool,
-) -> (u64, Histogram<u64>) {
+) -> (u64, u64, Histogram<u64>) {
     use rand::Rng as _;
+    let end = start + StdDuration::from_nanos(duration_ns);
+    let mut on_time = 0;
     let mut pacing = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     let mut heap = std::collections::BinaryHeap::new();
     for (i, (clock, rng)) in clocks.iter_mut().enumerate() {
@@ -417,9 +421,11 @@ fn pace(
                 std::hint::spin_loop();
             }
         }
-        let late = StdInstant::now().saturating_duration_since(at).as_nanos() as u64;
+        let released = StdInstant::now();
+        let late = released.saturating_duration_since(at).as_nanos() as u64;
         let _ = pacing.record(late.max(1));
         scheduled += 1;
+        on_time += u64::from(released <= end);
         let _ = senders[i].send(Msg::Arrive {
             seq,
             intended_ns: t,
@@ -431,7 +437,7 @@ fn pace(
     for s in &senders {
         let _ = s.send(Msg::PacerDone);
     }
-    (scheduled, pacing)
+    (scheduled, on_time, pacing)
 }
 
 struct Actor {

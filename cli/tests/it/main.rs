@@ -387,3 +387,44 @@ fn report_rebuilds_plots_and_compare_diffs_two_runs() {
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
 }
+
+#[test]
+fn live_runs_against_in_process_backends_records_and_replays() {
+    let dir = tmp("live");
+    let trace = dir.join("trace.jsonl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = run_ok(&[
+        "live",
+        "scenarios/one-slow-backend.yaml",
+        "--strategy",
+        "p2c",
+        "--duration",
+        "1s",
+        "--out",
+        dir.join("report").to_str().unwrap(),
+        "--record",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(out.contains("p2c") && out.contains("pacing error"), "{out}");
+    for f in [
+        "summary.csv",
+        "summary.json",
+        "live.json",
+        "index.html",
+        "latency_cdf.svg",
+    ] {
+        assert!(!read(&dir.join("report"), f).is_empty(), "{f}");
+    }
+    let replay = run_ok(&["replay", trace.to_str().unwrap()]);
+    assert!(replay.contains("replay identical"), "{replay}");
+    // A misspelled strategy is bad input.
+    let bad = meshbench(&[
+        "live",
+        "scenarios/one-slow-backend.yaml",
+        "--strategy",
+        "pc2",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("did you mean `p2c`"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,1 +1,179 @@
-//! it
+//! Live mode against in-process loopback backends: pacing accuracy, balancing on real sockets,
+//! a backend killed mid-run, and replay of a recorded run.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use meshbench_live::{Backends, LiveOptions, LiveRun};
+use meshbench_scenario::Loaded;
+
+const BASE: &str = "name: live-test
+seed: 3
+duration: 3s
+warmup: 500ms
+strategies:
+  round_robin: { balancer: { kind: round_robin } }
+  p2c: { balancer: { kind: least_request } }
+policy:
+  timeout: 2s
+services:
+  backend:
+    instances: 4
+    concurrency: 8
+    service_time: { dist: exponential, mean: 2ms }
+    overrides: { 1: { slowdown: 10 } }
+clients:
+  load:
+    proxies: 4
+    target: backend
+    arrival: { process: constant, rate: 2000/s }
+";
+
+fn loaded(yaml: &str) -> Loaded {
+    meshbench_scenario::parse(yaml, "live-test.yaml", Path::new(".")).expect("valid scenario")
+}
+
+async fn run(
+    loaded: &Loaded,
+    strategy: usize,
+    record: bool,
+    kill_after: Option<Duration>,
+) -> LiveRun {
+    let backends = Backends::start(&loaded.scenario, IpAddr::from([127, 0, 0, 1]), 11)
+        .await
+        .expect("backends start on loopback");
+    let endpoints: BTreeMap<String, Vec<_>> = [(
+        "backend".to_owned(),
+        backends.of("backend").iter().map(|i| i.addr).collect(),
+    )]
+    .into();
+    let opts = LiveOptions {
+        strategy,
+        replication: 0,
+        seed: loaded.scenario.seed,
+        duration: None,
+        endpoints,
+        record,
+        progress: false,
+        drain: Duration::from_secs(3),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let run = {
+        let fut = meshbench_live::driver::run(loaded, opts, stop);
+        match kill_after {
+            None => fut.await,
+            Some(d) => {
+                let kill = async {
+                    tokio::time::sleep(d).await;
+                    backends.of("backend")[2].kill();
+                };
+                let (run, ()) = tokio::join!(fut, kill);
+                run
+            }
+        }
+    };
+    backends.shutdown();
+    run
+}
+
+fn share(run: &LiveRun, instance: u32) -> f64 {
+    let total: u64 = run.result.endpoints.iter().map(|e| e.attempts).sum();
+    let mine = run
+        .result
+        .endpoints
+        .iter()
+        .find(|e| e.instance == instance)
+        .map_or(0, |e| e.attempts);
+    mine as f64 / total.max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_at_2000_per_second_within_1_percent_and_p2c_avoids_the_slow_backend() {
+    let l = loaded(BASE);
+    let rr = run(&l, 0, false, None).await;
+    let p2c = run(&l, 1, false, None).await;
+    for r in [&rr, &p2c] {
+        let s = &r.stats;
+        assert!(
+            (s.achieved_rps - 2000.0).abs() <= 20.0,
+            "achieved {:.1}/s vs 2000/s",
+            s.achieved_rps
+        );
+        assert_eq!(s.completed, s.scheduled, "every scheduled request finished");
+        assert_eq!(s.never_completed, 0);
+        assert!(
+            s.pacing_error_us[0] < 1000.0,
+            "pacing p50 {} us",
+            s.pacing_error_us[0]
+        );
+        assert!(r.result.requests > 4000, "{} measured", r.result.requests);
+    }
+    // Backend 1 is ten times slower: round robin still gives it a quarter, P2C much less.
+    let (rr1, p2c1) = (share(&rr, 1), share(&p2c, 1));
+    assert!((rr1 - 0.25).abs() < 0.01, "round robin share {rr1}");
+    assert!(p2c1 < 0.8 * rr1, "P2C share {p2c1} vs round robin {rr1}");
+    let p99 = |r: &LiveRun| r.result.metric("p99_ms");
+    assert!(
+        p99(&p2c) < p99(&rr),
+        "P2C p99 {} vs RR {}",
+        p99(&p2c),
+        p99(&rr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_killed_mid_run_is_counted_ejected_and_the_run_completes() {
+    let yaml = BASE.replace(
+        "policy:\n  timeout: 2s\n",
+        "policy:\n  timeout: 2s\n  outlier_detection: { consecutive_5xx: 5, max_ejection_percent: 50, interval: 1s }\n",
+    );
+    let l = loaded(&yaml);
+    let r = run(&l, 1, false, Some(Duration::from_millis(1200))).await;
+    assert_eq!(r.stats.completed, r.stats.scheduled, "the run completes");
+    let local = r.result.failures.get("local_error").copied().unwrap_or(0);
+    assert!(
+        local > 0,
+        "refused/reset connections counted as local errors: {:?}",
+        r.result.failures
+    );
+    assert!(
+        r.result.events.get("ejected").copied().unwrap_or(0) >= 1,
+        "outlier detection ejects the dead backend: {:?}",
+        r.result.events
+    );
+    let dead = r.result.endpoints.iter().find(|e| e.instance == 2).unwrap();
+    assert!(dead.ejections >= 1);
+    // The error rate stays small: after ejection traffic avoids the dead backend.
+    let err = r.result.metric("error_rate");
+    assert!(err < 0.05, "error rate {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_live_run_replays_to_identical_cluster_outputs() {
+    let yaml = BASE.replace("duration: 3s", "duration: 1500ms").replace(
+        "policy:\n  timeout: 2s\n",
+        "policy:\n  timeout: 2s\n  retries: { num_retries: 2, per_try_timeout: 15ms }\n  outlier_detection: {}\n",
+    );
+    let l = loaded(&yaml);
+    let r = run(&l, 1, true, None).await;
+    assert_eq!(r.recordings.len(), 4, "one recording per proxy");
+    let path = std::env::temp_dir().join(format!("meshbench-live-{}.jsonl", std::process::id()));
+    meshbench_live::write_recordings(&path, &r.recordings).unwrap();
+    let report = meshbench_live::replay_file(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(report.proxies, 4);
+    assert!(report.outputs > 1000, "{} outputs", report.outputs);
+    assert!(report.mismatch.is_none(), "{:?}", report.mismatch);
+    // Per-try timeouts against the slow backend made real cancels and retries.
+    let cancels: usize = r
+        .recordings
+        .iter()
+        .flat_map(|rec| rec.outputs.iter())
+        .filter(|(_, o)| matches!(o, mesh_core::Output::Cancel { .. }))
+        .count();
+    assert!(cancels > 0, "no per-try timeout fired");
+}
