@@ -76,6 +76,21 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run a scenario in the simulator and live (against in-process backends) and print
+    /// p50/p90/p99, error rate and load share side by side with their relative differences.
+    Fidelity {
+        /// The scenario file (YAML).
+        file: PathBuf,
+        /// Arrival period of both runs (default: the scenario's duration), e.g. `10s`.
+        #[arg(long)]
+        duration: Option<mesh_core::Duration>,
+        /// Only this strategy (default: all).
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Where to write fidelity.csv (default: reports/NAME-fidelity/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Replay a recording through fresh Clusters and check the outputs are identical.
     Replay {
         /// A file written by `meshbench live --record`.
@@ -165,6 +180,27 @@ fn main() -> ExitCode {
                 quiet,
             };
             match live(&loaded, args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Fidelity {
+            file,
+            duration,
+            strategy,
+            out,
+        } => {
+            let loaded = match meshbench_scenario::load(&file) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match fidelity(&loaded, duration, strategy.as_deref(), out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -342,6 +378,212 @@ fn run(
 
 use std::io::Write as _;
 
+/// Runs each chosen strategy live, one after another, against fresh in-process backends (or
+/// `targets`); stops early when `stop` is set.
+#[allow(clippy::too_many_arguments)]
+fn run_live_strategies(
+    loaded: &meshbench_scenario::Loaded,
+    chosen: &[usize],
+    targets: &[std::net::SocketAddr],
+    seed: u64,
+    duration: Option<mesh_core::Duration>,
+    record: bool,
+    quiet: bool,
+    rt: &tokio::runtime::Runtime,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<LiveResults> {
+    use std::sync::atomic::Ordering;
+    let sc = &loaded.scenario;
+    let mut results = Vec::new();
+    let mut recordings = Vec::new();
+    let mut stats = Vec::new();
+    for &s in chosen {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let run = rt.block_on(async {
+            // Fresh backends per strategy: empty queues, same draws.
+            let backends = if targets.is_empty() {
+                Some(
+                    meshbench_live::Backends::start(
+                        sc,
+                        std::net::IpAddr::from([127, 0, 0, 1]),
+                        seed_of(loaded, Some(seed)),
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
+            let mut endpoints = std::collections::BTreeMap::new();
+            for c in sc.clients.values() {
+                let addrs = match &backends {
+                    Some(b) => b.of(&c.target).iter().map(|i| i.addr).collect(),
+                    None => targets.to_vec(),
+                };
+                endpoints.insert(c.target.clone(), addrs);
+            }
+            let opts = meshbench_live::LiveOptions {
+                strategy: s,
+                replication: 0,
+                seed,
+                duration: duration.map(|d| std::time::Duration::from_nanos(d.as_nanos())),
+                endpoints,
+                record,
+                progress: !quiet,
+                drain: std::time::Duration::from_secs(5),
+            };
+            if !quiet {
+                eprintln!("live: strategy {}", loaded.strategies[s].0);
+            }
+            let run = meshbench_live::driver::run(loaded, opts, stop.clone()).await;
+            if let Some(b) = backends {
+                b.shutdown();
+            }
+            anyhow::Ok(run)
+        })?;
+        stats.push((loaded.strategies[s].0.clone(), run.stats));
+        results.push(run.result);
+        recordings.extend(run.recordings);
+    }
+    Ok((results, stats, recordings))
+}
+
+type LiveResults = (
+    Vec<meshbench_report::RunResult>,
+    Vec<(String, meshbench_live::LiveStats)>,
+    Vec<meshbench_live::Recording>,
+);
+
+/// The strategy indices to run: one by name (with a suggestion for a typo), or all.
+fn choose_strategies(
+    loaded: &meshbench_scenario::Loaded,
+    strategy: Option<&str>,
+) -> anyhow::Result<Vec<usize>> {
+    Ok(match strategy {
+        Some(name) => vec![
+            loaded
+                .strategies
+                .iter()
+                .position(|(n, _)| n == name)
+                .with_context(|| {
+                    let names: Vec<&str> =
+                        loaded.strategies.iter().map(|(n, _)| n.as_str()).collect();
+                    format!(
+                        "no strategy `{name}` (strategies: {}){}",
+                        names.join(", "),
+                        meshbench_scenario::nearest(name, names.iter().copied())
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default()
+                    )
+                })?,
+        ],
+        None => (0..loaded.strategies.len()).collect(),
+    })
+}
+
+fn fidelity(
+    loaded: &meshbench_scenario::Loaded,
+    duration: Option<mesh_core::Duration>,
+    strategy: Option<&str>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let chosen = choose_strategies(loaded, strategy)?;
+    let sc = &loaded.scenario;
+    let seed = sc.seed;
+    // The simulator on the same arrival period and warm-up as the live run, one replication.
+    let d = duration
+        .or(sc.duration)
+        .unwrap_or(mesh_core::Duration::from_secs(10));
+    let warmup = mesh_core::Duration::from_nanos(sc.warmup.as_nanos().min(d.as_nanos() / 2));
+    let mut sim_loaded = loaded.clone();
+    sim_loaded.strategies = chosen
+        .iter()
+        .map(|&i| loaded.strategies[i].clone())
+        .collect();
+    for sc2 in std::iter::once(&mut sim_loaded.scenario)
+        .chain(sim_loaded.points.iter_mut().map(|p| &mut p.scenario))
+    {
+        sc2.duration = Some(d);
+        sc2.requests = None;
+        sc2.warmup = warmup;
+        sc2.replications = 1;
+    }
+    let strategies = sim_loaded.strategies.clone();
+    for p in &mut sim_loaded.points {
+        p.strategies = strategies.clone();
+    }
+    let sim = meshbench_sim::run_all(&sim_loaded, seed, &|| {});
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (live, stats, _) =
+        run_live_strategies(loaded, &chosen, &[], seed, Some(d), false, true, &rt, &stop)?;
+    let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-fidelity", sc.name)));
+    std::fs::create_dir_all(&dir)?;
+    let mut csv = String::from("strategy,metric,sim,live,relative_difference\n");
+    let mut o = std::io::stdout().lock();
+    writeln!(
+        o,
+        "{:<14} {:<22} {:>12} {:>12} {:>10}",
+        "strategy", "metric", "sim", "live", "live/sim"
+    )?;
+    for (s, l) in sim.iter().zip(&live) {
+        let share = |r: &meshbench_report::RunResult| -> Vec<f64> {
+            let total: u64 = r.endpoints.iter().map(|e| e.attempts).sum();
+            r.endpoints
+                .iter()
+                .map(|e| e.attempts as f64 / total.max(1) as f64)
+                .collect()
+        };
+        let (ss, ls) = (share(s), share(l));
+        let max_share_gap = ss
+            .iter()
+            .zip(&ls)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let rows = [
+            ("p50_ms", s.metric("p50_ms"), l.metric("p50_ms")),
+            ("p90_ms", s.metric("p90_ms"), l.metric("p90_ms")),
+            ("p99_ms", s.metric("p99_ms"), l.metric("p99_ms")),
+            ("error_rate", s.metric("error_rate"), l.metric("error_rate")),
+            ("max_load_share_gap", 0.0, max_share_gap),
+        ];
+        for (m, a, b) in rows {
+            let rel = if m == "max_load_share_gap" || a == 0.0 {
+                String::from("-")
+            } else {
+                format!("{:+.1}%", 100.0 * (b - a) / a)
+            };
+            writeln!(
+                o,
+                "{:<14} {:<22} {:>12.4} {:>12.4} {:>10}",
+                s.strategy, m, a, b, rel
+            )?;
+            csv.push_str(&format!(
+                "{},{m},{a:.6},{b:.6},{}\n",
+                s.strategy,
+                if a == 0.0 {
+                    String::new()
+                } else {
+                    format!("{:.6}", (b - a) / a)
+                }
+            ));
+        }
+    }
+    for (n, st) in &stats {
+        writeln!(
+            o,
+            "{n}: live achieved {:.1}/s of {:.0}/s, pacing error p99 {:.0} us",
+            st.achieved_rps, st.target_rps, st.pacing_error_us[1]
+        )?;
+    }
+    std::fs::write(dir.join("fidelity.csv"), csv)?;
+    writeln!(o, "written to {}", dir.join("fidelity.csv").display())?;
+    Ok(())
+}
+
 struct LiveArgs {
     targets: Vec<String>,
     strategy: Option<String>,
@@ -393,26 +635,7 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
     use std::sync::atomic::{AtomicBool, Ordering};
     let sc = &loaded.scenario;
     let seed = args.seed.unwrap_or(sc.seed);
-    let chosen: Vec<usize> = match &args.strategy {
-        Some(name) => vec![
-            loaded
-                .strategies
-                .iter()
-                .position(|(n, _)| n == name)
-                .with_context(|| {
-                    let names: Vec<&str> =
-                        loaded.strategies.iter().map(|(n, _)| n.as_str()).collect();
-                    format!(
-                        "no strategy `{name}` (strategies: {}){}",
-                        names.join(", "),
-                        meshbench_scenario::nearest(name, names.iter().copied())
-                            .map(|s| format!("; did you mean `{s}`?"))
-                            .unwrap_or_default()
-                    )
-                })?,
-        ],
-        None => (0..loaded.strategies.len()).collect(),
-    };
+    let chosen = choose_strategies(loaded, args.strategy.as_deref())?;
     let targets: Vec<std::net::SocketAddr> = args
         .targets
         .iter()
@@ -440,60 +663,17 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
             }
         });
     }
-    let mut results = Vec::new();
-    let mut recordings = Vec::new();
-    let mut stats = Vec::new();
-    for &s in &chosen {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let run = rt.block_on(async {
-            // Fresh backends per strategy: empty queues, same draws.
-            let backends = if targets.is_empty() {
-                Some(
-                    meshbench_live::Backends::start(
-                        sc,
-                        std::net::IpAddr::from([127, 0, 0, 1]),
-                        seed_of(loaded, Some(seed)),
-                    )
-                    .await?,
-                )
-            } else {
-                None
-            };
-            let mut endpoints = std::collections::BTreeMap::new();
-            for c in sc.clients.values() {
-                let addrs = match &backends {
-                    Some(b) => b.of(&c.target).iter().map(|i| i.addr).collect(),
-                    None => targets.clone(),
-                };
-                endpoints.insert(c.target.clone(), addrs);
-            }
-            let opts = meshbench_live::LiveOptions {
-                strategy: s,
-                replication: 0,
-                seed,
-                duration: args
-                    .duration
-                    .map(|d| std::time::Duration::from_nanos(d.as_nanos())),
-                endpoints,
-                record: args.record.is_some(),
-                progress: !args.quiet,
-                drain: std::time::Duration::from_secs(5),
-            };
-            if !args.quiet {
-                eprintln!("live: strategy {}", loaded.strategies[s].0);
-            }
-            let run = meshbench_live::driver::run(loaded, opts, stop.clone()).await;
-            if let Some(b) = backends {
-                b.shutdown();
-            }
-            anyhow::Ok(run)
-        })?;
-        stats.push((loaded.strategies[s].0.clone(), run.stats));
-        results.push(run.result);
-        recordings.extend(run.recordings);
-    }
+    let (results, stats, recordings) = run_live_strategies(
+        loaded,
+        &chosen,
+        &targets,
+        seed,
+        args.duration,
+        args.record.is_some(),
+        args.quiet,
+        &rt,
+        &stop,
+    )?;
     let partial = stats.iter().any(|s| s.1.partial) || results.len() < chosen.len();
     let names: Vec<String> = results.iter().map(|r| r.strategy.clone()).collect();
     let summaries = summarize(&results, &names);

@@ -87,6 +87,11 @@ pub struct LiveStats {
     pub achieved_rps: f64,
     /// Pacing error (actual release - intended time): p50, p99, max, in microseconds.
     pub pacing_error_us: [f64; 3],
+    /// Latency from the intended send time (what the report uses): p50, p99, ms.
+    pub latency_from_intended_ms: [f64; 2],
+    /// Latency from the moment the request was actually released: p50, p99, ms. A gap between
+    /// the two is the generator's own delay (coordinated omission, had we measured this way).
+    pub latency_from_send_ms: [f64; 2],
     /// Whether the run was interrupted.
     pub partial: bool,
 }
@@ -130,6 +135,7 @@ struct Shared {
 /// Per-proxy measurements.
 struct ProxyStats {
     hist: Histogram<u64>,
+    hist_from_send: Histogram<u64>,
     requests: u64,
     successes: u64,
     failures: BTreeMap<String, u64>,
@@ -299,6 +305,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
 
     // Merge.
     let mut hist = latency_histogram();
+    let mut from_send = latency_histogram();
     let mut result = RunResult {
         point: 0,
         coords: Vec::new(),
@@ -326,6 +333,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let mut recordings = Vec::new();
     for p in per_proxy {
         let _ = hist.add(&p.hist);
+        let _ = from_send.add(&p.hist_from_send);
         result.requests += p.requests;
         result.successes += p.successes;
         result.attempts += p.attempts;
@@ -351,6 +359,15 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         stats.completed += p.completed;
         recordings.extend(p.recording);
     }
+    let pq = |h: &Histogram<u64>, p: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(p) as f64 / 1e6
+        }
+    };
+    stats.latency_from_intended_ms = [pq(&hist, 0.5), pq(&hist, 0.99)];
+    stats.latency_from_send_ms = [pq(&from_send, 0.5), pq(&from_send, 0.99)];
     result.latency = hist;
     result.endpoints = endpoints.into_values().collect();
     stats.never_completed = scheduled.saturating_sub(stats.completed);
@@ -462,6 +479,7 @@ impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, record: bool) -> ProxyStats {
         let mut st = ProxyStats {
             hist: latency_histogram(),
+            hist_from_send: latency_histogram(),
             requests: 0,
             successes: 0,
             failures: BTreeMap::new(),
@@ -479,7 +497,7 @@ impl Actor {
             recording: None,
         };
         let mut outputs = Vec::new();
-        let mut intended: HashMap<u64, (u64, bool)> = HashMap::new();
+        let mut intended: HashMap<u64, (u64, u64, bool)> = HashMap::new();
         let mut inflight: HashMap<AttemptId, tokio::task::AbortHandle> = HashMap::new();
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
@@ -511,7 +529,7 @@ impl Actor {
             match msg {
                 Some(Msg::Arrive { seq, intended_ns }) => {
                     let key = ((self.index as u64) << 40) | seq;
-                    intended.insert(key, (intended_ns, false));
+                    intended.insert(key, (intended_ns, now.as_nanos(), false));
                     self.cluster.handle_input(
                         Input::Request {
                             request: RequestId(key),
@@ -586,7 +604,7 @@ impl Actor {
         o: &Output,
         now: Instant,
         st: &mut ProxyStats,
-        intended: &mut HashMap<u64, (u64, bool)>,
+        intended: &mut HashMap<u64, (u64, u64, bool)>,
         inflight: &mut HashMap<AttemptId, tokio::task::AbortHandle>,
     ) {
         match o {
@@ -601,9 +619,9 @@ impl Actor {
                     return;
                 };
                 if let Some(e) = intended.get_mut(&request.0)
-                    && !e.1
+                    && !e.2
                 {
-                    e.1 = true;
+                    e.2 = true;
                     st.sent += 1;
                 }
                 if let Some(e) = st.endpoints.get_mut(endpoint.index()) {
@@ -653,10 +671,11 @@ impl Actor {
             Output::Finished {
                 request, result, ..
             } => {
-                let Some((t0, _)) = intended.remove(&request.0) else {
+                let Some((t0, released, _)) = intended.remove(&request.0) else {
                     return;
                 };
                 let latency = now.as_nanos().saturating_sub(t0).max(1);
+                let from_send = now.as_nanos().saturating_sub(released).max(1);
                 st.completed += 1;
                 let ok = result.is_success();
                 self.shared.completed.fetch_add(1, Ordering::Relaxed);
@@ -671,6 +690,7 @@ impl Actor {
                 }
                 st.requests += 1;
                 let _ = st.hist.record(latency);
+                let _ = st.hist_from_send.record(from_send);
                 if ok {
                     st.successes += 1;
                 } else {
