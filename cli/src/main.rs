@@ -75,6 +75,13 @@ enum Command {
         /// No progress line, no table.
         #[arg(long)]
         quiet: bool,
+        /// HTTP/2 over cleartext (h2c) instead of HTTP/1.1.
+        #[arg(long)]
+        http2: bool,
+        /// Closed loop with this many virtual users (each sends its next request when the last
+        /// finishes) instead of the scenario's open-loop arrivals.
+        #[arg(long)]
+        connections: Option<u32>,
     },
     /// Run a scenario in the simulator and live (against in-process backends) and print
     /// p50/p90/p99, error rate and load share side by side with their relative differences.
@@ -162,6 +169,8 @@ fn main() -> ExitCode {
             out,
             record,
             quiet,
+            http2,
+            connections,
         } => {
             let loaded = match meshbench_scenario::load(&file) {
                 Ok(l) => l,
@@ -178,6 +187,8 @@ fn main() -> ExitCode {
                 out,
                 record,
                 quiet,
+                http2,
+                connections,
             };
             match live(&loaded, args) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -389,6 +400,8 @@ fn run_live_strategies(
     duration: Option<mesh_core::Duration>,
     record: bool,
     quiet: bool,
+    http2: bool,
+    connections: Option<u32>,
     rt: &tokio::runtime::Runtime,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<LiveResults> {
@@ -432,6 +445,8 @@ fn run_live_strategies(
                 record,
                 progress: !quiet,
                 drain: std::time::Duration::from_secs(5),
+                http2,
+                connections,
             };
             if !quiet {
                 eprintln!("live: strategy {}", loaded.strategies[s].0);
@@ -518,8 +533,19 @@ fn fidelity(
     let sim = meshbench_sim::run_all(&sim_loaded, seed, &|| {});
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (live, stats, _) =
-        run_live_strategies(loaded, &chosen, &[], seed, Some(d), false, true, &rt, &stop)?;
+    let (live, stats, _) = run_live_strategies(
+        loaded,
+        &chosen,
+        &[],
+        seed,
+        Some(d),
+        false,
+        true,
+        false,
+        None,
+        &rt,
+        &stop,
+    )?;
     let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-fidelity", sc.name)));
     std::fs::create_dir_all(&dir)?;
     let mut csv = String::from("strategy,metric,sim,live,relative_difference\n");
@@ -585,6 +611,8 @@ fn fidelity(
 }
 
 struct LiveArgs {
+    http2: bool,
+    connections: Option<u32>,
     targets: Vec<String>,
     strategy: Option<String>,
     duration: Option<mesh_core::Duration>,
@@ -671,6 +699,8 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         args.duration,
         args.record.is_some(),
         args.quiet,
+        args.http2,
+        args.connections,
         &rt,
         &stop,
     )?;

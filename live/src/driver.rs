@@ -57,6 +57,11 @@ pub struct LiveOptions {
     pub progress: bool,
     /// Longest wait for requests still in flight after the arrivals end.
     pub drain: StdDuration,
+    /// Speak HTTP/2 over cleartext (h2c, prior knowledge) instead of HTTP/1.1.
+    pub http2: bool,
+    /// Closed loop: this many virtual users, each sending its next request when the last one
+    /// finishes (no schedule; latency from the actual send). `None`: open loop.
+    pub connections: Option<u32>,
 }
 
 /// A recorded proxy: its trace and the outputs it produced.
@@ -111,6 +116,8 @@ enum Msg {
     Arrive {
         seq: u64,
         intended_ns: u64,
+        /// Closed loop: told when the request finishes.
+        reply: Option<tokio::sync::oneshot::Sender<()>>,
     },
     Done {
         attempt: AttemptId,
@@ -161,6 +168,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(StdDuration::from_secs(30))
         .pool_max_idle_per_host(1024)
+        .http2_only(opts.http2)
         .build_http();
     let shared = Arc::new(Shared {
         completed: AtomicU64::new(0),
@@ -287,15 +295,20 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         })
     };
 
-    // The pacer: a dedicated thread releasing arrivals at their intended times.
-    let pacer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop))
+    let (scheduled, on_time, pacing) = match opts.connections {
+        // The pacer: a dedicated thread releasing arrivals at their intended times.
+        None => {
+            let pacer = {
+                let stop = stop.clone();
+                std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop))
+            };
+            tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
+                .await
+                .expect("pacer thread")
+        }
+        // Closed loop: each user sends its next request when the last one finishes.
+        Some(n) => closed_loop(n, senders, start, duration_ns, stop.clone()).await,
     };
-    let (scheduled, on_time, pacing) =
-        tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
-            .await
-            .expect("pacer thread");
     let mut per_proxy = Vec::new();
     for a in actors {
         per_proxy.push(a.await.expect("actor task"));
@@ -446,6 +459,7 @@ fn pace(
         let _ = senders[i].send(Msg::Arrive {
             seq,
             intended_ns: t,
+            reply: None,
         });
         let (clock, rng) = &mut clocks[i];
         let next = clock.next(t, meshbench_scenario::unit(rng.next_u64()));
@@ -455,6 +469,56 @@ fn pace(
         let _ = s.send(Msg::PacerDone);
     }
     (scheduled, on_time, pacing)
+}
+
+/// `n` virtual users round-robin over the proxies, each with one request outstanding.
+async fn closed_loop(
+    n: u32,
+    senders: Vec<mpsc::UnboundedSender<Msg>>,
+    start: StdInstant,
+    duration_ns: u64,
+    stop: Arc<AtomicBool>,
+) -> (u64, u64, Histogram<u64>) {
+    let end = start + StdDuration::from_nanos(duration_ns);
+    let proxies = senders.len().max(1);
+    let mut users = Vec::new();
+    for u in 0..n as usize {
+        let tx = senders[u % proxies].clone();
+        let stop = stop.clone();
+        users.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            let lane = (u / proxies) as u64;
+            while StdInstant::now() < end && !stop.load(Ordering::Relaxed) {
+                let (reply, done) = tokio::sync::oneshot::channel();
+                let seq = (lane << 28) | sent;
+                let now = start.elapsed().as_nanos() as u64;
+                if tx
+                    .send(Msg::Arrive {
+                        seq,
+                        intended_ns: now,
+                        reply: Some(reply),
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+                sent += 1;
+                if done.await.is_err() {
+                    break;
+                }
+            }
+            sent
+        }));
+    }
+    let mut total = 0;
+    for u in users {
+        total += u.await.unwrap_or(0);
+    }
+    for s in &senders {
+        let _ = s.send(Msg::PacerDone);
+    }
+    let empty = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    (total, total, empty)
 }
 
 struct Actor {
@@ -499,6 +563,7 @@ impl Actor {
         let mut outputs = Vec::new();
         let mut intended: HashMap<u64, (u64, u64, bool)> = HashMap::new();
         let mut inflight: HashMap<AttemptId, tokio::task::AbortHandle> = HashMap::new();
+        let mut replies: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         // Outputs of construction (initial policy events) come first, at the start.
@@ -527,9 +592,16 @@ impl Actor {
             };
             let now = self.now();
             match msg {
-                Some(Msg::Arrive { seq, intended_ns }) => {
+                Some(Msg::Arrive {
+                    seq,
+                    intended_ns,
+                    reply,
+                }) => {
                     let key = ((self.index as u64) << 40) | seq;
                     intended.insert(key, (intended_ns, now.as_nanos(), false));
+                    if let Some(r) = reply {
+                        replies.insert(key, r);
+                    }
                     self.cluster.handle_input(
                         Input::Request {
                             request: RequestId(key),
@@ -575,6 +647,11 @@ impl Actor {
             }
             while let Some(o) = self.cluster.poll_output() {
                 self.output(&o, now, &mut st, &mut intended, &mut inflight);
+                if let Output::Finished { request, .. } = &o
+                    && let Some(r) = replies.remove(&request.0)
+                {
+                    let _ = r.send(());
+                }
                 if record {
                     outputs.push((now, o));
                 }

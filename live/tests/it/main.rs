@@ -43,6 +43,17 @@ async fn run(
     record: bool,
     kill_after: Option<Duration>,
 ) -> LiveRun {
+    run_with(loaded, strategy, record, kill_after, false, None).await
+}
+
+async fn run_with(
+    loaded: &Loaded,
+    strategy: usize,
+    record: bool,
+    kill_after: Option<Duration>,
+    http2: bool,
+    connections: Option<u32>,
+) -> LiveRun {
     let backends = Backends::start(&loaded.scenario, IpAddr::from([127, 0, 0, 1]), 11)
         .await
         .expect("backends start on loopback");
@@ -60,6 +71,8 @@ async fn run(
         record,
         progress: false,
         drain: Duration::from_secs(3),
+        http2,
+        connections,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let run = {
@@ -176,4 +189,50 @@ async fn a_recorded_live_run_replays_to_identical_cluster_outputs() {
         .filter(|(_, o)| matches!(o, mesh_core::Output::Cancel { .. }))
         .count();
     assert!(cancels > 0, "no per-try timeout fired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_cleartext_end_to_end() {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let l = loaded(&BASE.replace("duration: 3s", "duration: 1s"));
+    // The backends speak h2c with prior knowledge...
+    let backends = Backends::start(&l.scenario, IpAddr::from([127, 0, 0, 1]), 1)
+        .await
+        .unwrap();
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let addr = backends.of("backend")[0].addr;
+    let resp = client
+        .request(
+            hyper::Request::get(format!("http://{addr}/work"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .expect("h2c request");
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    assert!(resp.status().is_success());
+    backends.shutdown();
+    // ...and a whole live run over HTTP/2 succeeds.
+    let r = run_with(&l, 1, false, None, true, None).await;
+    assert_eq!(r.stats.completed, r.stats.scheduled);
+    assert_eq!(
+        r.result.requests, r.result.successes,
+        "{:?}",
+        r.result.failures
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_keeps_one_request_per_user_outstanding() {
+    let l = loaded(&BASE.replace("duration: 3s", "duration: 1s"));
+    let r = run_with(&l, 1, false, None, false, Some(8)).await;
+    assert!(r.stats.completed > 500, "{} completed", r.stats.completed);
+    assert_eq!(r.stats.completed, r.stats.scheduled);
+    // With 8 users and ~2 ms service times, throughput is bounded by the users, not a schedule.
+    let rate = r.stats.completed as f64 / 1.0;
+    assert!(rate < 8.0 / 0.002 * 1.2, "closed-loop rate {rate}/s");
 }
