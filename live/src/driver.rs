@@ -38,6 +38,15 @@ use tokio::sync::mpsc;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
+/// An attempt in flight inside its proxy's task: no task spawn, no channel hop per request.
+type AttemptFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<(AttemptId, Outcome), futures_util::future::Aborted>,
+            > + Send,
+    >,
+>;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -129,6 +138,8 @@ enum Msg {
         result: ProbeResult,
     },
     PacerDone,
+    /// Nothing happened, but outputs are waiting (the closed loop's first requests).
+    Kick,
 }
 
 /// Shared live counters for the progress line and the time series.
@@ -151,6 +162,7 @@ struct ProxyStats {
     endpoints: Vec<EndpointStats>,
     sent: u64,
     completed: u64,
+    issued: u64,
     recording: Option<Recording>,
 }
 
@@ -208,7 +220,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     // Actors.
     let mut senders = Vec::new();
     let mut actors = Vec::new();
+    let n_proxies = proxies.len().max(1) as u32;
     for (i, (mut cluster, addrs, target)) in proxies.into_iter().enumerate() {
+        let users = opts
+            .connections
+            .map_or(0, |n| n / n_proxies + u32::from((i as u32) < n % n_proxies));
         if opts.record {
             cluster.start_recording();
         }
@@ -226,8 +242,12 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             shared: shared.clone(),
             drain: opts.drain,
             stop: stop.clone(),
+            users,
+            end_ns: duration_ns,
+            issued: 0,
         };
-        actors.push(tokio::spawn(ctx.run(rx, opts.record)));
+        let closed = opts.connections.is_some();
+        actors.push(tokio::spawn(ctx.run(rx, opts.record, closed)));
     }
 
     // Progress and the time series: one sample per sample period.
@@ -306,8 +326,12 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                 .await
                 .expect("pacer thread")
         }
-        // Closed loop: each user sends its next request when the last one finishes.
-        Some(n) => closed_loop(n, senders, start, duration_ns, stop.clone()).await,
+        // Closed loop: each proxy task keeps its virtual users busy itself.
+        Some(_) => {
+            drop(senders);
+            let empty = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+            (0, 0, empty)
+        }
     };
     let mut per_proxy = Vec::new();
     for a in actors {
@@ -337,8 +361,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         endpoint_series: Vec::new(),
         sim_events: 0,
     };
+    let closed = opts.connections.is_some();
     let mut stats = LiveStats {
-        target_rps,
+        target_rps: if closed { 0.0 } else { target_rps },
         scheduled,
         ..LiveStats::default()
     };
@@ -370,6 +395,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         }
         stats.sent += p.sent;
         stats.completed += p.completed;
+        stats.scheduled += p.issued;
         recordings.extend(p.recording);
     }
     let pq = |h: &Histogram<u64>, p: f64| {
@@ -385,7 +411,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     result.endpoints = endpoints.into_values().collect();
     stats.never_completed = scheduled.saturating_sub(stats.completed);
     stats.partial = stop_was_early(&stop, start, duration_ns);
-    stats.achieved_rps = on_time as f64 / (duration_ns as f64 / 1e9);
+    stats.achieved_rps = if closed {
+        stats.completed as f64 / (duration_ns as f64 / 1e9)
+    } else {
+        on_time as f64 / (duration_ns as f64 / 1e9)
+    };
     let q = |p: f64| {
         if pacing.is_empty() {
             0.0
@@ -471,56 +501,6 @@ fn pace(
     (scheduled, on_time, pacing)
 }
 
-/// `n` virtual users round-robin over the proxies, each with one request outstanding.
-async fn closed_loop(
-    n: u32,
-    senders: Vec<mpsc::UnboundedSender<Msg>>,
-    start: StdInstant,
-    duration_ns: u64,
-    stop: Arc<AtomicBool>,
-) -> (u64, u64, Histogram<u64>) {
-    let end = start + StdDuration::from_nanos(duration_ns);
-    let proxies = senders.len().max(1);
-    let mut users = Vec::new();
-    for u in 0..n as usize {
-        let tx = senders[u % proxies].clone();
-        let stop = stop.clone();
-        users.push(tokio::spawn(async move {
-            let mut sent = 0u64;
-            let lane = (u / proxies) as u64;
-            while StdInstant::now() < end && !stop.load(Ordering::Relaxed) {
-                let (reply, done) = tokio::sync::oneshot::channel();
-                let seq = (lane << 28) | sent;
-                let now = start.elapsed().as_nanos() as u64;
-                if tx
-                    .send(Msg::Arrive {
-                        seq,
-                        intended_ns: now,
-                        reply: Some(reply),
-                    })
-                    .is_err()
-                {
-                    break;
-                }
-                sent += 1;
-                if done.await.is_err() {
-                    break;
-                }
-            }
-            sent
-        }));
-    }
-    let mut total = 0;
-    for u in users {
-        total += u.await.unwrap_or(0);
-    }
-    for s in &senders {
-        let _ = s.send(Msg::PacerDone);
-    }
-    let empty = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-    (total, total, empty)
-}
-
 struct Actor {
     index: usize,
     cluster: Cluster,
@@ -533,14 +513,40 @@ struct Actor {
     shared: Arc<Shared>,
     drain: StdDuration,
     stop: Arc<AtomicBool>,
+    /// Closed loop: virtual users on this proxy (0: open loop, arrivals come from the pacer).
+    users: u32,
+    /// Closed loop: no new request after this (ns since the start).
+    end_ns: u64,
+    /// Closed loop: requests issued.
+    issued: u64,
 }
 
 impl Actor {
+    /// Closed loop: one more request from a virtual user, sent now.
+    fn issue(&mut self, intended: &mut HashMap<u64, (u64, u64, bool)>) {
+        let now = self.now();
+        let key = ((self.index as u64) << 40) | self.issued;
+        self.issued += 1;
+        intended.insert(key, (now.as_nanos(), now.as_nanos(), false));
+        self.cluster.handle_input(
+            Input::Request {
+                request: RequestId(key),
+                hash: None,
+            },
+            now,
+        );
+    }
+
     fn now(&self) -> Instant {
         Instant::from_nanos(self.start.elapsed().as_nanos() as u64)
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, record: bool) -> ProxyStats {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        record: bool,
+        closed: bool,
+    ) -> ProxyStats {
         let mut st = ProxyStats {
             hist: latency_histogram(),
             hist_from_send: latency_histogram(),
@@ -558,21 +564,38 @@ impl Actor {
                 .collect(),
             sent: 0,
             completed: 0,
+            issued: 0,
             recording: None,
         };
         let mut outputs = Vec::new();
         let mut intended: HashMap<u64, (u64, u64, bool)> = HashMap::new();
-        let mut inflight: HashMap<AttemptId, tokio::task::AbortHandle> = HashMap::new();
+        let mut inflight: HashMap<AttemptId, futures_util::future::AbortHandle> = HashMap::new();
+        let mut pending: futures_util::stream::FuturesUnordered<AttemptFuture> =
+            futures_util::stream::FuturesUnordered::new();
         let mut replies: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         // Outputs of construction (initial policy events) come first, at the start.
         while let Some(o) = self.cluster.poll_output() {
-            self.output(&o, Instant::EPOCH, &mut st, &mut intended, &mut inflight);
+            self.output(
+                &o,
+                Instant::EPOCH,
+                &mut st,
+                &mut intended,
+                &mut inflight,
+                &pending,
+            );
             if record {
                 outputs.push((Instant::EPOCH, o));
             }
         }
+        for _ in 0..self.users {
+            self.issue(&mut intended);
+        }
+        if closed && self.users == 0 {
+            pacer_done = true;
+        }
+        let mut kick = self.users > 0;
         loop {
             let timer = self.cluster.poll_timeout().map(|t| {
                 tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(t.as_nanos()))
@@ -581,14 +604,25 @@ impl Actor {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let msg = tokio::select! {
+            let msg = if std::mem::take(&mut kick) {
+                Some(Msg::Kick)
+            } else {
+                tokio::select! {
                 m = rx.recv() => m,
+                Some(done) = futures_util::StreamExt::next(&mut pending), if !pending.is_empty() => {
+                    match done {
+                        Ok((attempt, outcome)) => Some(Msg::Done { attempt, outcome }),
+                        // Aborted by a Cancel: nothing to report.
+                        Err(_) => continue,
+                    }
+                }
                 () = async {
                     match until {
                         Some(t) => tokio::time::sleep_until(t).await,
                         None => std::future::pending().await,
                     }
                 } => None,
+                }
             };
             let now = self.now();
             match msg {
@@ -634,6 +668,7 @@ impl Actor {
                     },
                     now,
                 ),
+                Some(Msg::Kick) => {}
                 Some(Msg::PacerDone) => {
                     pacer_done = true;
                     drain_deadline = Some(tokio::time::Instant::now() + self.drain);
@@ -646,11 +681,19 @@ impl Actor {
                 }
             }
             while let Some(o) = self.cluster.poll_output() {
-                self.output(&o, now, &mut st, &mut intended, &mut inflight);
-                if let Output::Finished { request, .. } = &o
-                    && let Some(r) = replies.remove(&request.0)
-                {
-                    let _ = r.send(());
+                self.output(&o, now, &mut st, &mut intended, &mut inflight, &pending);
+                if let Output::Finished { request, .. } = &o {
+                    if let Some(r) = replies.remove(&request.0) {
+                        let _ = r.send(());
+                    }
+                    if self.users > 0 && !pacer_done {
+                        if now.as_nanos() < self.end_ns && !self.stop.load(Ordering::Relaxed) {
+                            self.issue(&mut intended);
+                        } else {
+                            pacer_done = true;
+                            drain_deadline = Some(tokio::time::Instant::now() + self.drain);
+                        }
+                    }
                 }
                 if record {
                     outputs.push((now, o));
@@ -666,6 +709,8 @@ impl Actor {
         for (_, h) in inflight {
             h.abort();
         }
+        drop(pending);
+        st.issued = self.issued;
         if record {
             st.recording = Some(Recording {
                 proxy: self.index,
@@ -682,7 +727,8 @@ impl Actor {
         now: Instant,
         st: &mut ProxyStats,
         intended: &mut HashMap<u64, (u64, u64, bool)>,
-        inflight: &mut HashMap<AttemptId, tokio::task::AbortHandle>,
+        inflight: &mut HashMap<AttemptId, futures_util::future::AbortHandle>,
+        pending: &futures_util::stream::FuturesUnordered<AttemptFuture>,
     ) {
         match o {
             Output::Send {
@@ -709,13 +755,12 @@ impl Actor {
                 }
                 self.shared.attempts.fetch_add(1, Ordering::Relaxed);
                 let client = self.client.clone();
-                let tx = self.tx.clone();
                 let (attempt, key, retry) = (*attempt, request.0, *retry);
-                let task = tokio::spawn(async move {
-                    let outcome = attempt_once(&client, addr, key, retry).await;
-                    let _ = tx.send(Msg::Done { attempt, outcome });
+                let (fut, handle) = futures_util::future::abortable(async move {
+                    (attempt, attempt_once(&client, addr, key, retry).await)
                 });
-                inflight.insert(attempt, task.abort_handle());
+                pending.push(Box::pin(fut));
+                inflight.insert(attempt, handle);
             }
             Output::Cancel { attempt, .. } => {
                 if let Some(h) = inflight.remove(attempt) {
