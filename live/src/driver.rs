@@ -38,14 +38,102 @@ use tokio::sync::mpsc;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
+/// An HTTP/1.1 connection's request handle.
+type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// What an attempt hands back: its id, its outcome, the endpoint, and the connection to reuse.
+type AttemptEnd = (AttemptId, Outcome, usize, Option<H1>);
+
 /// An attempt in flight inside its proxy's task: no task spawn, no channel hop per request.
 type AttemptFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Result<(AttemptId, Outcome), futures_util::future::Aborted>,
-            > + Send,
-    >,
+    Box<dyn std::future::Future<Output = Result<AttemptEnd, futures_util::future::Aborted>> + Send>,
 >;
+
+/// Idle HTTP/1.1 keep-alive connections per endpoint, owned by one proxy task (like wrk's
+/// per-thread connections: no shared pool, no lock).
+struct Pool {
+    idle: Vec<Vec<H1>>,
+    uris: Vec<hyper::Uri>,
+    hosts: Vec<hyper::header::HeaderValue>,
+}
+
+impl Pool {
+    fn new(addrs: &[SocketAddr]) -> Self {
+        Pool {
+            idle: addrs.iter().map(|_| Vec::new()).collect(),
+            uris: addrs
+                .iter()
+                .map(|a| format!("http://{a}/work").parse().expect("a valid URI"))
+                .collect(),
+            hosts: addrs
+                .iter()
+                .map(|a| hyper::header::HeaderValue::from_str(&a.to_string()).expect("ascii"))
+                .collect(),
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Option<H1> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(sender)
+}
+
+/// One HTTP/1.1 attempt on a pooled (or new) keep-alive connection; the connection comes back
+/// for reuse when the exchange completed cleanly. A pooled connection the server has closed is
+/// replaced once before the attempt counts as a local error.
+async fn attempt_h1(
+    pooled: Option<H1>,
+    addr: SocketAddr,
+    uri: hyper::Uri,
+    host: hyper::header::HeaderValue,
+    request: u64,
+    retry: u32,
+) -> (Outcome, Option<H1>) {
+    let mut conn = pooled;
+    for fresh in [false, true] {
+        let mut sender = match conn.take() {
+            Some(s) if !fresh => s,
+            _ => match connect(addr).await {
+                Some(s) => s,
+                None => return (Outcome::LocalError, None),
+            },
+        };
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        let req = hyper::Request::get(uri.clone())
+            .header(hyper::header::HOST, host.clone())
+            .header("x-meshbench-request", request)
+            .header("x-meshbench-attempt", retry)
+            .body(Empty::new())
+            .expect("a valid request");
+        match sender.send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                if resp.into_body().collect().await.is_err() {
+                    return (Outcome::LocalError, None);
+                }
+                let outcome = match status {
+                    502..=504 => Outcome::GatewayError,
+                    500..=599 => Outcome::ServerError,
+                    _ => Outcome::Success,
+                };
+                return (outcome, Some(sender));
+            }
+            Err(e) if !fresh && (e.is_closed() || e.is_canceled()) => continue,
+            Err(_) => return (Outcome::LocalError, None),
+        }
+    }
+    (Outcome::LocalError, None)
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -245,6 +333,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             users,
             end_ns: duration_ns,
             issued: 0,
+            http2: opts.http2,
         };
         let closed = opts.connections.is_some();
         actors.push(tokio::spawn(ctx.run(rx, opts.record, closed)));
@@ -519,6 +608,8 @@ struct Actor {
     end_ns: u64,
     /// Closed loop: requests issued.
     issued: u64,
+    /// Use the shared HTTP/2 client instead of per-task HTTP/1.1 connections.
+    http2: bool,
 }
 
 impl Actor {
@@ -573,6 +664,7 @@ impl Actor {
         let mut pending: futures_util::stream::FuturesUnordered<AttemptFuture> =
             futures_util::stream::FuturesUnordered::new();
         let mut replies: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
+        let mut pool = Pool::new(&self.addrs);
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         // Outputs of construction (initial policy events) come first, at the start.
@@ -584,6 +676,7 @@ impl Actor {
                 &mut intended,
                 &mut inflight,
                 &pending,
+                &mut pool,
             );
             if record {
                 outputs.push((Instant::EPOCH, o));
@@ -611,7 +704,12 @@ impl Actor {
                 m = rx.recv() => m,
                 Some(done) = futures_util::StreamExt::next(&mut pending), if !pending.is_empty() => {
                     match done {
-                        Ok((attempt, outcome)) => Some(Msg::Done { attempt, outcome }),
+                        Ok((attempt, outcome, endpoint, conn)) => {
+                            if let Some(c) = conn {
+                                pool.idle[endpoint].push(c);
+                            }
+                            Some(Msg::Done { attempt, outcome })
+                        }
                         // Aborted by a Cancel: nothing to report.
                         Err(_) => continue,
                     }
@@ -681,7 +779,15 @@ impl Actor {
                 }
             }
             while let Some(o) = self.cluster.poll_output() {
-                self.output(&o, now, &mut st, &mut intended, &mut inflight, &pending);
+                self.output(
+                    &o,
+                    now,
+                    &mut st,
+                    &mut intended,
+                    &mut inflight,
+                    &pending,
+                    &mut pool,
+                );
                 if let Output::Finished { request, .. } = &o {
                     if let Some(r) = replies.remove(&request.0) {
                         let _ = r.send(());
@@ -721,6 +827,9 @@ impl Actor {
         st
     }
 
+    // The per-request maps are locals of `run` (they outlive no request); passing them is
+    // plainer than a second struct borrowed alongside `self`.
+    #[allow(clippy::too_many_arguments)]
     fn output(
         &mut self,
         o: &Output,
@@ -729,6 +838,7 @@ impl Actor {
         intended: &mut HashMap<u64, (u64, u64, bool)>,
         inflight: &mut HashMap<AttemptId, futures_util::future::AbortHandle>,
         pending: &futures_util::stream::FuturesUnordered<AttemptFuture>,
+        pool: &mut Pool,
     ) {
         match o {
             Output::Send {
@@ -754,11 +864,27 @@ impl Actor {
                     st.attempts += 1;
                 }
                 self.shared.attempts.fetch_add(1, Ordering::Relaxed);
-                let client = self.client.clone();
-                let (attempt, key, retry) = (*attempt, request.0, *retry);
-                let (fut, handle) = futures_util::future::abortable(async move {
-                    (attempt, attempt_once(&client, addr, key, retry).await)
-                });
+                let (attempt, key, retry, ep) = (*attempt, request.0, *retry, endpoint.index());
+                let (fut, handle) = if self.http2 {
+                    let client = self.client.clone();
+                    futures_util::future::abortable(Box::pin(async move {
+                        (
+                            attempt,
+                            attempt_once(&client, addr, key, retry).await,
+                            ep,
+                            None,
+                        )
+                    })
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>>)
+                } else {
+                    let pooled = pool.idle[ep].pop();
+                    let (uri, host) = (pool.uris[ep].clone(), pool.hosts[ep].clone());
+                    futures_util::future::abortable(Box::pin(async move {
+                        let (outcome, conn) = attempt_h1(pooled, addr, uri, host, key, retry).await;
+                        (attempt, outcome, ep, conn)
+                    })
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>>)
+                };
                 pending.push(Box::pin(fut));
                 inflight.insert(attempt, handle);
             }
