@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Load-generator speed against nginx on loopback, next to wrk in the same script run.
+#   1. closed loop, 50 connections, 10 s: wrk -t2 -c50 vs `meshbench live --connections 50`
+#      (least request P2C with outlier detection on: scenarios/bench/nginx.yaml);
+#   2. open loop at 10 000/s for 10 s: achieved rate and pacing error.
+# Needs Debian's nginx and wrk; installs them with apt-get when missing (as root).
+# Usage: scripts/bench-live.sh [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
+fi
+cargo build --release -q -p meshbench
+work=$(mktemp -d)
+port=18088
+cat >"$work/nginx.conf" <<CONF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf"
+trap 'nginx -c "$work/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$work"' EXIT
+sleep 0.5
+url="http://127.0.0.1:$port"
+wrk_rps=$(wrk -t2 -c50 -d"${secs}s" "$url/" | awk '/Requests\/sec/ {print $2}')
+./target/release/meshbench live scenarios/bench/nginx.yaml --target "$url" --connections 50 \
+  --duration "${secs}s" --quiet --out "$work/closed"
+mb_rps=$(python3 -c "import json; print(json.load(open('$work/closed/live.json'))['strategies'][0]['live']['achieved_rps'])")
+./target/release/meshbench live scenarios/bench/nginx.yaml --target "$url" \
+  --duration "${secs}s" --quiet --out "$work/open"
+python3 - "$wrk_rps" "$mb_rps" "$work/open/live.json" <<'PY'
+import json, sys
+wrk, mb, path = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+s = json.load(open(path))["strategies"][0]["live"]
+print("closed loop, 50 connections, 2 threads")
+print(f"  wrk        {wrk:>10.0f} req/s")
+print(f"  meshbench  {mb:>10.0f} req/s   ({mb / wrk:.2f}x wrk; P2C + outlier detection)")
+print(f"open loop at {s['target_rps']:.0f}/s")
+print(f"  achieved   {s['achieved_rps']:>10.1f} req/s   ({100 * (s['achieved_rps'] / s['target_rps'] - 1):+.2f}%)")
+print(f"  pacing error p50 {s['pacing_error_us'][0]:.0f} us, p99 {s['pacing_error_us'][1]:.0f} us, max {s['pacing_error_us'][2]:.0f} us")
+print(f"  completed {s['completed']} of {s['scheduled']} scheduled; latency p99 from intended send {s['latency_from_intended_ms'][1]:.3f} ms, from actual send {s['latency_from_send_ms'][1]:.3f} ms")
+PY
