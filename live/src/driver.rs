@@ -73,6 +73,13 @@ impl Pool {
     }
 }
 
+/// The request id the backends draw their common random numbers from.
+static REQUEST_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-meshbench-request");
+/// The attempt number (0 first, then retries and hedges).
+static ATTEMPT_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-meshbench-attempt");
+
 async fn connect(addr: SocketAddr) -> Option<H1> {
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
@@ -111,8 +118,8 @@ async fn attempt_h1(
         }
         let req = hyper::Request::get(uri.clone())
             .header(hyper::header::HOST, host.clone())
-            .header("x-meshbench-request", request)
-            .header("x-meshbench-attempt", retry)
+            .header(&REQUEST_HEADER, request)
+            .header(&ATTEMPT_HEADER, retry)
             .body(Empty::new())
             .expect("a valid request");
         match sender.send_request(req).await {
@@ -265,17 +272,17 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .or(sc.duration.map(|d| d.as_nanos()))
         .unwrap_or(10_000_000_000);
     let warmup = sc.warmup.as_nanos().min(duration_ns / 2);
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(StdDuration::from_secs(30))
-        .pool_max_idle_per_host(1024)
-        .http2_only(opts.http2)
-        .build_http();
-    let shared = Arc::new(Shared {
-        completed: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        attempts: AtomicU64::new(0),
-        window: std::sync::Mutex::new(latency_histogram()),
-    });
+    // One set of live counters per proxy (no cache line shared between proxy threads); the
+    // sampler sums them.
+    let new_shared = || {
+        Arc::new(Shared {
+            completed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            window: std::sync::Mutex::new(latency_histogram()),
+        })
+    };
+    let mut all_shared: Vec<Arc<Shared>> = Vec::new();
     let start = StdInstant::now();
 
     // Proxies: seeds, clocks and endpoints as in the simulator.
@@ -307,7 +314,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
 
     // Actors.
     let mut senders = Vec::new();
-    let mut actors = Vec::new();
+    let mut actors: Vec<(Actor, mpsc::UnboundedReceiver<Msg>, bool)> = Vec::new();
     let n_proxies = proxies.len().max(1) as u32;
     for (i, (mut cluster, addrs, target)) in proxies.into_iter().enumerate() {
         let users = opts
@@ -323,11 +330,21 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             cluster,
             addrs,
             target,
-            client: client.clone(),
+            // One client (and pool) per proxy: its connections live on the proxy's own runtime
+            // and die with it, never under another proxy's requests.
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(StdDuration::from_secs(30))
+                .pool_max_idle_per_host(1024)
+                .http2_only(opts.http2)
+                .build_http(),
             tx,
             start,
             warmup,
-            shared: shared.clone(),
+            shared: {
+                let sh = new_shared();
+                all_shared.push(sh.clone());
+                sh
+            },
             drain: opts.drain,
             stop: stop.clone(),
             users,
@@ -336,14 +353,55 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             http2: opts.http2,
         };
         let closed = opts.connections.is_some();
-        actors.push(tokio::spawn(ctx.run(rx, opts.record, closed)));
+        actors.push((ctx, rx, closed));
     }
+    // Proxy tasks run on one single-threaded runtime per core, each on its own OS thread, like
+    // wrk's per-thread event loops: a proxy's attempts, connections and timers never hop threads.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(actors.len())
+        .max(1);
+    let mut shards: Vec<Vec<(Actor, mpsc::UnboundedReceiver<Msg>, bool)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for (i, a) in actors.into_iter().enumerate() {
+        shards[i % workers].push(a);
+    }
+    let record = opts.record;
+    let threads: Vec<std::thread::JoinHandle<Vec<(usize, ProxyStats)>>> = shards
+        .into_iter()
+        .enumerate()
+        .map(|(w, shard)| {
+            std::thread::Builder::new()
+                .name(format!("meshbench-live-{w}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a proxy runtime");
+                    rt.block_on(async move {
+                        let handles: Vec<_> = shard
+                            .into_iter()
+                            .map(|(ctx, rx, closed)| {
+                                let i = ctx.index;
+                                (i, tokio::spawn(ctx.run(rx, record, closed)))
+                            })
+                            .collect();
+                        let mut out = Vec::new();
+                        for (i, h) in handles {
+                            out.push((i, h.await.expect("proxy task")));
+                        }
+                        out
+                    })
+                })
+                .expect("spawning a proxy thread")
+        })
+        .collect();
 
     // Progress and the time series: one sample per sample period.
     let period = sc.sample_period.as_nanos().max(100_000_000);
     let finished = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let shared = shared.clone();
+        let shared = all_shared.clone();
         let stop = stop.clone();
         let finished = finished.clone();
         let progress = opts.progress;
@@ -355,11 +413,19 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             loop {
                 let at = start + StdDuration::from_nanos(k * period);
                 tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                let c = shared.completed.load(Ordering::Relaxed);
-                let e = shared.errors.load(Ordering::Relaxed);
-                let a = shared.attempts.load(Ordering::Relaxed);
+                let sum = |f: fn(&Shared) -> &AtomicU64| -> u64 {
+                    shared.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+                };
+                let c = sum(|s| &s.completed);
+                let e = sum(|s| &s.errors);
+                let a = sum(|s| &s.attempts);
                 let (p50, p99, p999) = {
-                    let mut h = shared.window.lock().expect("not poisoned");
+                    let mut h = latency_histogram();
+                    for s in &shared {
+                        let mut w = s.window.lock().expect("not poisoned");
+                        let _ = h.add(&*w);
+                        w.reset();
+                    }
                     let q = |p: f64| {
                         if h.is_empty() {
                             0.0
@@ -367,9 +433,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                             h.value_at_quantile(p) as f64 / 1e6
                         }
                     };
-                    let v = (q(0.5), q(0.99), q(0.999));
-                    h.reset();
-                    v
+                    (q(0.5), q(0.99), q(0.999))
                 };
                 let secs = period as f64 / 1e9;
                 if progress {
@@ -423,8 +487,18 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         }
     };
     let mut per_proxy = Vec::new();
-    for a in actors {
-        per_proxy.push(a.await.expect("actor task"));
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut all: Vec<(usize, ProxyStats)> = threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("proxy thread"))
+            .collect();
+        all.sort_by_key(|p| p.0);
+        all
+    })
+    .await
+    .expect("joining the proxy threads");
+    for (_, p) in joined {
+        per_proxy.push(p);
     }
     finished.store(true, Ordering::Relaxed);
     let samples = sampler.await.unwrap_or_default();
@@ -984,8 +1058,8 @@ impl Actor {
 /// Sends one attempt and classifies its end the way outlier detection and retries see it.
 async fn attempt_once(client: &HttpClient, addr: SocketAddr, request: u64, retry: u32) -> Outcome {
     let req = hyper::Request::get(format!("http://{addr}/work"))
-        .header("x-meshbench-request", request.to_string())
-        .header("x-meshbench-attempt", retry.to_string())
+        .header(&REQUEST_HEADER, request)
+        .header(&ATTEMPT_HEADER, retry)
         .body(Empty::new());
     let Ok(req) = req else {
         return Outcome::LocalError;
