@@ -48,6 +48,15 @@ enum Command {
         /// Address to bind (loopback unless told otherwise).
         #[arg(long, default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
+        /// Serve TLS with this certificate chain (PEM).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates signed by this CA (PEM): mTLS.
+        #[arg(long, requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
     },
     /// Run the scenario's workload against real endpoints: in-process backends started from the
     /// scenario (default), or `--target` URLs; every strategy in turn.
@@ -82,6 +91,24 @@ enum Command {
         /// finishes) instead of the scenario's open-loop arrivals.
         #[arg(long)]
         connections: Option<u32>,
+        /// TLS. With in-process backends, a throwaway CA and certificates are made for the run.
+        #[arg(long)]
+        tls: bool,
+        /// With in-process backends and --tls: require client certificates (mTLS).
+        #[arg(long)]
+        mtls: bool,
+        /// With --target: the CA (PEM) that signed the targets' certificates; implies TLS.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// With --target: a client certificate chain (PEM) for mTLS.
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
+        /// With --target: the client certificate's key (PEM).
+        #[arg(long)]
+        client_key: Option<PathBuf>,
+        /// With --target: the name to check the targets' certificates against (default localhost).
+        #[arg(long)]
+        server_name: Option<String>,
     },
     /// Run a scenario in the simulator and live (against in-process backends) and print
     /// p50/p90/p99, error rate and load share side by side with their relative differences.
@@ -147,8 +174,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { file, bind } => match meshbench_scenario::load(&file) {
-            Ok(loaded) => match serve(&loaded, bind) {
+        Command::Serve {
+            file,
+            bind,
+            tls_cert,
+            tls_key,
+            client_ca,
+        } => match meshbench_scenario::load(&file) {
+            Ok(loaded) => match serve(&loaded, bind, tls_cert, tls_key, client_ca) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -171,6 +204,12 @@ fn main() -> ExitCode {
             quiet,
             http2,
             connections,
+            tls,
+            mtls,
+            ca,
+            client_cert,
+            client_key,
+            server_name,
         } => {
             let loaded = match meshbench_scenario::load(&file) {
                 Ok(l) => l,
@@ -189,6 +228,12 @@ fn main() -> ExitCode {
                 quiet,
                 http2,
                 connections,
+                tls,
+                mtls,
+                ca,
+                client_cert,
+                client_key,
+                server_name,
             };
             match live(&loaded, args) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -400,8 +445,7 @@ fn run_live_strategies(
     duration: Option<mesh_core::Duration>,
     record: bool,
     quiet: bool,
-    http2: bool,
-    connections: Option<u32>,
+    wire: &Wire,
     rt: &tokio::runtime::Runtime,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<LiveResults> {
@@ -418,10 +462,11 @@ fn run_live_strategies(
             // Fresh backends per strategy: empty queues, same draws.
             let backends = if targets.is_empty() {
                 Some(
-                    meshbench_live::Backends::start(
+                    meshbench_live::Backends::start_with(
                         sc,
                         std::net::IpAddr::from([127, 0, 0, 1]),
                         seed_of(loaded, Some(seed)),
+                        wire.tls.as_ref().and_then(|t| t.server.clone()),
                     )
                     .await?,
                 )
@@ -445,8 +490,9 @@ fn run_live_strategies(
                 record,
                 progress: !quiet,
                 drain: std::time::Duration::from_secs(5),
-                http2,
-                connections,
+                http2: wire.http2,
+                connections: wire.connections,
+                tls: wire.tls.as_ref().map(|t| t.client.clone()),
             };
             if !quiet {
                 eprintln!("live: strategy {}", loaded.strategies[s].0);
@@ -541,8 +587,7 @@ fn fidelity(
         Some(d),
         false,
         true,
-        false,
-        None,
+        &Wire::default(),
         &rt,
         &stop,
     )?;
@@ -610,7 +655,101 @@ fn fidelity(
     Ok(())
 }
 
+/// How live mode talks to endpoints.
+#[derive(Default)]
+struct Wire {
+    http2: bool,
+    connections: Option<u32>,
+    tls: Option<LiveTls>,
+}
+
+/// TLS for a live run: the client side, and the in-process backends' side when they are ours.
+struct LiveTls {
+    client: meshbench_live::tls::TlsClient,
+    server: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+fn read_pem(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("{what} {}", path.display()))
+}
+
+/// TLS settings from the flags: with in-process backends, `--tls` makes a throwaway PKI for
+/// both sides; with `--target`, `--ca` (and for mTLS `--client-cert`/`--client-key`) configure
+/// the client.
+fn live_tls(args: &LiveArgs, external: bool) -> anyhow::Result<Option<LiveTls>> {
+    use meshbench_live::tls;
+    let server_name = |name: &str| {
+        rustls::pki_types::ServerName::try_from(name.to_owned())
+            .with_context(|| format!("--server-name {name}: not a DNS name or IP address"))
+    };
+    if external {
+        let Some(ca) = &args.ca else {
+            if args.tls {
+                anyhow::bail!(
+                    "--tls with --target needs --ca FILE (the CA that signed the targets' certificates)"
+                );
+            }
+            return Ok(None);
+        };
+        let ca = read_pem(ca, "--ca")?;
+        let client_pair = match (&args.client_cert, &args.client_key) {
+            (Some(c), Some(k)) => {
+                Some((read_pem(c, "--client-cert")?, read_pem(k, "--client-key")?))
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("--client-cert and --client-key go together"),
+        };
+        let config = tls::client_config(
+            &ca,
+            client_pair.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            args.http2,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        let name = args
+            .server_name
+            .clone()
+            .unwrap_or_else(|| "localhost".to_owned());
+        return Ok(Some(LiveTls {
+            client: tls::TlsClient {
+                config,
+                server_name: server_name(&name)?,
+            },
+            server: None,
+        }));
+    }
+    if !args.tls {
+        return Ok(None);
+    }
+    let pki = tls::generate_pki().map_err(|e| anyhow::anyhow!(e))?;
+    let mtls = args.mtls;
+    let server = tls::server_config(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+        mtls.then_some(pki.ca_pem.as_str()),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let client = tls::client_config(
+        &pki.ca_pem,
+        mtls.then_some((pki.client_cert_pem.as_str(), pki.client_key_pem.as_str())),
+        args.http2,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Some(LiveTls {
+        client: tls::TlsClient {
+            config: client,
+            server_name: server_name("localhost")?,
+        },
+        server: Some(server),
+    }))
+}
+
 struct LiveArgs {
+    tls: bool,
+    mtls: bool,
+    ca: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    server_name: Option<String>,
     http2: bool,
     connections: Option<u32>,
     targets: Vec<String>,
@@ -629,14 +768,40 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
-fn serve(loaded: &meshbench_scenario::Loaded, bind: std::net::IpAddr) -> anyhow::Result<()> {
+fn serve(
+    loaded: &meshbench_scenario::Loaded,
+    bind: std::net::IpAddr,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let tls = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => {
+            let ca = client_ca.map(|p| read_pem(&p, "--client-ca")).transpose()?;
+            Some(
+                meshbench_live::tls::server_config(
+                    &read_pem(&c, "--tls-cert")?,
+                    &read_pem(&k, "--tls-key")?,
+                    ca.as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            )
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let rt = runtime()?;
     rt.block_on(async {
-        let backends =
-            meshbench_live::Backends::start(&loaded.scenario, bind, seed_of(loaded, None)).await?;
+        let backends = meshbench_live::Backends::start_with(
+            &loaded.scenario,
+            bind,
+            seed_of(loaded, None),
+            tls,
+        )
+        .await?;
         let mut o = std::io::stdout().lock();
         for i in &backends.instances {
-            writeln!(o, "{}/{}  http://{}", i.service, i.index, i.addr)?;
+            writeln!(o, "{}/{}  {scheme}://{}", i.service, i.index, i.addr)?;
         }
         writeln!(
             o,
@@ -677,6 +842,7 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         .collect::<anyhow::Result<_>>()?;
     let dir = args
         .out
+        .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -691,6 +857,11 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
             }
         });
     }
+    let wire = Wire {
+        http2: args.http2,
+        connections: args.connections,
+        tls: live_tls(&args, !targets.is_empty())?,
+    };
     let (results, stats, recordings) = run_live_strategies(
         loaded,
         &chosen,
@@ -699,8 +870,7 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         args.duration,
         args.record.is_some(),
         args.quiet,
-        args.http2,
-        args.connections,
+        &wire,
         &rt,
         &stop,
     )?;

@@ -22,8 +22,6 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mesh_core::health::{ProbeId, ProbeResult};
 use mesh_core::outlier::OutlierEvent;
@@ -36,39 +34,118 @@ use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram};
 use meshbench_scenario::{ArrivalClock, Loaded};
 use tokio::sync::mpsc;
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
 /// An HTTP/1.1 connection's request handle.
 type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+/// An HTTP/2 connection's (cloneable, multiplexed) request handle.
+type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+/// A connection to one endpoint, plain or TLS.
+enum Conn {
+    H1(H1),
+    H2(H2),
+}
 
 /// What an attempt hands back: its id, its outcome, the endpoint, and the connection to reuse.
-type AttemptEnd = (AttemptId, Outcome, usize, Option<H1>);
+type AttemptEnd = (AttemptId, Outcome, usize, Option<Conn>);
 
 /// An attempt in flight inside its proxy's task: no task spawn, no channel hop per request.
 type AttemptFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<AttemptEnd, futures_util::future::Aborted>> + Send>,
 >;
 
-/// Idle HTTP/1.1 keep-alive connections per endpoint, owned by one proxy task (like wrk's
-/// per-thread connections: no shared pool, no lock).
+/// How to reach one endpoint.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    uri: hyper::Uri,
+    health: hyper::Uri,
+    host: hyper::header::HeaderValue,
+    tls: Option<crate::tls::TlsClient>,
+    http2: bool,
+}
+
+/// Connections per endpoint, owned by one proxy task (like wrk's per-thread connections: no
+/// shared pool, no lock): idle HTTP/1.1 keep-alive connections, or one multiplexed HTTP/2
+/// connection.
 struct Pool {
-    idle: Vec<Vec<H1>>,
-    uris: Vec<hyper::Uri>,
-    hosts: Vec<hyper::header::HeaderValue>,
+    idle: Vec<Vec<Conn>>,
+    h2: Vec<Option<H2>>,
+    targets: Vec<Target>,
 }
 
 impl Pool {
-    fn new(addrs: &[SocketAddr]) -> Self {
+    fn new(addrs: &[SocketAddr], tls: Option<&crate::tls::TlsClient>, http2: bool) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         Pool {
             idle: addrs.iter().map(|_| Vec::new()).collect(),
-            uris: addrs
+            h2: addrs.iter().map(|_| None).collect(),
+            targets: addrs
                 .iter()
-                .map(|a| format!("http://{a}/work").parse().expect("a valid URI"))
+                .map(|a| Target {
+                    addr: *a,
+                    uri: format!("{scheme}://{a}/work").parse().expect("a valid URI"),
+                    health: format!("{scheme}://{a}/health")
+                        .parse()
+                        .expect("a valid URI"),
+                    host: hyper::header::HeaderValue::from_str(&a.to_string()).expect("ascii"),
+                    tls: tls.cloned(),
+                    http2,
+                })
                 .collect(),
-            hosts: addrs
-                .iter()
-                .map(|a| hyper::header::HeaderValue::from_str(&a.to_string()).expect("ascii"))
-                .collect(),
+        }
+    }
+
+    /// A connection to try first for endpoint `ep`, if one is ready.
+    fn take(&mut self, ep: usize) -> Option<Conn> {
+        match &self.h2[ep] {
+            Some(h2) => Some(Conn::H2(h2.clone())),
+            None => self.idle[ep].pop(),
+        }
+    }
+
+    /// Gives back a connection that ended its exchange cleanly.
+    fn give(&mut self, ep: usize, conn: Conn) {
+        match conn {
+            Conn::H2(h2) => self.h2[ep] = Some(h2),
+            c @ Conn::H1(_) => self.idle[ep].push(c),
+        }
+    }
+}
+
+async fn handshake<IO>(io: IO, http2: bool) -> Option<Conn>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    if http2 {
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Some(Conn::H2(sender))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Some(Conn::H1(sender))
+    }
+}
+
+/// Opens a connection (TCP, then TLS when configured, then HTTP/1.1 or HTTP/2).
+async fn connect(t: &Target) -> Option<Conn> {
+    let stream = tokio::net::TcpStream::connect(t.addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    match &t.tls {
+        None => handshake(stream, t.http2).await,
+        Some(tls) => {
+            let io = tokio_rustls::TlsConnector::from(tls.config.clone())
+                .connect(tls.server_name.clone(), stream)
+                .await
+                .ok()?;
+            handshake(io, t.http2).await
         }
     }
 }
@@ -80,66 +157,102 @@ static REQUEST_HEADER: hyper::header::HeaderName =
 static ATTEMPT_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-meshbench-attempt");
 
-async fn connect(addr: SocketAddr) -> Option<H1> {
-    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(sender)
+/// Sends one request on `conn`; the connection comes back when the exchange ended cleanly.
+async fn exchange(
+    conn: Conn,
+    req: hyper::Request<Empty<Bytes>>,
+) -> Result<(u16, Conn), (bool, Option<hyper::Error>)> {
+    let result = match conn {
+        Conn::H1(mut s) => {
+            if s.ready().await.is_err() {
+                return Err((true, None));
+            }
+            s.send_request(req).await.map(|r| (r, Conn::H1(s)))
+        }
+        Conn::H2(mut s) => {
+            if s.ready().await.is_err() {
+                return Err((true, None));
+            }
+            s.send_request(req).await.map(|r| (r, Conn::H2(s)))
+        }
+    };
+    match result {
+        Ok((resp, conn)) => {
+            let status = resp.status().as_u16();
+            if resp.into_body().collect().await.is_err() {
+                return Err((false, None));
+            }
+            Ok((status, conn))
+        }
+        Err(e) => Err((e.is_closed() || e.is_canceled(), Some(e))),
+    }
 }
 
-/// One HTTP/1.1 attempt on a pooled (or new) keep-alive connection; the connection comes back
-/// for reuse when the exchange completed cleanly. A pooled connection the server has closed is
-/// replaced once before the attempt counts as a local error.
-async fn attempt_h1(
-    pooled: Option<H1>,
-    addr: SocketAddr,
+/// One request to `uri` on a pooled (or new) connection. A pooled connection the server has
+/// closed is replaced once before the attempt counts as a local error.
+async fn request_once(
+    pooled: Option<Conn>,
+    t: &Target,
     uri: hyper::Uri,
-    host: hyper::header::HeaderValue,
-    request: u64,
-    retry: u32,
-) -> (Outcome, Option<H1>) {
-    let mut conn = pooled;
+    ids: Option<(u64, u32)>,
+) -> (Option<u16>, Option<Conn>) {
+    let mut pooled = pooled;
     for fresh in [false, true] {
-        let mut sender = match conn.take() {
-            Some(s) if !fresh => s,
-            _ => match connect(addr).await {
-                Some(s) => s,
-                None => return (Outcome::LocalError, None),
+        let conn = match pooled.take() {
+            Some(c) if !fresh => c,
+            _ => match connect(t).await {
+                Some(c) => c,
+                None => return (None, None),
             },
         };
-        if sender.ready().await.is_err() {
-            continue;
+        let mut req = hyper::Request::get(uri.clone());
+        if !t.http2 {
+            req = req.header(hyper::header::HOST, t.host.clone());
         }
-        let req = hyper::Request::get(uri.clone())
-            .header(hyper::header::HOST, host.clone())
-            .header(&REQUEST_HEADER, request)
-            .header(&ATTEMPT_HEADER, retry)
-            .body(Empty::new())
-            .expect("a valid request");
-        match sender.send_request(req).await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                if resp.into_body().collect().await.is_err() {
-                    return (Outcome::LocalError, None);
-                }
-                let outcome = match status {
-                    502..=504 => Outcome::GatewayError,
-                    500..=599 => Outcome::ServerError,
-                    _ => Outcome::Success,
-                };
-                return (outcome, Some(sender));
-            }
-            Err(e) if !fresh && (e.is_closed() || e.is_canceled()) => continue,
-            Err(_) => return (Outcome::LocalError, None),
+        if let Some((request, retry)) = ids {
+            req = req
+                .header(&REQUEST_HEADER, request)
+                .header(&ATTEMPT_HEADER, retry);
+        }
+        let req = req.body(Empty::new()).expect("a valid request");
+        match exchange(conn, req).await {
+            Ok((status, conn)) => return (Some(status), Some(conn)),
+            Err((stale, _)) if stale && !fresh => continue,
+            Err(_) => return (None, None),
         }
     }
-    (Outcome::LocalError, None)
+    (None, None)
+}
+
+/// One attempt, classified the way outlier detection and retries see it.
+async fn send_attempt(
+    pooled: Option<Conn>,
+    t: Target,
+    request: u64,
+    retry: u32,
+) -> (Outcome, Option<Conn>) {
+    let uri = t.uri.clone();
+    match request_once(pooled, &t, uri, Some((request, retry))).await {
+        (Some(status), conn) => (
+            match status {
+                502..=504 => Outcome::GatewayError,
+                500..=599 => Outcome::ServerError,
+                _ => Outcome::Success,
+            },
+            conn,
+        ),
+        (None, _) => (Outcome::LocalError, None),
+    }
+}
+
+/// One active health check on a fresh connection (Envoy's `reuse_connection: false`).
+async fn health_probe(t: Target) -> ProbeResult {
+    let uri = t.health.clone();
+    match request_once(None, &t, uri, None).await {
+        (Some(200..=299), _) => ProbeResult::Pass,
+        (Some(_), _) => ProbeResult::Fail,
+        (None, _) => ProbeResult::Error,
+    }
 }
 
 /// What to run.
@@ -163,6 +276,8 @@ pub struct LiveOptions {
     pub drain: StdDuration,
     /// Speak HTTP/2 over cleartext (h2c, prior knowledge) instead of HTTP/1.1.
     pub http2: bool,
+    /// Dial the endpoints with TLS (custom CA, optional client certificate).
+    pub tls: Option<crate::tls::TlsClient>,
     /// Closed loop: this many virtual users, each sending its next request when the last one
     /// finishes (no schedule; latency from the actual send). `None`: open loop.
     pub connections: Option<u32>,
@@ -330,13 +445,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             cluster,
             addrs,
             target,
-            // One client (and pool) per proxy: its connections live on the proxy's own runtime
-            // and die with it, never under another proxy's requests.
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(StdDuration::from_secs(30))
-                .pool_max_idle_per_host(1024)
-                .http2_only(opts.http2)
-                .build_http(),
+            tls: opts.tls.clone(),
             tx,
             start,
             warmup,
@@ -669,7 +778,7 @@ struct Actor {
     cluster: Cluster,
     addrs: Vec<SocketAddr>,
     target: String,
-    client: HttpClient,
+    tls: Option<crate::tls::TlsClient>,
     tx: mpsc::UnboundedSender<Msg>,
     start: StdInstant,
     warmup: u64,
@@ -738,7 +847,8 @@ impl Actor {
         let mut pending: futures_util::stream::FuturesUnordered<AttemptFuture> =
             futures_util::stream::FuturesUnordered::new();
         let mut replies: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
-        let mut pool = Pool::new(&self.addrs);
+        // Connections live on the proxy's own runtime and die with it.
+        let mut pool = Pool::new(&self.addrs, self.tls.as_ref(), self.http2);
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         // Outputs of construction (initial policy events) come first, at the start.
@@ -780,7 +890,7 @@ impl Actor {
                     match done {
                         Ok((attempt, outcome, endpoint, conn)) => {
                             if let Some(c) = conn {
-                                pool.idle[endpoint].push(c);
+                                pool.give(endpoint, c);
                             }
                             Some(Msg::Done { attempt, outcome })
                         }
@@ -922,9 +1032,9 @@ impl Actor {
                 retry,
                 ..
             } => {
-                let Some(&addr) = self.addrs.get(endpoint.index()) else {
+                if self.addrs.get(endpoint.index()).is_none() {
                     return;
-                };
+                }
                 if let Some(e) = intended.get_mut(&request.0)
                     && !e.2
                 {
@@ -938,29 +1048,16 @@ impl Actor {
                     st.attempts += 1;
                 }
                 self.shared.attempts.fetch_add(1, Ordering::Relaxed);
-                let (attempt, key, retry, ep) = (*attempt, request.0, *retry, endpoint.index());
-                let (fut, handle) = if self.http2 {
-                    let client = self.client.clone();
-                    futures_util::future::abortable(Box::pin(async move {
-                        (
-                            attempt,
-                            attempt_once(&client, addr, key, retry).await,
-                            ep,
-                            None,
-                        )
-                    })
-                        as std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>>)
-                } else {
-                    let pooled = pool.idle[ep].pop();
-                    let (uri, host) = (pool.uris[ep].clone(), pool.hosts[ep].clone());
-                    futures_util::future::abortable(Box::pin(async move {
-                        let (outcome, conn) = attempt_h1(pooled, addr, uri, host, key, retry).await;
-                        (attempt, outcome, ep, conn)
-                    })
-                        as std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>>)
-                };
+                let (attempt_id, key, retry, ep) = (*attempt, request.0, *retry, endpoint.index());
+                let pooled = pool.take(ep);
+                let target = pool.targets[ep].clone();
+                let (fut, handle) = futures_util::future::abortable(Box::pin(async move {
+                    let (outcome, conn) = send_attempt(pooled, target, key, retry).await;
+                    (attempt_id, outcome, ep, conn)
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>>);
                 pending.push(Box::pin(fut));
-                inflight.insert(attempt, handle);
+                inflight.insert(attempt_id, handle);
             }
             Output::Cancel { attempt, .. } => {
                 if let Some(h) = inflight.remove(attempt) {
@@ -968,20 +1065,19 @@ impl Actor {
                 }
             }
             Output::Probe(p) => {
-                let Some(&addr) = self.addrs.get(p.endpoint.index()) else {
+                if self.addrs.get(p.endpoint.index()).is_none() {
                     return;
-                };
-                let client = self.client.clone();
+                }
+                let target = pool.targets[p.endpoint.index()].clone();
                 let tx = self.tx.clone();
                 let timeout = StdDuration::from_nanos(p.deadline.as_nanos())
                     .saturating_sub(StdDuration::from_nanos(now.as_nanos()));
                 let (probe, endpoint) = (p.probe, p.endpoint);
                 tokio::spawn(async move {
-                    let result =
-                        match tokio::time::timeout(timeout, probe_once(&client, addr)).await {
-                            Ok(r) => r,
-                            Err(_) => ProbeResult::Error,
-                        };
+                    let result = match tokio::time::timeout(timeout, health_probe(target)).await {
+                        Ok(r) => r,
+                        Err(_) => ProbeResult::Error,
+                    };
                     let _ = tx.send(Msg::Probe {
                         probe,
                         endpoint,
@@ -1052,45 +1148,5 @@ impl Actor {
                 *st.events.entry(kind.to_owned()).or_insert(0) += 1;
             }
         }
-    }
-}
-
-/// Sends one attempt and classifies its end the way outlier detection and retries see it.
-async fn attempt_once(client: &HttpClient, addr: SocketAddr, request: u64, retry: u32) -> Outcome {
-    let req = hyper::Request::get(format!("http://{addr}/work"))
-        .header(&REQUEST_HEADER, request)
-        .header(&ATTEMPT_HEADER, retry)
-        .body(Empty::new());
-    let Ok(req) = req else {
-        return Outcome::LocalError;
-    };
-    match client.request(req).await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            // Read the body so the connection goes back to the pool.
-            if resp.into_body().collect().await.is_err() {
-                return Outcome::LocalError;
-            }
-            match status {
-                502..=504 => Outcome::GatewayError,
-                500..=599 => Outcome::ServerError,
-                _ => Outcome::Success,
-            }
-        }
-        Err(_) => Outcome::LocalError,
-    }
-}
-
-async fn probe_once(client: &HttpClient, addr: SocketAddr) -> ProbeResult {
-    let Ok(req) = hyper::Request::get(format!("http://{addr}/health")).body(Empty::new()) else {
-        return ProbeResult::Error;
-    };
-    match client.request(req).await {
-        Ok(resp) if resp.status().is_success() => {
-            let _ = resp.into_body().collect().await;
-            ProbeResult::Pass
-        }
-        Ok(_) => ProbeResult::Fail,
-        Err(_) => ProbeResult::Error,
     }
 }

@@ -11,6 +11,7 @@
 pub mod driver;
 pub mod server;
 pub mod timer;
+pub mod tls;
 
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;

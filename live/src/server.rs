@@ -78,8 +78,19 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Starts every instance of every service on `bind` (port chosen by the OS).
+    /// Starts every instance of every service on `bind` (port chosen by the OS), plain HTTP.
     pub async fn start(scenario: &Scenario, bind: IpAddr, seed: u64) -> std::io::Result<Self> {
+        Self::start_with(scenario, bind, seed, None).await
+    }
+
+    /// Starts every instance; with `tls`, every port speaks TLS (ALPN h2 and http/1.1, and
+    /// client certificates required when the config says so).
+    pub async fn start_with(
+        scenario: &Scenario,
+        bind: IpAddr,
+        seed: u64,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let timer = crate::timer::PreciseTimer::start();
         let mut instances = Vec::new();
         for (name, svc) in &scenario.services {
@@ -104,7 +115,7 @@ impl Backends {
                 let listener = TcpListener::bind((bind, 0)).await?;
                 let addr = listener.local_addr()?;
                 let alive = Arc::new(AtomicBool::new(true));
-                let task = tokio::spawn(accept_loop(listener, station.clone()));
+                let task = tokio::spawn(accept_loop(listener, station.clone(), tls.clone()));
                 instances.push(Instance {
                     service: name.clone(),
                     index: i,
@@ -134,7 +145,12 @@ impl Backends {
     }
 }
 
-async fn accept_loop(listener: TcpListener, station: Arc<Station>) {
+async fn accept_loop(
+    listener: TcpListener,
+    station: Arc<Station>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut conns = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -142,11 +158,21 @@ async fn accept_loop(listener: TcpListener, station: Arc<Station>) {
         };
         let _ = stream.set_nodelay(true);
         let station = station.clone();
+        let acceptor = acceptor.clone();
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(req, station.clone()));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match acceptor {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(a) => {
+                    // A failed handshake (no or a bad client certificate) just closes.
+                    if let Ok(tls) = a.accept(stream).await {
+                        let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                    }
+                }
+            }
         });
         // Reap finished connections so the set stays small.
         while conns.try_join_next().is_some() {}

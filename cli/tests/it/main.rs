@@ -428,3 +428,37 @@ fn live_runs_against_in_process_backends_records_and_replays() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("did you mean `p2c`"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn live_over_mtls_and_http2_with_a_throwaway_pki() {
+    let dir = tmp("live-tls");
+    run_ok(&[
+        "live",
+        "scenarios/one-slow-backend.yaml",
+        "--strategy",
+        "peak_ewma",
+        "--duration",
+        "1s",
+        "--tls",
+        "--mtls",
+        "--http2",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&read(&dir, "summary.json")).unwrap();
+    let s = &json["strategies"][0];
+    assert!(s["metrics"]["requests"]["mean"].as_f64().unwrap() > 1000.0);
+    assert_eq!(s["metrics"]["error_rate"]["mean"].as_f64().unwrap(), 0.0);
+    // --tls with --target but no CA is refused up front.
+    let bad = meshbench(&[
+        "live",
+        "scenarios/one-slow-backend.yaml",
+        "--target",
+        "http://127.0.0.1:9",
+        "--tls",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--ca"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

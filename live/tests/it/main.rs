@@ -73,6 +73,7 @@ async fn run_with(
         drain: Duration::from_secs(3),
         http2,
         connections,
+        tls: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let run = {
@@ -235,4 +236,94 @@ async fn closed_loop_keeps_one_request_per_user_outstanding() {
     // With 8 users and ~2 ms service times, throughput is bounded by the users, not a schedule.
     let rate = r.stats.completed as f64 / 1.0;
     assert!(rate < 8.0 / 0.002 * 1.2, "closed-loop rate {rate}/s");
+}
+
+/// A short P2C run over TLS: `mtls` makes the backends require a client certificate, and
+/// `present` makes the client send one.
+async fn tls_run(mtls: bool, present: bool, http2: bool) -> LiveRun {
+    use meshbench_live::tls;
+    let pki = tls::generate_pki().expect("a test PKI");
+    let server = tls::server_config(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+        mtls.then_some(pki.ca_pem.as_str()),
+    )
+    .expect("server config");
+    let client = tls::client_config(
+        &pki.ca_pem,
+        present.then_some((pki.client_cert_pem.as_str(), pki.client_key_pem.as_str())),
+        http2,
+    )
+    .expect("client config");
+    let l = loaded(
+        &BASE
+            .replace("duration: 3s", "duration: 1s")
+            .replace("warmup: 500ms", "warmup: 0s"),
+    );
+    let backends = Backends::start_with(&l.scenario, IpAddr::from([127, 0, 0, 1]), 1, Some(server))
+        .await
+        .unwrap();
+    let endpoints: BTreeMap<String, Vec<_>> = [(
+        "backend".to_owned(),
+        backends.of("backend").iter().map(|i| i.addr).collect(),
+    )]
+    .into();
+    let opts = LiveOptions {
+        strategy: 1,
+        replication: 0,
+        seed: 3,
+        duration: None,
+        endpoints,
+        record: false,
+        progress: false,
+        drain: Duration::from_secs(3),
+        http2,
+        connections: None,
+        tls: Some(tls::TlsClient {
+            config: client,
+            server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+        }),
+    };
+    let run = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
+    backends.shutdown();
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_custom_ca_over_http1_and_http2() {
+    for http2 in [false, true] {
+        let r = tls_run(false, false, http2).await;
+        assert!(r.stats.completed > 1500, "{} completed", r.stats.completed);
+        assert_eq!(
+            r.result.requests, r.result.successes,
+            "http2 {http2}: {:?}",
+            r.result.failures
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_needs_the_client_certificate() {
+    let ok = tls_run(true, true, false).await;
+    assert_eq!(
+        ok.result.requests, ok.result.successes,
+        "{:?}",
+        ok.result.failures
+    );
+    let refused = tls_run(true, false, false).await;
+    assert_eq!(
+        refused.result.successes, 0,
+        "no client certificate, no service"
+    );
+    assert!(
+        refused
+            .result
+            .failures
+            .get("local_error")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "handshake failures are local errors: {:?}",
+        refused.result.failures
+    );
 }
