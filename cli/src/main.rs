@@ -792,17 +792,25 @@ fn serve(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let rt = runtime()?;
     rt.block_on(async {
-        let backends = meshbench_live::Backends::start_with(
-            &loaded.scenario,
-            bind,
-            seed_of(loaded, None),
-            tls,
-        )
-        .await?;
+        let backends = std::sync::Arc::new(
+            meshbench_live::Backends::start_with(
+                &loaded.scenario,
+                bind,
+                seed_of(loaded, None),
+                tls,
+            )
+            .await?,
+        );
+        let (control, _task) =
+            meshbench_live::server::start_control(backends.clone(), bind).await?;
         let mut o = std::io::stdout().lock();
         for i in &backends.instances {
             writeln!(o, "{}/{}  {scheme}://{}", i.service, i.index, i.addr)?;
         }
+        writeln!(
+            o,
+            "control: http://{control}/instances, POST /kill|/slowdown|/errors?service=S&instance=I[&factor=F|&rate=P]"
+        )?;
         writeln!(
             o,
             "serving {} instances; Ctrl-C stops",

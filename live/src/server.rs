@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 struct Station {
     dist: Dist,
     slowdown_bits: AtomicU64,
-    error_rate: f64,
+    error_rate_bits: AtomicU64,
     permits: Semaphore,
     queue_limit: u32,
     waiting: AtomicU32,
@@ -62,6 +62,13 @@ impl Instance {
         self.station
             .slowdown_bits
             .store(factor.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Makes it answer 500 to this share of requests from now on.
+    pub fn set_error_rate(&self, rate: f64) {
+        self.station
+            .error_rate_bits
+            .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
 
     /// Whether it still serves.
@@ -103,7 +110,12 @@ impl Backends {
                     slowdown_bits: AtomicU64::new(
                         o.and_then(|o| o.slowdown).unwrap_or(1.0).to_bits(),
                     ),
-                    error_rate: o.and_then(|o| o.error_rate).unwrap_or(svc.error_rate).get(),
+                    error_rate_bits: AtomicU64::new(
+                        o.and_then(|o| o.error_rate)
+                            .unwrap_or(svc.error_rate)
+                            .get()
+                            .to_bits(),
+                    ),
                     permits: Semaphore::new(
                         o.and_then(|o| o.concurrency).unwrap_or(svc.concurrency) as usize,
                     ),
@@ -222,8 +234,122 @@ async fn handle(
     let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns.max(0.0) as u64);
     st.timer.sleep_until(until).await;
     drop(permit);
-    if st.error_rate > 0.0 && uniform(st.seed, request, attempt, 2) < st.error_rate {
+    let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
+    if error_rate > 0.0 && uniform(st.seed, request, attempt, 2) < error_rate {
         return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n"));
     }
     Ok(reply(StatusCode::OK, "ok\n"))
+}
+
+/// Starts the control endpoint of `backends` on `bind` (port chosen by the OS): faults on
+/// demand while a scenario is served.
+///
+/// * `GET /instances`: one line per instance: `service/index address alive`.
+/// * `POST /kill?service=S&instance=I`: the instance stops (refused connections from now on).
+/// * `POST /slowdown?service=S&instance=I&factor=F`: service time x F.
+/// * `POST /errors?service=S&instance=I&rate=P`: 500 to a share P of requests.
+pub async fn start_control(
+    backends: Arc<Backends>,
+    bind: IpAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind((bind, 0)).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let backends = backends.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let backends = backends.clone();
+                    async move { Ok::<_, Infallible>(control(&backends, &req)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+fn control(backends: &Backends, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r
+    };
+    let params: std::collections::BTreeMap<&str, &str> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    if req.uri().path() == "/instances" {
+        let mut out = String::new();
+        for i in &backends.instances {
+            out.push_str(&format!(
+                "{}/{} {} {}\n",
+                i.service,
+                i.index,
+                i.addr,
+                if i.is_alive() { "alive" } else { "killed" }
+            ));
+        }
+        return text(StatusCode::OK, out);
+    }
+    let target = params
+        .get("service")
+        .zip(params.get("instance").and_then(|i| i.parse::<u32>().ok()))
+        .and_then(|(s, i)| {
+            backends
+                .instances
+                .iter()
+                .find(|x| x.service == *s && x.index == i)
+        });
+    let Some(inst) = target else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "name an instance: ?service=NAME&instance=INDEX (GET /instances lists them)\n".into(),
+        );
+    };
+    let number = |k: &str| params.get(k).and_then(|v| v.parse::<f64>().ok());
+    match req.uri().path() {
+        "/kill" => {
+            inst.kill();
+            text(
+                StatusCode::OK,
+                format!("{}/{} killed\n", inst.service, inst.index),
+            )
+        }
+        "/slowdown" => match number("factor").filter(|f| f.is_finite() && *f > 0.0) {
+            Some(f) => {
+                inst.set_slowdown(f);
+                text(
+                    StatusCode::OK,
+                    format!("{}/{} slowdown {f}\n", inst.service, inst.index),
+                )
+            }
+            None => text(
+                StatusCode::BAD_REQUEST,
+                "factor must be a number > 0\n".into(),
+            ),
+        },
+        "/errors" => match number("rate").filter(|r| (0.0..=1.0).contains(r)) {
+            Some(r) => {
+                inst.set_error_rate(r);
+                text(
+                    StatusCode::OK,
+                    format!("{}/{} error rate {r}\n", inst.service, inst.index),
+                )
+            }
+            None => text(StatusCode::BAD_REQUEST, "rate must be in 0..=1\n".into()),
+        },
+        other => text(
+            StatusCode::NOT_FOUND,
+            format!("unknown control `{other}`: /instances, /kill, /slowdown, /errors\n"),
+        ),
+    }
 }

@@ -327,3 +327,74 @@ async fn mtls_needs_the_client_certificate() {
         refused.result.failures
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_hanging_endpoints_are_counted_and_never_hang_the_run() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Endpoint 0 answers garbage, endpoint 1 accepts and never answers, endpoint 2 is healthy.
+    let garbage = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (ga, ha) = (garbage.local_addr().unwrap(), hang.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = garbage.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 banana\r\n\r\n").await;
+            });
+        }
+    });
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = hang.accept().await.unwrap();
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let yaml = BASE
+        .replace("duration: 3s", "duration: 1s")
+        .replace("warmup: 500ms", "warmup: 0s")
+        .replace("timeout: 2s", "timeout: 200ms")
+        .replace("instances: 4", "instances: 3")
+        .replace("overrides: { 1: { slowdown: 10 } }", "overrides: {}")
+        .replace("rate: 2000/s", "rate: 300/s");
+    let l = loaded(&yaml);
+    let backends = Backends::start(&l.scenario, IpAddr::from([127, 0, 0, 1]), 1)
+        .await
+        .unwrap();
+    let good = backends.of("backend")[2].addr;
+    let opts = LiveOptions {
+        strategy: 0, // round robin: every endpoint gets its third
+        replication: 0,
+        seed: 3,
+        duration: None,
+        endpoints: [("backend".to_owned(), vec![ga, ha, good])].into(),
+        record: false,
+        progress: false,
+        drain: Duration::from_secs(2),
+        http2: false,
+        connections: None,
+        tls: None,
+    };
+    let started = std::time::Instant::now();
+    let r = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
+    backends.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run ended on time"
+    );
+    assert_eq!(
+        r.stats.completed, r.stats.scheduled,
+        "every request finished"
+    );
+    let f = &r.result.failures;
+    assert!(
+        f.get("local_error").copied().unwrap_or(0) > 50,
+        "garbage: {f:?}"
+    );
+    assert!(f.get("timeout").copied().unwrap_or(0) > 50, "hang: {f:?}");
+    assert!(r.result.successes > 50, "the healthy third still served");
+    drop(held);
+}
