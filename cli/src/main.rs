@@ -91,6 +91,10 @@ enum Command {
         /// finishes) instead of the scenario's open-loop arrivals.
         #[arg(long)]
         connections: Option<u32>,
+        /// Run share I of N of the open-loop schedule (`--shard 0/2` here, `--shard 1/2` on
+        /// another machine); `meshbench merge` combines the result directories exactly.
+        #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+        shard: (u32, u32),
         /// TLS. With in-process backends, a throwaway CA and certificates are made for the run.
         #[arg(long)]
         tls: bool,
@@ -124,6 +128,16 @@ enum Command {
         /// Where to write fidelity.csv (default: reports/NAME-fidelity/).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Combine result directories of sharded runs (`live --shard i/n`) exactly: counts and HDR
+    /// histograms add; writes a full report.
+    Merge {
+        /// The result directories.
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the merged report.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Replay a recording through fresh Clusters and check the outputs are identical.
     Replay {
@@ -204,6 +218,7 @@ fn main() -> ExitCode {
             quiet,
             http2,
             connections,
+            shard,
             tls,
             mtls,
             ca,
@@ -228,6 +243,7 @@ fn main() -> ExitCode {
                 quiet,
                 http2,
                 connections,
+                shard,
                 tls,
                 mtls,
                 ca,
@@ -264,6 +280,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Merge { dirs, out } => match merge(&dirs, &out) {
+            Ok(table) => {
+                let mut o = std::io::stdout().lock();
+                let _ = write!(o, "{table}");
+                let _ = writeln_ok(&mut o, &format!("merged report: {}", out.display()));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Replay { file } => match meshbench_live::replay_file(&file) {
             Ok(r) => {
                 let mut o = std::io::stdout().lock();
@@ -493,6 +521,7 @@ fn run_live_strategies(
                 http2: wire.http2,
                 connections: wire.connections,
                 tls: wire.tls.as_ref().map(|t| t.client.clone()),
+                shard: wire.shard,
             };
             if !quiet {
                 eprintln!("live: strategy {}", loaded.strategies[s].0);
@@ -655,9 +684,63 @@ fn fidelity(
     Ok(())
 }
 
+/// `I/N` with I < N.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: write the shard as I/N, e.g. 0/2"))?;
+    let (i, n): (u32, u32) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: I is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: N is not a number"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("`{s}`: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<String> {
+    let sets: Vec<meshbench_report::ResultDir> = dirs
+        .iter()
+        .map(|d| meshbench_report::read_result_dir(d).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<_>>()?;
+    let first = &sets[0];
+    for (d, s) in dirs.iter().zip(&sets).skip(1) {
+        anyhow::ensure!(
+            s.info.scenario == first.info.scenario && s.info.seed == first.info.seed,
+            "{} is a run of `{}` seed {}, not of `{}` seed {}",
+            d.display(),
+            s.info.scenario,
+            s.info.seed,
+            first.info.scenario,
+            first.info.seed
+        );
+    }
+    let runs =
+        meshbench_report::merge_runs(&sets.iter().map(|s| s.runs.clone()).collect::<Vec<_>>());
+    let mut names: Vec<String> = Vec::new();
+    for r in &runs {
+        if !names.contains(&r.strategy) {
+            names.push(r.strategy.clone());
+        }
+    }
+    let summaries = summarize(&runs, &names);
+    write_reports(out, &first.info, &first.scenario, &summaries, &runs)
+        .with_context(|| format!("writing {}", out.display()))?;
+    meshbench_report::write_runs(out, &runs)
+        .with_context(|| format!("writing {}", out.display()))?;
+    meshbench_report::render_dir(out).map_err(|e| anyhow::anyhow!("drawing the plots: {e}"))?;
+    Ok(comparison_table(&summaries))
+}
+
 /// How live mode talks to endpoints.
 #[derive(Default)]
 struct Wire {
+    shard: (u32, u32),
     http2: bool,
     connections: Option<u32>,
     tls: Option<LiveTls>,
@@ -744,6 +827,7 @@ fn live_tls(args: &LiveArgs, external: bool) -> anyhow::Result<Option<LiveTls>> 
 }
 
 struct LiveArgs {
+    shard: (u32, u32),
     tls: bool,
     mtls: bool,
     ca: Option<PathBuf>,
@@ -866,6 +950,7 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         });
     }
     let wire = Wire {
+        shard: args.shard,
         http2: args.http2,
         connections: args.connections,
         tls: live_tls(&args, !targets.is_empty())?,
@@ -902,6 +987,7 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         dir.join("live.json"),
         serde_json::to_string_pretty(&live_json)?,
     )?;
+    meshbench_report::write_runs(&dir, &results)?;
     meshbench_report::render_dir(&dir)
         .map_err(|e| anyhow::anyhow!("drawing the plots in {}: {e}", dir.display()))?;
     if let Some(path) = &args.record {

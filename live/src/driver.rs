@@ -276,6 +276,10 @@ pub struct LiveOptions {
     pub drain: StdDuration,
     /// Speak HTTP/2 over cleartext (h2c, prior knowledge) instead of HTTP/1.1.
     pub http2: bool,
+    /// Run share `i` of `n` of the open-loop schedule (every n-th arrival of each proxy, from
+    /// the `i`-th): several generators with `0/n .. n-1/n` together send the whole schedule, with
+    /// the request ids (and so the backends' draws) of an unsharded run. `(0, 1)`: everything.
+    pub shard: (u32, u32),
     /// Dial the endpoints with TLS (custom CA, optional client certificate).
     pub tls: Option<crate::tls::TlsClient>,
     /// Closed loop: this many virtual users, each sending its next request when the last one
@@ -582,7 +586,8 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         None => {
             let pacer = {
                 let stop = stop.clone();
-                std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop))
+                let shard = opts.shard;
+                std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop, shard))
             };
             tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
                 .await
@@ -635,7 +640,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     };
     let closed = opts.connections.is_some();
     let mut stats = LiveStats {
-        target_rps: if closed { 0.0 } else { target_rps },
+        target_rps: if closed {
+            0.0
+        } else {
+            target_rps / f64::from(opts.shard.1.max(1))
+        },
         scheduled,
         ..LiveStats::default()
     };
@@ -724,7 +733,10 @@ fn pace(
     start: StdInstant,
     duration_ns: u64,
     stop: &AtomicBool,
+    (shard, shards): (u32, u32),
 ) -> (u64, u64, Histogram<u64>) {
+    let shards = u64::from(shards.max(1));
+    let mine = |seq: u64| seq % shards == u64::from(shard);
     use rand::Rng as _;
     let end = start + StdDuration::from_nanos(duration_ns);
     let mut on_time = 0;
@@ -738,6 +750,12 @@ fn pace(
     while let Some(std::cmp::Reverse((t, i, seq))) = heap.pop() {
         if t >= duration_ns || stop.load(Ordering::Relaxed) {
             break;
+        }
+        if !mine(seq) {
+            let (clock, rng) = &mut clocks[i];
+            let next = clock.next(t, meshbench_scenario::unit(rng.next_u64()));
+            heap.push(std::cmp::Reverse((next, i, seq + 1)));
+            continue;
         }
         let at = start + StdDuration::from_nanos(t);
         // Sleep (kernel high-resolution timer) until 60 us before, then spin.

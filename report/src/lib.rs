@@ -33,7 +33,7 @@ pub const FAILURE_CLASSES: [&str; 7] = [
 ];
 
 /// What one run measured (requests that arrived after the warm-up).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RunResult {
     /// Sweep point index (0 without a sweep).
     pub point: usize,
@@ -45,7 +45,9 @@ pub struct RunResult {
     pub replication: u32,
     /// The replication's seed.
     pub seed: u64,
-    /// Latency of every measured request, in ns (HDR, 3 significant digits).
+    /// Latency of every measured request, in ns (HDR, 3 significant digits). Serialized as
+    /// (value, count) pairs of its non-empty buckets: lossless, so results merge exactly.
+    #[serde(with = "hist_serde")]
     pub latency: Histogram<u64>,
     /// Measured requests that finished.
     pub requests: u64,
@@ -70,7 +72,7 @@ pub struct RunResult {
 }
 
 /// One endpoint's counters in one run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct EndpointStats {
     /// Service name.
     pub service: String,
@@ -85,7 +87,7 @@ pub struct EndpointStats {
 }
 
 /// One time-series sample: the window ending at `t_s`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Sample {
     /// End of the window, seconds since the start.
     pub t_s: f64,
@@ -107,6 +109,28 @@ pub struct Sample {
     pub ejections: u64,
     /// Active health-check state changes during the window.
     pub health_changes: u64,
+}
+
+mod hist_serde {
+    use hdrhistogram::Histogram;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(u64, u64)> = h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        pairs.serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        let pairs = Vec::<(u64, u64)>::deserialize(d)?;
+        let mut h = super::latency_histogram();
+        for (v, n) in pairs {
+            h.record_n(v, n).map_err(serde::de::Error::custom)?;
+        }
+        Ok(h)
+    }
 }
 
 /// A new latency histogram: 1 ns to 1 h, 3 significant digits.
@@ -264,7 +288,7 @@ fn num(v: f64) -> String {
 }
 
 /// What the report files say about the run as a whole.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RunInfo {
     /// Scenario name.
     pub scenario: String,
@@ -729,6 +753,115 @@ pub fn compare(
     w.flush()?;
     render::compare_plot(&rows, &metrics, out)?;
     Ok(table)
+}
+
+/// Writes every run's raw counters, time series and lossless histogram to `runs.json`, so
+/// `meshbench merge` can combine result directories exactly (live runs write it; simulated runs
+/// are reproducible from their seed instead).
+pub fn write_runs(dir: &Path, runs: &[RunResult]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let f = std::io::BufWriter::new(std::fs::File::create(dir.join("runs.json"))?);
+    serde_json::to_writer(f, runs)?;
+    Ok(())
+}
+
+/// Everything a result directory holds that a merge needs.
+pub struct ResultDir {
+    /// The run set's description.
+    pub info: RunInfo,
+    /// Every run.
+    pub runs: Vec<RunResult>,
+    /// The scenario text.
+    pub scenario: String,
+}
+
+/// Reads a result directory (summary.json, runs.json, scenario.yaml).
+pub fn read_result_dir(dir: &Path) -> Result<ResultDir, String> {
+    let read =
+        |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
+    let info: RunInfo = serde_json::from_slice(&read("summary.json")?)
+        .map_err(|e| format!("{}: {e}", dir.join("summary.json").display()))?;
+    let runs: Vec<RunResult> = serde_json::from_slice(&read("runs.json")?)
+        .map_err(|e| format!("{}: {e}", dir.join("runs.json").display()))?;
+    let scenario = String::from_utf8_lossy(&read("scenario.yaml")?).into_owned();
+    Ok(ResultDir {
+        info,
+        runs,
+        scenario,
+    })
+}
+
+/// Merges runs of the same (sweep point, strategy, replication) measured by several generators
+/// (`--shard i/n`) into one: counts and histograms add exactly; the measurement window is the
+/// longest; time series add window by window (their percentiles take the worst shard's).
+pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
+    let mut out: Vec<RunResult> = Vec::new();
+    for runs in sets {
+        for r in runs {
+            let Some(m) = out.iter_mut().find(|m| {
+                m.point == r.point && m.strategy == r.strategy && m.replication == r.replication
+            }) else {
+                out.push(r.clone());
+                continue;
+            };
+            let _ = m.latency.add(&r.latency);
+            m.requests += r.requests;
+            m.successes += r.successes;
+            m.attempts += r.attempts;
+            m.sim_events += r.sim_events;
+            m.measured_seconds = m.measured_seconds.max(r.measured_seconds);
+            for (k, v) in &r.failures {
+                *m.failures.entry(k.clone()).or_insert(0) += v;
+            }
+            for (k, v) in &r.events {
+                *m.events.entry(k.clone()).or_insert(0) += v;
+            }
+            for e in &r.endpoints {
+                match m
+                    .endpoints
+                    .iter_mut()
+                    .find(|x| x.service == e.service && x.instance == e.instance)
+                {
+                    Some(x) => {
+                        x.attempts += e.attempts;
+                        x.errors += e.errors;
+                        x.ejections += e.ejections;
+                    }
+                    None => m.endpoints.push(e.clone()),
+                }
+            }
+            for (i, s) in r.timeseries.iter().enumerate() {
+                match m.timeseries.get_mut(i) {
+                    Some(x) => {
+                        x.requests += s.requests;
+                        x.errors += s.errors;
+                        x.attempts += s.attempts;
+                        x.ejected += s.ejected;
+                        x.ejections += s.ejections;
+                        x.health_changes += s.health_changes;
+                        x.p50_ms = x.p50_ms.max(s.p50_ms);
+                        x.p99_ms = x.p99_ms.max(s.p99_ms);
+                        x.p999_ms = x.p999_ms.max(s.p999_ms);
+                    }
+                    None => m.timeseries.push(s.clone()),
+                }
+            }
+            for (i, w) in r.endpoint_series.iter().enumerate() {
+                match m.endpoint_series.get_mut(i) {
+                    Some(x) => {
+                        if x.len() < w.len() {
+                            x.resize(w.len(), 0);
+                        }
+                        for (a, b) in x.iter_mut().zip(w) {
+                            *a += b;
+                        }
+                    }
+                    None => m.endpoint_series.push(w.clone()),
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -462,3 +462,53 @@ fn live_over_mtls_and_http2_with_a_throwaway_pki() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--ca"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn two_shards_merge_into_the_whole_schedule() {
+    let base = tmp("shards");
+    let dir = |n: &str| base.join(n).to_str().unwrap().to_owned();
+    let common = [
+        "live",
+        "scenarios/one-slow-backend.yaml",
+        "--strategy",
+        "p2c",
+        "--duration",
+        "1s",
+        "--quiet",
+    ];
+    for (shard, out) in [("0/1", "all"), ("0/2", "s0"), ("1/2", "s1")] {
+        let mut args = common.to_vec();
+        let out = dir(out);
+        args.extend(["--shard", shard, "--out", &out]);
+        run_ok(&args);
+    }
+    let scheduled = |n: &str| -> u64 {
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(base.join(n).join("live.json")).unwrap())
+                .unwrap();
+        j["strategies"][0]["live"]["scheduled"].as_u64().unwrap()
+    };
+    assert_eq!(
+        scheduled("s0") + scheduled("s1"),
+        scheduled("all"),
+        "the shards split the schedule"
+    );
+    run_ok(&["merge", &dir("s0"), &dir("s1"), "--out", &dir("merged")]);
+    let requests = |n: &str| -> f64 {
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(base.join(n).join("summary.json")).unwrap())
+                .unwrap();
+        j["strategies"][0]["metrics"]["requests"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        requests("merged"),
+        requests("s0") + requests("s1"),
+        "exact merge"
+    );
+    assert!(!read(&base.join("merged"), "index.html").is_empty());
+    let bad = meshbench(&["live", "scenarios/one-slow-backend.yaml", "--shard", "2/2"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&base);
+}

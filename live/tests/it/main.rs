@@ -74,6 +74,7 @@ async fn run_with(
         http2,
         connections,
         tls: None,
+        shard: (0, 1),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let run = {
@@ -279,6 +280,7 @@ async fn tls_run(mtls: bool, present: bool, http2: bool) -> LiveRun {
         drain: Duration::from_secs(3),
         http2,
         connections: None,
+        shard: (0, 1),
         tls: Some(tls::TlsClient {
             config: client,
             server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
@@ -377,6 +379,7 @@ async fn garbage_and_hanging_endpoints_are_counted_and_never_hang_the_run() {
         http2: false,
         connections: None,
         tls: None,
+        shard: (0, 1),
     };
     let started = std::time::Instant::now();
     let r = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
