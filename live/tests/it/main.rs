@@ -11,6 +11,10 @@ use std::time::Duration;
 use meshbench_live::{Backends, LiveOptions, LiveRun};
 use meshbench_scenario::Loaded;
 
+/// Live tests measure real time on a 2-core machine: one at a time, so they do not disturb each
+/// other's pacing.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const BASE: &str = "name: live-test
 seed: 3
 duration: 3s
@@ -108,6 +112,7 @@ fn share(run: &LiveRun, instance: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_at_2000_per_second_within_1_percent_and_p2c_avoids_the_slow_backend() {
+    let _serial = SERIAL.lock().await;
     let l = loaded(BASE);
     let rr = run(&l, 0, false, None).await;
     let p2c = run(&l, 1, false, None).await;
@@ -142,6 +147,7 @@ async fn paced_at_2000_per_second_within_1_percent_and_p2c_avoids_the_slow_backe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_killed_mid_run_is_counted_ejected_and_the_run_completes() {
+    let _serial = SERIAL.lock().await;
     let yaml = BASE.replace(
         "policy:\n  timeout: 2s\n",
         "policy:\n  timeout: 2s\n  outlier_detection: { consecutive_5xx: 5, max_ejection_percent: 50, interval: 1s }\n",
@@ -169,6 +175,7 @@ async fn a_backend_killed_mid_run_is_counted_ejected_and_the_run_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_live_run_replays_to_identical_cluster_outputs() {
+    let _serial = SERIAL.lock().await;
     let yaml = BASE.replace("duration: 3s", "duration: 1500ms").replace(
         "policy:\n  timeout: 2s\n",
         "policy:\n  timeout: 2s\n  retries: { num_retries: 2, per_try_timeout: 15ms }\n  outlier_detection: {}\n",
@@ -195,6 +202,7 @@ async fn a_recorded_live_run_replays_to_identical_cluster_outputs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_cleartext_end_to_end() {
+    let _serial = SERIAL.lock().await;
     use http_body_util::Empty;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -230,6 +238,7 @@ async fn http2_cleartext_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_loop_keeps_one_request_per_user_outstanding() {
+    let _serial = SERIAL.lock().await;
     let l = loaded(&BASE.replace("duration: 3s", "duration: 1s"));
     let r = run_with(&l, 1, false, None, false, Some(8)).await;
     assert!(r.stats.completed > 500, "{} completed", r.stats.completed);
@@ -293,6 +302,7 @@ async fn tls_run(mtls: bool, present: bool, http2: bool) -> LiveRun {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_custom_ca_over_http1_and_http2() {
+    let _serial = SERIAL.lock().await;
     for http2 in [false, true] {
         let r = tls_run(false, false, http2).await;
         assert!(r.stats.completed > 1500, "{} completed", r.stats.completed);
@@ -306,6 +316,7 @@ async fn tls_with_a_custom_ca_over_http1_and_http2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_needs_the_client_certificate() {
+    let _serial = SERIAL.lock().await;
     let ok = tls_run(true, true, false).await;
     assert_eq!(
         ok.result.requests, ok.result.successes,
@@ -332,6 +343,7 @@ async fn mtls_needs_the_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_hanging_endpoints_are_counted_and_never_hang_the_run() {
+    let _serial = SERIAL.lock().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Endpoint 0 answers garbage, endpoint 1 accepts and never answers, endpoint 2 is healthy.
     let garbage = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
