@@ -362,6 +362,9 @@ struct Shared {
     errors: AtomicU64,
     attempts: AtomicU64,
     window: std::sync::Mutex<Histogram<u64>>,
+    /// The proxy's target service and its attempts per endpoint (for the heat map).
+    target: String,
+    per_endpoint: Vec<AtomicU64>,
 }
 
 /// Per-proxy measurements.
@@ -393,12 +396,14 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let warmup = sc.warmup.as_nanos().min(duration_ns / 2);
     // One set of live counters per proxy (no cache line shared between proxy threads); the
     // sampler sums them.
-    let new_shared = || {
+    let new_shared = |target: &str, endpoints: usize| {
         Arc::new(Shared {
             completed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             window: std::sync::Mutex::new(latency_histogram()),
+            target: target.to_owned(),
+            per_endpoint: (0..endpoints).map(|_| AtomicU64::new(0)).collect(),
         })
     };
     let mut all_shared: Vec<Arc<Shared>> = Vec::new();
@@ -436,6 +441,8 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let mut actors: Vec<(Actor, mpsc::UnboundedReceiver<Msg>, bool)> = Vec::new();
     let n_proxies = proxies.len().max(1) as u32;
     for (i, (mut cluster, addrs, target)) in proxies.into_iter().enumerate() {
+        let shared = new_shared(&target, addrs.len());
+        all_shared.push(shared.clone());
         let users = opts
             .connections
             .map_or(0, |n| n / n_proxies + u32::from((i as u32) < n % n_proxies));
@@ -453,11 +460,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             tx,
             start,
             warmup,
-            shared: {
-                let sh = new_shared();
-                all_shared.push(sh.clone());
-                sh
-            },
+            shared,
             drain: opts.drain,
             stop: stop.clone(),
             users,
@@ -521,6 +524,21 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let target = target_rps;
         tokio::spawn(async move {
             let mut samples = Vec::new();
+            // Endpoints in report order: (service, instance), as result.endpoints sorts them.
+            let keys: BTreeMap<(String, u32), usize> = {
+                let mut all: Vec<(String, u32)> = shared
+                    .iter()
+                    .flat_map(|s| (0..s.per_endpoint.len() as u32).map(|i| (s.target.clone(), i)))
+                    .collect();
+                all.sort();
+                all.dedup();
+                all.into_iter().enumerate().map(|(k, v)| (v, k)).collect()
+            };
+            let mut series: Vec<Vec<u64>> = Vec::new();
+            let mut last_ep: Vec<Vec<u64>> = shared
+                .iter()
+                .map(|s| vec![0; s.per_endpoint.len()])
+                .collect();
             let mut last = (0u64, 0u64, 0u64);
             let mut k = 1u64;
             loop {
@@ -559,6 +577,17 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                         e - last.1
                     );
                 }
+                let mut window = vec![0u64; keys.len()];
+                for (p, sh) in shared.iter().enumerate() {
+                    for (i, c) in sh.per_endpoint.iter().enumerate() {
+                        let v = c.load(Ordering::Relaxed);
+                        if let Some(&k) = keys.get(&(sh.target.clone(), i as u32)) {
+                            window[k] += v - last_ep[p][i];
+                        }
+                        last_ep[p][i] = v;
+                    }
+                }
+                series.push(window);
                 samples.push(Sample {
                     t_s: (k * period) as f64 / 1e9,
                     requests: c - last.0,
@@ -575,7 +604,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                     || finished.load(Ordering::Relaxed)
                     || k * period > duration_ns
                 {
-                    return samples;
+                    return (samples, series);
                 }
             }
         })
@@ -615,7 +644,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         per_proxy.push(p);
     }
     finished.store(true, Ordering::Relaxed);
-    let samples = sampler.await.unwrap_or_default();
+    let (samples, endpoint_series) = sampler.await.unwrap_or_default();
 
     // Merge.
     let mut hist = latency_histogram();
@@ -635,7 +664,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         endpoints: Vec::new(),
         timeseries: samples,
         events: BTreeMap::new(),
-        endpoint_series: Vec::new(),
+        endpoint_series,
         sim_events: 0,
     };
     let closed = opts.connections.is_some();
@@ -1066,6 +1095,9 @@ impl Actor {
                     st.attempts += 1;
                 }
                 self.shared.attempts.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = self.shared.per_endpoint.get(endpoint.index()) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
                 let (attempt_id, key, retry, ep) = (*attempt, request.0, *retry, endpoint.index());
                 let pooled = pool.take(ep);
                 let target = pool.targets[ep].clone();
