@@ -70,7 +70,7 @@ struct Target {
 struct Pool {
     idle: Vec<Vec<Conn>>,
     h2: Vec<Option<H2>>,
-    targets: Vec<Target>,
+    targets: Vec<Arc<Target>>,
 }
 
 impl Pool {
@@ -81,15 +81,17 @@ impl Pool {
             h2: addrs.iter().map(|_| None).collect(),
             targets: addrs
                 .iter()
-                .map(|a| Target {
-                    addr: *a,
-                    uri: format!("{scheme}://{a}/work").parse().expect("a valid URI"),
-                    health: format!("{scheme}://{a}/health")
-                        .parse()
-                        .expect("a valid URI"),
-                    host: hyper::header::HeaderValue::from_str(&a.to_string()).expect("ascii"),
-                    tls: tls.cloned(),
-                    http2,
+                .map(|a| {
+                    Arc::new(Target {
+                        addr: *a,
+                        uri: format!("{scheme}://{a}/work").parse().expect("a valid URI"),
+                        health: format!("{scheme}://{a}/health")
+                            .parse()
+                            .expect("a valid URI"),
+                        host: hyper::header::HeaderValue::from_str(&a.to_string()).expect("ascii"),
+                        tls: tls.cloned(),
+                        http2,
+                    })
                 })
                 .collect(),
         }
@@ -193,7 +195,7 @@ async fn exchange(
 async fn request_once(
     pooled: Option<Conn>,
     t: &Target,
-    uri: hyper::Uri,
+    uri: &hyper::Uri,
     ids: Option<(u64, u32)>,
 ) -> (Option<u16>, Option<Conn>) {
     let mut pooled = pooled;
@@ -227,12 +229,11 @@ async fn request_once(
 /// One attempt, classified the way outlier detection and retries see it.
 async fn send_attempt(
     pooled: Option<Conn>,
-    t: Target,
+    t: Arc<Target>,
     request: u64,
     retry: u32,
 ) -> (Outcome, Option<Conn>) {
-    let uri = t.uri.clone();
-    match request_once(pooled, &t, uri, Some((request, retry))).await {
+    match request_once(pooled, &t, &t.uri, Some((request, retry))).await {
         (Some(status), conn) => (
             match status {
                 502..=504 => Outcome::GatewayError,
@@ -246,9 +247,8 @@ async fn send_attempt(
 }
 
 /// One active health check on a fresh connection (Envoy's `reuse_connection: false`).
-async fn health_probe(t: Target) -> ProbeResult {
-    let uri = t.health.clone();
-    match request_once(None, &t, uri, None).await {
+async fn health_probe(t: Arc<Target>) -> ProbeResult {
+    match request_once(None, &t, &t.health, None).await {
         (Some(200..=299), _) => ProbeResult::Pass,
         (Some(_), _) => ProbeResult::Fail,
         (None, _) => ProbeResult::Error,
@@ -920,6 +920,10 @@ impl Actor {
             pacer_done = true;
         }
         let mut kick = self.users > 0;
+        let far = tokio::time::Instant::now() + StdDuration::from_secs(86_400 * 365);
+        let mut armed = far;
+        let sleep = tokio::time::sleep_until(far);
+        tokio::pin!(sleep);
         loop {
             let timer = self.cluster.poll_timeout().map(|t| {
                 tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(t.as_nanos()))
@@ -928,6 +932,13 @@ impl Actor {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // One timer entry, moved only when the deadline changes (a fresh `Sleep` per
+            // iteration would register and cancel a timer for every request).
+            let until = until.unwrap_or(far);
+            if until != armed {
+                sleep.as_mut().reset(until);
+                armed = until;
+            }
             let msg = if std::mem::take(&mut kick) {
                 Some(Msg::Kick)
             } else {
@@ -945,12 +956,7 @@ impl Actor {
                         Err(_) => continue,
                     }
                 }
-                () = async {
-                    match until {
-                        Some(t) => tokio::time::sleep_until(t).await,
-                        None => std::future::pending().await,
-                    }
-                } => None,
+                () = &mut sleep => None,
                 }
             };
             let now = self.now();
