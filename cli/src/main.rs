@@ -9,6 +9,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use meshbench_report::{RunInfo, comparison_table, summarize, write_reports};
 
+/// mimalloc: the live load generator allocates a few small objects per request on every core.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Study service-mesh data-plane policies in a deterministic simulator.
 #[derive(Parser, Debug)]
 #[command(name = "meshbench", version, about, long_about = None)]
