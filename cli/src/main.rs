@@ -67,56 +67,8 @@ enum Command {
     Live {
         /// The scenario file (YAML).
         file: PathBuf,
-        /// Endpoints of the target service (`http://127.0.0.1:8080`), in instance order; repeat.
-        #[arg(long = "target")]
-        targets: Vec<String>,
-        /// Only this strategy (default: all, one after another).
-        #[arg(long)]
-        strategy: Option<String>,
-        /// Arrival period (default: the scenario's duration), e.g. `10s`.
-        #[arg(long)]
-        duration: Option<mesh_core::Duration>,
-        /// Base seed (default: the scenario's `seed`).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Output directory (default: reports/NAME-live/).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Record every Cluster's inputs and outputs here (JSON Lines) for `meshbench replay`.
-        #[arg(long)]
-        record: Option<PathBuf>,
-        /// No progress line, no table.
-        #[arg(long)]
-        quiet: bool,
-        /// HTTP/2 over cleartext (h2c) instead of HTTP/1.1.
-        #[arg(long)]
-        http2: bool,
-        /// Closed loop with this many virtual users (each sends its next request when the last
-        /// finishes) instead of the scenario's open-loop arrivals.
-        #[arg(long)]
-        connections: Option<u32>,
-        /// Run share I of N of the open-loop schedule (`--shard 0/2` here, `--shard 1/2` on
-        /// another machine); `meshbench merge` combines the result directories exactly.
-        #[arg(long, value_parser = parse_shard, default_value = "0/1")]
-        shard: (u32, u32),
-        /// TLS. With in-process backends, a throwaway CA and certificates are made for the run.
-        #[arg(long)]
-        tls: bool,
-        /// With in-process backends and --tls: require client certificates (mTLS).
-        #[arg(long)]
-        mtls: bool,
-        /// With --target: the CA (PEM) that signed the targets' certificates; implies TLS.
-        #[arg(long)]
-        ca: Option<PathBuf>,
-        /// With --target: a client certificate chain (PEM) for mTLS.
-        #[arg(long)]
-        client_cert: Option<PathBuf>,
-        /// With --target: the client certificate's key (PEM).
-        #[arg(long)]
-        client_key: Option<PathBuf>,
-        /// With --target: the name to check the targets' certificates against (default localhost).
-        #[arg(long)]
-        server_name: Option<String>,
+        #[command(flatten)]
+        args: LiveArgs,
     },
     /// Run a scenario in the simulator and live (against in-process backends) and print
     /// p50/p90/p99, error rate and load share side by side with their relative differences.
@@ -211,49 +163,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Live {
-            file,
-            targets,
-            strategy,
-            duration,
-            seed,
-            out,
-            record,
-            quiet,
-            http2,
-            connections,
-            shard,
-            tls,
-            mtls,
-            ca,
-            client_cert,
-            client_key,
-            server_name,
-        } => {
+        Command::Live { file, args } => {
             let loaded = match meshbench_scenario::load(&file) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
-            };
-            let args = LiveArgs {
-                targets,
-                strategy,
-                duration,
-                seed,
-                out,
-                record,
-                quiet,
-                http2,
-                connections,
-                shard,
-                tls,
-                mtls,
-                ca,
-                client_cert,
-                client_key,
-                server_name,
             };
             match live(&loaded, args) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -830,23 +746,59 @@ fn live_tls(args: &LiveArgs, external: bool) -> anyhow::Result<Option<LiveTls>> 
     }))
 }
 
+/// `meshbench live` options.
+#[derive(clap::Args, Debug)]
 struct LiveArgs {
-    shard: (u32, u32),
-    tls: bool,
-    mtls: bool,
-    ca: Option<PathBuf>,
-    client_cert: Option<PathBuf>,
-    client_key: Option<PathBuf>,
-    server_name: Option<String>,
-    http2: bool,
-    connections: Option<u32>,
+    /// Endpoints of the target service (`http://127.0.0.1:8080`), in instance order; repeat.
+    #[arg(long = "target")]
     targets: Vec<String>,
+    /// Only this strategy (default: all, one after another).
+    #[arg(long)]
     strategy: Option<String>,
+    /// Arrival period (default: the scenario's duration), e.g. `10s`.
+    #[arg(long)]
     duration: Option<mesh_core::Duration>,
+    /// Base seed (default: the scenario's `seed`).
+    #[arg(long)]
     seed: Option<u64>,
+    /// Output directory (default: reports/NAME-live/).
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Record every Cluster's inputs and outputs here (JSON Lines) for `meshbench replay`.
+    #[arg(long)]
     record: Option<PathBuf>,
+    /// No progress line, no table.
+    #[arg(long)]
     quiet: bool,
+    /// HTTP/2 over cleartext (h2c) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// Closed loop with this many virtual users (each sends its next request when the last
+    /// finishes) instead of the scenario's open-loop arrivals.
+    #[arg(long)]
+    connections: Option<u32>,
+    /// Run share I of N of the open-loop schedule (`--shard 0/2` here, `--shard 1/2` on
+    /// another machine); `meshbench merge` combines the result directories exactly.
+    #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+    shard: (u32, u32),
+    /// TLS. With in-process backends, a throwaway CA and certificates are made for the run.
+    #[arg(long)]
+    tls: bool,
+    /// With in-process backends and --tls: require client certificates (mTLS).
+    #[arg(long)]
+    mtls: bool,
+    /// With --target: the CA (PEM) that signed the targets' certificates; implies TLS.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// With --target: a client certificate chain (PEM) for mTLS.
+    #[arg(long)]
+    client_cert: Option<PathBuf>,
+    /// With --target: the client certificate's key (PEM).
+    #[arg(long)]
+    client_key: Option<PathBuf>,
+    /// With --target: the name to check the targets' certificates against (default localhost).
+    #[arg(long)]
+    server_name: Option<String>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
