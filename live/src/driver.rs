@@ -1182,25 +1182,12 @@ impl Actor {
                 }
             }
             Output::Event(e) => {
-                let kind = match e {
-                    PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
-                        if let Some(s) = st.endpoints.get_mut(endpoint.index()) {
-                            s.ejections += 1;
-                        }
-                        "ejected"
-                    }
-                    PolicyEvent::Outlier(OutlierEvent::Unejected { .. }) => "unejected",
-                    PolicyEvent::Outlier(OutlierEvent::Skipped { .. }) => "ejection_skipped",
-                    PolicyEvent::HealthChanged { .. } => "health_changed",
-                    PolicyEvent::Accrual(_) => "failure_accrual",
-                    PolicyEvent::Breaker(b) if b.open => "breaker_opened",
-                    PolicyEvent::Breaker(_) => "breaker_closed",
-                    PolicyEvent::PriorityLoad { .. } => "priority_load_changed",
-                    PolicyEvent::Panic { entered: true, .. } => "panic_entered",
-                    PolicyEvent::Panic { .. } => "panic_left",
-                    PolicyEvent::BudgetExhausted { .. } => "budget_exhausted",
-                    PolicyEvent::HedgeSent { .. } => "hedge_sent",
-                };
+                if let PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) = e
+                    && let Some(s) = st.endpoints.get_mut(endpoint.index())
+                {
+                    s.ejections += 1;
+                }
+                let kind = e.kind();
                 *st.events.entry(kind.to_owned()).or_insert(0) += 1;
             }
         }

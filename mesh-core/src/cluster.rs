@@ -353,6 +353,26 @@ pub enum PolicyEvent {
     },
 }
 
+impl PolicyEvent {
+    /// A short name for counting events in reports (`ejected`, `panic_entered`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyEvent::Outlier(OutlierEvent::Ejected { .. }) => "ejected",
+            PolicyEvent::Outlier(OutlierEvent::Unejected { .. }) => "unejected",
+            PolicyEvent::Outlier(OutlierEvent::Skipped { .. }) => "ejection_skipped",
+            PolicyEvent::HealthChanged { .. } => "health_changed",
+            PolicyEvent::Accrual(_) => "failure_accrual",
+            PolicyEvent::Breaker(b) if b.open => "breaker_opened",
+            PolicyEvent::Breaker(_) => "breaker_closed",
+            PolicyEvent::PriorityLoad { .. } => "priority_load_changed",
+            PolicyEvent::Panic { entered: true, .. } => "panic_entered",
+            PolicyEvent::Panic { .. } => "panic_left",
+            PolicyEvent::BudgetExhausted { .. } => "budget_exhausted",
+            PolicyEvent::HedgeSent { .. } => "hedge_sent",
+        }
+    }
+}
+
 /// What the driver must do, or may record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "output", rename_all = "snake_case")]

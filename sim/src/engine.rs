@@ -520,28 +520,16 @@ impl Sim {
     }
 
     fn event(&mut self, p: u32, e: &PolicyEvent) {
-        let kind = match e {
+        match e {
             PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
                 let s = self.proxies[p as usize].offset + endpoint.0;
                 self.stations[s as usize].stats.ejections += 1;
                 self.window.ejections += 1;
-                "ejected"
             }
-            PolicyEvent::Outlier(OutlierEvent::Unejected { .. }) => "unejected",
-            PolicyEvent::Outlier(OutlierEvent::Skipped { .. }) => "ejection_skipped",
-            PolicyEvent::HealthChanged { .. } => {
-                self.window.health_changes += 1;
-                "health_changed"
-            }
-            PolicyEvent::Accrual(_) => "failure_accrual",
-            PolicyEvent::Breaker(b) if b.open => "breaker_opened",
-            PolicyEvent::Breaker(_) => "breaker_closed",
-            PolicyEvent::PriorityLoad { .. } => "priority_load_changed",
-            PolicyEvent::Panic { entered: true, .. } => "panic_entered",
-            PolicyEvent::Panic { .. } => "panic_left",
-            PolicyEvent::BudgetExhausted { .. } => "budget_exhausted",
-            PolicyEvent::HedgeSent { .. } => "hedge_sent",
-        };
+            PolicyEvent::HealthChanged { .. } => self.window.health_changes += 1,
+            _ => {}
+        }
+        let kind = e.kind();
         if let Some(n) = self.events.get_mut(kind) {
             *n += 1;
         } else {

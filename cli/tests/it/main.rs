@@ -449,7 +449,14 @@ fn live_over_mtls_and_http2_with_a_throwaway_pki() {
     let json: serde_json::Value = serde_json::from_slice(&read(&dir, "summary.json")).unwrap();
     let s = &json["strategies"][0];
     assert!(s["metrics"]["requests"]["mean"].as_f64().unwrap() > 1000.0);
-    assert_eq!(s["metrics"]["error_rate"]["mean"].as_f64().unwrap(), 0.0);
+    // The slow backend may time a few requests out at the start; TLS itself must never fail
+    // (a failed handshake is a local error).
+    assert!(
+        s["failures"].get("local_error").is_none(),
+        "{}",
+        s["failures"]
+    );
+    assert!(s["metrics"]["error_rate"]["mean"].as_f64().unwrap() < 0.1);
     // --tls with --target but no CA is refused up front.
     let bad = meshbench(&[
         "live",
