@@ -126,7 +126,6 @@ struct Sim {
     successes: u64,
     failures: BTreeMap<String, u64>,
     attempts: u64,
-    measured_attempts: BTreeMap<u64, u32>,
     first_measured: Option<u64>,
     last_finish: u64,
     events: BTreeMap<String, u64>,
@@ -227,7 +226,6 @@ pub fn run_one(
         successes: 0,
         failures: BTreeMap::new(),
         attempts: 0,
-        measured_attempts: BTreeMap::new(),
         first_measured: None,
         last_finish: 0,
         events: BTreeMap::new(),
@@ -392,7 +390,6 @@ impl Sim {
         );
         if self.now >= self.warmup {
             self.first_measured.get_or_insert(self.now);
-            self.measured_attempts.insert(key, 0);
         }
         self.drain(p);
         let next = self.next_arrival(p, self.now);
@@ -433,9 +430,6 @@ impl Sim {
                     self.stations[station as usize].stats.attempts += 1;
                     self.window.attempts += 1;
                     self.window.per_endpoint[station as usize] += 1;
-                    if let Some(n) = self.measured_attempts.get_mut(&request.0) {
-                        *n += 1;
-                    }
                     let d = self.net_delay(request.0, retry, Lane::NetOut);
                     self.push(now + d, Ev::AtInstance(j));
                 }
@@ -461,11 +455,11 @@ impl Sim {
                     self.push(now + rtt, Ev::BalancerProbeDone(p, endpoint, reply));
                 }
                 Output::Finished {
-                    request,
                     result,
+                    attempts,
                     started,
                     ..
-                } => self.finished(request.0, result, started.as_nanos()),
+                } => self.finished(result, attempts, started.as_nanos()),
                 Output::Event(e) => self.event(p, &e),
             }
         }
@@ -488,16 +482,17 @@ impl Sim {
         }
     }
 
-    fn finished(&mut self, request: u64, result: Finish, started: u64) {
+    /// A request ended; it is measured when it arrived after the warm-up.
+    fn finished(&mut self, result: Finish, attempts: u32, started: u64) {
         self.live -= 1;
         let latency = self.now - started;
         let ok = result.is_success();
         self.window.requests += 1;
         self.window.errors += u64::from(!ok);
         self.window.hist.saturating_record(latency.max(1));
-        let Some(attempts) = self.measured_attempts.remove(&request) else {
+        if started < self.warmup {
             return;
-        };
+        }
         self.last_finish = self.now;
         self.requests += 1;
         self.attempts += u64::from(attempts);
