@@ -45,7 +45,7 @@ use crate::health::{HealthCheckConfig, HealthChecker, ProbeId, ProbeRequest, Pro
 use crate::locality::{ZoneAwareConfig, ZoneRouting, choose_zone, zone_routing};
 use crate::outlier::{OutlierConfig, OutlierDetector, OutlierEvent};
 use crate::priority::{LevelHosts, PriorityConfig, PriorityLoad, choose_priority, priority_load};
-use crate::retry::{HedgeConfig, HostPredicate, RetryBudget, RetryBudgetConfig, RetryConfig};
+use crate::retry::{HedgeConfig, HostPredicate, RetryBudget, RetryConfig};
 use crate::seed::{Rng, Seed, next_u64};
 use crate::time::{Duration, Instant};
 use crate::timers::{TimerId, TimerQueue};
@@ -305,6 +305,22 @@ impl Finish {
     /// True only for a successful response.
     pub const fn is_success(self) -> bool {
         matches!(self, Finish::Response(Outcome::Success))
+    }
+
+    /// A short name for reports: `success`, or the failure class (`server_error`,
+    /// `gateway_error`, `local_error`, `attempt_timeout`, `timeout`, `overflow`,
+    /// `no_healthy_upstream`).
+    pub const fn class(self) -> &'static str {
+        match self {
+            Finish::Response(Outcome::Success) => "success",
+            Finish::Response(Outcome::ServerError) => "server_error",
+            Finish::Response(Outcome::GatewayError) => "gateway_error",
+            Finish::Response(Outcome::LocalError) => "local_error",
+            Finish::Response(Outcome::Timeout) => "attempt_timeout",
+            Finish::Timeout => "timeout",
+            Finish::Overflow => "overflow",
+            Finish::NoHealthyUpstream => "no_healthy_upstream",
+        }
     }
 }
 
@@ -687,9 +703,20 @@ impl Cluster {
     }
 
     fn policies_allow(&self, ep: EndpointId) -> bool {
-        self.health.as_ref().is_none_or(|h| h.is_healthy(ep))
-            && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(ep))
-            && self.accrual.as_ref().is_none_or(|a| a.is_available(ep))
+        Self::allows(&self.health, &self.outlier, &self.accrual, ep)
+    }
+
+    /// Health checking, ejection and failure accrual all let `ep` take an attempt. (Takes the
+    /// three fields, not `self`, so `rebuild` can call it while it mutates the levels.)
+    fn allows(
+        health: &Option<HealthChecker>,
+        outlier: &Option<OutlierDetector>,
+        accrual: &Option<FailureAccrual>,
+        ep: EndpointId,
+    ) -> bool {
+        health.as_ref().is_none_or(|h| h.is_healthy(ep))
+            && outlier.as_ref().is_none_or(|o| !o.is_ejected(ep))
+            && accrual.as_ref().is_none_or(|a| a.is_available(ep))
     }
 
     /// Starts recording every input with its time (see [`crate::trace`]).
@@ -924,9 +951,7 @@ impl Cluster {
                 weight: m.meta.weight,
                 slow_start_since: m.healthy_since,
             };
-            let allow = self.health.as_ref().is_none_or(|h| h.is_healthy(ep))
-                && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(ep))
-                && self.accrual.as_ref().is_none_or(|a| a.is_available(ep));
+            let allow = Self::allows(&self.health, &self.outlier, &self.accrual, ep);
             let l = &mut self.levels[p];
             l.all.push(c);
             l.counts.total += 1;
@@ -1504,14 +1529,5 @@ impl Cluster {
         });
         self.absorb(now);
         self.after_failure_or_success(r, Outcome::Timeout, now);
-    }
-}
-
-/// The budget config's kind name, for reports.
-pub fn budget_kind(c: &RetryBudgetConfig) -> &'static str {
-    match c {
-        RetryBudgetConfig::Envoy { .. } => "envoy",
-        RetryBudgetConfig::Tps { .. } => "tps",
-        RetryBudgetConfig::GrpcThrottle { .. } => "grpc_throttle",
     }
 }
