@@ -27,10 +27,10 @@ use mesh_core::health::{ProbeId, ProbeResult};
 use mesh_core::outlier::OutlierEvent;
 use mesh_core::trace::Trace;
 use mesh_core::{
-    AttemptId, Cluster, EndpointId, EndpointMeta, Finish, Input, Instant, Outcome, Output,
-    PolicyEvent, RequestId, Seed,
+    AttemptId, Cluster, EndpointId, EndpointMeta, Input, Instant, Outcome, Output, PolicyEvent,
+    RequestId, Seed,
 };
-use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram};
+use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram, quantile_ms};
 use meshbench_scenario::{ArrivalClock, Loaded};
 use tokio::sync::mpsc;
 
@@ -339,8 +339,6 @@ enum Msg {
     Arrive {
         seq: u64,
         intended_ns: u64,
-        /// Closed loop: told when the request finishes.
-        reply: Option<tokio::sync::oneshot::Sender<()>>,
     },
     Done {
         attempt: AttemptId,
@@ -557,14 +555,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                         let _ = h.add(&*w);
                         w.reset();
                     }
-                    let q = |p: f64| {
-                        if h.is_empty() {
-                            0.0
-                        } else {
-                            h.value_at_quantile(p) as f64 / 1e6
-                        }
-                    };
-                    (q(0.5), q(0.99), q(0.999))
+                    (
+                        quantile_ms(&h, 0.5),
+                        quantile_ms(&h, 0.99),
+                        quantile_ms(&h, 0.999),
+                    )
                 };
                 let secs = period as f64 / 1e9;
                 if progress {
@@ -708,15 +703,8 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         stats.scheduled += p.issued;
         recordings.extend(p.recording);
     }
-    let pq = |h: &Histogram<u64>, p: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(p) as f64 / 1e6
-        }
-    };
-    stats.latency_from_intended_ms = [pq(&hist, 0.5), pq(&hist, 0.99)];
-    stats.latency_from_send_ms = [pq(&from_send, 0.5), pq(&from_send, 0.99)];
+    stats.latency_from_intended_ms = [quantile_ms(&hist, 0.5), quantile_ms(&hist, 0.99)];
+    stats.latency_from_send_ms = [quantile_ms(&from_send, 0.5), quantile_ms(&from_send, 0.99)];
     result.latency = hist;
     result.endpoints = endpoints.into_values().collect();
     stats.never_completed = scheduled.saturating_sub(stats.completed);
@@ -808,7 +796,6 @@ fn pace(
         let _ = senders[i].send(Msg::Arrive {
             seq,
             intended_ns: t,
-            reply: None,
         });
         let (clock, rng) = &mut clocks[i];
         let next = clock.next(t, meshbench_scenario::unit(rng.next_u64()));
@@ -893,7 +880,6 @@ impl Actor {
         let mut inflight: HashMap<AttemptId, futures_util::future::AbortHandle> = HashMap::new();
         let mut pending: futures_util::stream::FuturesUnordered<AttemptFuture> =
             futures_util::stream::FuturesUnordered::new();
-        let mut replies: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
         // Connections live on the proxy's own runtime and die with it.
         let mut pool = Pool::new(&self.addrs, self.tls.as_ref(), self.http2);
         let mut pacer_done = false;
@@ -961,16 +947,9 @@ impl Actor {
             };
             let now = self.now();
             match msg {
-                Some(Msg::Arrive {
-                    seq,
-                    intended_ns,
-                    reply,
-                }) => {
+                Some(Msg::Arrive { seq, intended_ns }) => {
                     let key = ((self.index as u64) << 40) | seq;
                     intended.insert(key, (intended_ns, now.as_nanos(), false));
-                    if let Some(r) = reply {
-                        replies.insert(key, r);
-                    }
                     self.cluster.handle_input(
                         Input::Request {
                             request: RequestId(key),
@@ -1025,10 +1004,7 @@ impl Actor {
                     &pending,
                     &mut pool,
                 );
-                if let Output::Finished { request, .. } = &o {
-                    if let Some(r) = replies.remove(&request.0) {
-                        let _ = r.send(());
-                    }
+                if let Output::Finished { .. } = &o {
                     if self.users > 0 && !pacer_done {
                         if now.as_nanos() < self.end_ns && !self.stop.load(Ordering::Relaxed) {
                             self.issue(&mut intended);
@@ -1168,17 +1144,7 @@ impl Actor {
                 if ok {
                     st.successes += 1;
                 } else {
-                    let class = match result {
-                        Finish::Response(Outcome::ServerError) => "server_error",
-                        Finish::Response(Outcome::GatewayError) => "gateway_error",
-                        Finish::Response(Outcome::LocalError) => "local_error",
-                        Finish::Response(Outcome::Timeout) => "attempt_timeout",
-                        Finish::Response(Outcome::Success) => "success",
-                        Finish::Timeout => "timeout",
-                        Finish::Overflow => "overflow",
-                        Finish::NoHealthyUpstream => "no_healthy_upstream",
-                    };
-                    *st.failures.entry(class.to_owned()).or_insert(0) += 1;
+                    *st.failures.entry(result.class().to_owned()).or_insert(0) += 1;
                 }
             }
             Output::Event(e) => {

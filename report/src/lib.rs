@@ -133,6 +133,15 @@ mod hist_serde {
     }
 }
 
+/// The `p` quantile of a histogram of nanoseconds, in milliseconds; 0 when it is empty.
+pub fn quantile_ms(h: &Histogram<u64>, p: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(p) as f64 / 1e6
+    }
+}
+
 /// A new latency histogram: 1 ns to 1 h, 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
@@ -155,13 +164,7 @@ pub const METRICS: [&str; 10] = [
 impl RunResult {
     /// The value of one of [`METRICS`].
     pub fn metric(&self, name: &str) -> f64 {
-        let q = |p: f64| {
-            if self.latency.is_empty() {
-                0.0
-            } else {
-                self.latency.value_at_quantile(p) as f64 / 1e6
-            }
-        };
+        let q = |p: f64| quantile_ms(&self.latency, p);
         let n = self.requests.max(1) as f64;
         match name {
             "p50_ms" => q(0.5),

@@ -10,7 +10,7 @@ use mesh_core::{
     AttemptId, Cluster, EndpointId, EndpointMeta, Finish, Input, Instant, Outcome, Output,
     PolicyEvent, ProbeReply, RequestId, Seed,
 };
-use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram};
+use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram, quantile_ms};
 use meshbench_scenario::{ArrivalClock, Dist, Loaded};
 
 /// What a hash-derived uniform is for (common random numbers).
@@ -500,17 +500,7 @@ impl Sim {
         if ok {
             self.successes += 1;
         } else {
-            let class = match result {
-                Finish::Response(Outcome::ServerError) => "server_error",
-                Finish::Response(Outcome::GatewayError) => "gateway_error",
-                Finish::Response(Outcome::LocalError) => "local_error",
-                Finish::Response(Outcome::Timeout) => "attempt_timeout",
-                Finish::Response(Outcome::Success) => unreachable!("not a failure"),
-                Finish::Timeout => "timeout",
-                Finish::Overflow => "overflow",
-                Finish::NoHealthyUpstream => "no_healthy_upstream",
-            };
-            *self.failures.entry(class.to_owned()).or_insert(0) += 1;
+            *self.failures.entry(result.class().to_owned()).or_insert(0) += 1;
         }
     }
 
@@ -599,13 +589,6 @@ impl Sim {
 
     fn sample(&mut self) {
         let w = &mut self.window;
-        let q = |h: &Histogram<u64>, p: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(p) as f64 / 1e6
-            }
-        };
         let ejected = self
             .proxies
             .iter()
@@ -615,9 +598,9 @@ impl Sim {
             t_s: self.now as f64 / 1e9,
             requests: w.requests,
             errors: w.errors,
-            p50_ms: q(&w.hist, 0.5),
-            p99_ms: q(&w.hist, 0.99),
-            p999_ms: q(&w.hist, 0.999),
+            p50_ms: quantile_ms(&w.hist, 0.5),
+            p99_ms: quantile_ms(&w.hist, 0.99),
+            p999_ms: quantile_ms(&w.hist, 0.999),
             attempts: w.attempts,
             ejected,
             ejections: w.ejections,
