@@ -13,7 +13,7 @@
 //! * **Each proxy** is one tokio task owning its `Cluster`; attempts and probes are tasks that
 //!   report back over a channel; a `Cancel` aborts the attempt's task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,16 +32,16 @@ use mesh_core::{
 };
 use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram, quantile_ms};
 use meshbench_scenario::{ArrivalClock, Loaded};
+use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::mpsc;
 
-/// An HTTP/1.1 connection's request handle.
-type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 /// An HTTP/2 connection's (cloneable, multiplexed) request handle.
 type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 
-/// A connection to one endpoint, plain or TLS.
+/// A connection to one endpoint, plain or TLS: HTTP/1.1 on the generator's own lean client
+/// ([`crate::h1`]), HTTP/2 on hyper's.
 enum Conn {
-    H1(H1),
+    H1(Box<crate::h1::Connection>),
     H2(H2),
 }
 
@@ -59,7 +59,9 @@ struct Target {
     addr: SocketAddr,
     uri: hyper::Uri,
     health: hyper::Uri,
-    host: hyper::header::HeaderValue,
+    /// HTTP/1.1 request heads (request line and `Host`) for `uri` and `health`.
+    work_head: Vec<u8>,
+    health_head: Vec<u8>,
     tls: Option<crate::tls::TlsClient>,
     http2: bool,
 }
@@ -88,7 +90,8 @@ impl Pool {
                         health: format!("{scheme}://{a}/health")
                             .parse()
                             .expect("a valid URI"),
-                        host: hyper::header::HeaderValue::from_str(&a.to_string()).expect("ascii"),
+                        work_head: crate::h1::request_head("/work", &a.to_string()),
+                        health_head: crate::h1::request_head("/health", &a.to_string()),
                         tls: tls.cloned(),
                         http2,
                     })
@@ -114,26 +117,18 @@ impl Pool {
     }
 }
 
-async fn handshake<IO>(io: IO, http2: bool) -> Option<Conn>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let io = hyper_util::rt::TokioIo::new(io);
-    if http2 {
-        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Some(Conn::H2(sender))
-    } else {
-        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Some(Conn::H1(sender))
+async fn handshake(io: Box<dyn crate::h1::Stream>, http2: bool) -> Option<Conn> {
+    if !http2 {
+        return Some(Conn::H1(Box::new(crate::h1::Connection::new(io))));
     }
+    let io = hyper_util::rt::TokioIo::new(io);
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(Conn::H2(sender))
 }
 
 /// Opens a connection (TCP, then TLS when configured, then HTTP/1.1 or HTTP/2).
@@ -141,13 +136,13 @@ async fn connect(t: &Target) -> Option<Conn> {
     let stream = tokio::net::TcpStream::connect(t.addr).await.ok()?;
     let _ = stream.set_nodelay(true);
     match &t.tls {
-        None => handshake(stream, t.http2).await,
+        None => handshake(Box::new(stream), t.http2).await,
         Some(tls) => {
             let io = tokio_rustls::TlsConnector::from(tls.config.clone())
                 .connect(tls.server_name.clone(), stream)
                 .await
                 .ok()?;
-            handshake(io, t.http2).await
+            handshake(Box::new(io), t.http2).await
         }
     }
 }
@@ -159,43 +154,63 @@ static REQUEST_HEADER: hyper::header::HeaderName =
 static ATTEMPT_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-meshbench-attempt");
 
-/// Sends one request on `conn`; the connection comes back when the exchange ended cleanly.
+/// Sends one request on `conn`: the status, and the connection when it can carry another. The
+/// error is `true` when the request never got an answer because the connection had been closed
+/// (a pooled connection the server closed while idle), so a fresh connection may try again.
 async fn exchange(
     conn: Conn,
-    req: hyper::Request<Empty<Bytes>>,
-) -> Result<(u16, Conn), (bool, Option<hyper::Error>)> {
-    let result = match conn {
-        Conn::H1(mut s) => {
-            if s.ready().await.is_err() {
-                return Err((true, None));
+    t: &Target,
+    health: bool,
+    ids: Option<(u64, u32)>,
+) -> Result<(u16, Option<Conn>), bool> {
+    match conn {
+        Conn::H1(mut c) => {
+            let head = if health { &t.health_head } else { &t.work_head };
+            let extra: &[(&[u8], u64)] = match ids {
+                Some((request, retry)) => &[
+                    (REQUEST_HEADER.as_str().as_bytes(), request),
+                    (ATTEMPT_HEADER.as_str().as_bytes(), u64::from(retry)),
+                ],
+                None => &[],
+            };
+            match c.get(head, extra).await {
+                Ok((status, reusable)) => Ok((status, reusable.then_some(Conn::H1(c)))),
+                Err(f) => Err(f == crate::h1::Failure::Closed),
             }
-            s.send_request(req).await.map(|r| (r, Conn::H1(s)))
         }
         Conn::H2(mut s) => {
+            let uri = if health { &t.health } else { &t.uri };
+            let mut req = hyper::Request::get(uri.clone());
+            if let Some((request, retry)) = ids {
+                req = req
+                    .header(&REQUEST_HEADER, request)
+                    .header(&ATTEMPT_HEADER, retry);
+            }
+            let req = req.body(Empty::new()).expect("a valid request");
             if s.ready().await.is_err() {
-                return Err((true, None));
+                return Err(true);
             }
-            s.send_request(req).await.map(|r| (r, Conn::H2(s)))
-        }
-    };
-    match result {
-        Ok((resp, conn)) => {
+            let resp = s
+                .send_request(req)
+                .await
+                .map_err(|e| e.is_closed() || e.is_canceled())?;
             let status = resp.status().as_u16();
-            if resp.into_body().collect().await.is_err() {
-                return Err((false, None));
+            // Read the body to its end without gathering it: the generator has no use for it.
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                frame.map_err(|_| false)?;
             }
-            Ok((status, conn))
+            Ok((status, Some(Conn::H2(s))))
         }
-        Err(e) => Err((e.is_closed() || e.is_canceled(), Some(e))),
     }
 }
 
-/// One request to `uri` on a pooled (or new) connection. A pooled connection the server has
-/// closed is replaced once before the attempt counts as a local error.
+/// One request on a pooled (or new) connection, to the work path or the health path. A pooled
+/// connection the server has closed is replaced once before the attempt counts as a local error.
 async fn request_once(
     pooled: Option<Conn>,
     t: &Target,
-    uri: &hyper::Uri,
+    health: bool,
     ids: Option<(u64, u32)>,
 ) -> (Option<u16>, Option<Conn>) {
     let mut pooled = pooled;
@@ -207,19 +222,9 @@ async fn request_once(
                 None => return (None, None),
             },
         };
-        let mut req = hyper::Request::get(uri.clone());
-        if !t.http2 {
-            req = req.header(hyper::header::HOST, t.host.clone());
-        }
-        if let Some((request, retry)) = ids {
-            req = req
-                .header(&REQUEST_HEADER, request)
-                .header(&ATTEMPT_HEADER, retry);
-        }
-        let req = req.body(Empty::new()).expect("a valid request");
-        match exchange(conn, req).await {
-            Ok((status, conn)) => return (Some(status), Some(conn)),
-            Err((stale, _)) if stale && !fresh => continue,
+        match exchange(conn, t, health, ids).await {
+            Ok((status, conn)) => return (Some(status), conn),
+            Err(stale) if stale && !fresh => continue,
             Err(_) => return (None, None),
         }
     }
@@ -233,7 +238,7 @@ async fn send_attempt(
     request: u64,
     retry: u32,
 ) -> (Outcome, Option<Conn>) {
-    match request_once(pooled, &t, &t.uri, Some((request, retry))).await {
+    match request_once(pooled, &t, false, Some((request, retry))).await {
         (Some(status), conn) => (
             match status {
                 502..=504 => Outcome::GatewayError,
@@ -248,7 +253,7 @@ async fn send_attempt(
 
 /// One active health check on a fresh connection (Envoy's `reuse_connection: false`).
 async fn health_probe(t: Arc<Target>) -> ProbeResult {
-    match request_once(None, &t, &t.health, None).await {
+    match request_once(None, &t, true, None).await {
         (Some(200..=299), _) => ProbeResult::Pass,
         (Some(_), _) => ProbeResult::Fail,
         (None, _) => ProbeResult::Error,
@@ -876,8 +881,9 @@ impl Actor {
             recording: None,
         };
         let mut outputs = Vec::new();
-        let mut intended: HashMap<u64, (u64, u64, bool)> = HashMap::new();
-        let mut inflight: HashMap<AttemptId, futures_util::future::AbortHandle> = HashMap::new();
+        let mut intended: HashMap<u64, (u64, u64, bool)> = HashMap::default();
+        let mut inflight: HashMap<AttemptId, futures_util::future::AbortHandle> =
+            HashMap::default();
         let mut pending: futures_util::stream::FuturesUnordered<AttemptFuture> =
             futures_util::stream::FuturesUnordered::new();
         // Connections live on the proxy's own runtime and die with it.

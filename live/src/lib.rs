@@ -9,6 +9,7 @@
 //!   fresh Clusters by [`replay_file`] (`meshbench replay`).
 
 pub mod driver;
+mod h1;
 pub mod server;
 pub mod timer;
 pub mod tls;
