@@ -349,6 +349,7 @@ fn run(
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         replications: sc.replications,
         sweep_paths: loaded.sweep_paths.clone(),
+        faults: fault_windows(&sc.faults),
     };
     write_reports(&dir, &info, &loaded.source, &summaries, &results)
         .with_context(|| format!("writing the report to {}", dir.display()))?;
@@ -932,6 +933,7 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         replications: 1,
         sweep_paths: Vec::new(),
+        faults: fault_windows(&sc.faults),
     };
     write_reports(&dir, &info, &loaded.source, &summaries, &results)
         .with_context(|| format!("writing the report to {}", dir.display()))?;
@@ -981,4 +983,17 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         )?;
     }
     Ok(())
+}
+
+/// The scenario's fault timeline as reports show it (shaded windows on the time plots).
+fn fault_windows(faults: &[meshbench_scenario::Fault]) -> Vec<meshbench_report::FaultWindow> {
+    faults
+        .iter()
+        .map(|f| meshbench_report::FaultWindow {
+            target: f.target.clone(),
+            kind: f.kind.name().to_owned(),
+            from_s: f.at.as_nanos() as f64 / 1e9,
+            until_s: f.until.map(|u| u.as_nanos() as f64 / 1e9),
+        })
+        .collect()
 }

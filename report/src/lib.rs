@@ -303,6 +303,22 @@ pub struct RunInfo {
     pub replications: u32,
     /// The sweep's field paths (empty without a sweep).
     pub sweep_paths: Vec<String>,
+    /// The fault timeline, for shading plots (empty without faults).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultWindow>,
+}
+
+/// One fault of the timeline as reports show it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct FaultWindow {
+    /// `service` or `service/index`.
+    pub target: String,
+    /// `crash`, `slowdown`, `errors` or `fast_fail`.
+    pub kind: String,
+    /// Start, seconds since the start of the run.
+    pub from_s: f64,
+    /// End, seconds since the start of the run (absent: the end of the run).
+    pub until_s: Option<f64>,
 }
 
 /// A file name fragment for a strategy at a sweep point: `p2c`, or `p2c.point-3`.

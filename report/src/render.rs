@@ -233,7 +233,10 @@ impl ReportData {
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter_map(|f| Some((f["from_s"].as_f64()?, f["until_s"].as_f64()?)))
+                    .filter_map(|f| {
+                        let until = f["until_s"].as_f64().unwrap_or(f64::INFINITY);
+                        Some((f["from_s"].as_f64()?, until))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -516,7 +519,13 @@ fn shade_faults<
 where
     DB::ErrorType: 'static,
 {
+    let x = chart.x_range();
     for &(a, b) in faults {
+        // An open-ended fault runs to the plot's edge.
+        let (a, b) = (a.max(x.start), b.min(x.end));
+        if a >= b {
+            continue;
+        }
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(a, y.0), (b, y.1)],

@@ -38,6 +38,7 @@
 
 mod dist;
 mod error;
+mod faults;
 mod locate;
 mod units;
 
@@ -49,6 +50,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dist::{Component, Dist, normal_quantile};
 pub use error::{ScenarioError, nearest, suggest_from_message};
+pub use faults::{Effect, Fault, FaultKind, FaultState, PlannedFault, change_points};
 pub use units::{Probability, Rate};
 
 /// A scenario as written.
@@ -90,6 +92,9 @@ pub struct Scenario {
     pub services: BTreeMap<String, Service>,
     /// Client populations by name.
     pub clients: BTreeMap<String, Client>,
+    /// The fault timeline (see [`Fault`]). Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
     /// A parameter sweep: field path -> list of values; every combination (cartesian product,
     /// first path slowest) is run as its own point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -778,7 +783,140 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
             ));
         }
     }
+    check_faults(s, at, &mut warnings)?;
     Ok(warnings)
+}
+
+/// Checks the fault timeline: known targets, times in order, the fields each kind needs.
+fn check_faults(
+    s: &Scenario,
+    at: &At<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ScenarioError> {
+    for (n, f) in s.faults.iter().enumerate() {
+        let base = format!("faults.{n}");
+        let (service, index) = faults::parse_target(&f.target);
+        let Some(svc) = s.services.get(service) else {
+            return Err(at(
+                &format!("{base}.target"),
+                format!(
+                    "no service `{service}`; services: {} (write `service` or `service/index`)",
+                    s.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                nearest(service, s.services.keys().map(String::as_str)),
+            ));
+        };
+        if let Some(i) = index {
+            match i.parse::<u32>() {
+                Ok(i) if i < svc.instances => {}
+                _ => {
+                    return Err(at(
+                        &format!("{base}.target"),
+                        format!(
+                            "instance `{i}` does not exist: `{service}` has instances 0..{}",
+                            svc.instances
+                        ),
+                        None,
+                    ));
+                }
+            }
+        }
+        if let Some(u) = f.until
+            && u <= f.at
+        {
+            return Err(at(
+                &format!("{base}.until"),
+                format!("must be later than `at` ({}), got {u}", f.at),
+                None,
+            ));
+        }
+        let kind = f.kind.name();
+        match f.kind {
+            FaultKind::Slowdown => match f.factor {
+                None => {
+                    return Err(at(
+                        &base,
+                        "`kind: slowdown` needs `factor` (for example 10)".into(),
+                        None,
+                    ));
+                }
+                Some(x) if !(x.is_finite() && x > 0.0) => {
+                    return Err(at(
+                        &format!("{base}.factor"),
+                        format!("must be a finite number > 0, got {x}"),
+                        None,
+                    ));
+                }
+                Some(_) => {}
+            },
+            FaultKind::Errors if f.rate.is_none() => {
+                return Err(at(
+                    &base,
+                    "`kind: errors` needs `rate` (for example 0.5)".into(),
+                    None,
+                ));
+            }
+            _ => {}
+        }
+        if f.factor.is_some() && f.kind != FaultKind::Slowdown {
+            return Err(at(
+                &format!("{base}.factor"),
+                format!("`factor` belongs to `kind: slowdown`, not `{kind}`"),
+                None,
+            ));
+        }
+        if f.rate.is_some() && matches!(f.kind, FaultKind::Crash | FaultKind::Slowdown) {
+            return Err(at(
+                &format!("{base}.rate"),
+                format!("`rate` belongs to `kind: errors` and `kind: fast_fail`, not `{kind}`"),
+                None,
+            ));
+        }
+        if let Some(d) = s.duration
+            && f.at >= d
+        {
+            warnings.push(format!(
+                "faults.{n} starts at {} but arrivals end at {d}: it never acts on a measured request",
+                f.at
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Scenario {
+    /// The fault timeline resolved against the services (checked at load time, so every
+    /// target exists).
+    pub fn fault_plan(&self) -> Vec<PlannedFault> {
+        self.faults
+            .iter()
+            .filter_map(|f| {
+                let (service, index) = faults::parse_target(&f.target);
+                let svc = self.services.get(service)?;
+                let instances = match index {
+                    Some(i) => {
+                        let i = i.parse::<u32>().ok()?;
+                        i..i + 1
+                    }
+                    None => 0..svc.instances,
+                };
+                Some(PlannedFault {
+                    from_ns: f.at.as_nanos(),
+                    until_ns: f.until.map_or(u64::MAX, Duration::as_nanos),
+                    service: service.to_owned(),
+                    instances,
+                    effect: match f.kind {
+                        FaultKind::Crash => Effect::Crash,
+                        FaultKind::Slowdown => Effect::Slowdown(f.factor.unwrap_or(1.0)),
+                        FaultKind::Errors => Effect::Errors(f.rate.map_or(0.0, Probability::get)),
+                        FaultKind::FastFail => {
+                            Effect::FastFail(f.rate.map_or(1.0, Probability::get))
+                        }
+                    },
+                })
+            })
+            .collect()
+    }
 }
 
 /// Merges each strategy over `policy` (mappings merge key by key, anything else replaces) and

@@ -20,8 +20,10 @@ fn walk(source: &str, path: &str) -> Option<(usize, usize, bool)> {
     let mut found: Option<(usize, usize, usize)> = None;
     for seg in path.split('.').filter(|s| !s.is_empty()) {
         if seg.chars().all(|c| c.is_ascii_digit()) && found.is_some() {
-            // A list index, or an integer key: try it as a key, else stay put.
-            if let Some(next) = find(&lines, found, seg) {
+            // An integer key, or a block-list index; else stay put.
+            if let Some(next) = find(&lines, found, seg)
+                .or_else(|| seg.parse().ok().and_then(|n| find_item(&lines, found, n)))
+            {
                 found = Some(next);
             }
             continue;
@@ -59,8 +61,14 @@ fn find(
     let (start, parent_indent) = match parent {
         None => (0, None),
         Some((l, c, ind)) => {
-            // Flow mapping on the parent's own line.
+            // A list item's own line (`- key: v` or `- { key: v }`): its first key too.
             let rest = &lines[l][c..];
+            if rest.starts_with('-')
+                && let Some(i) = key_at(rest, seg)
+            {
+                return Some((l, c + i, ind));
+            }
+            // Flow mapping on the parent's own line.
             if let Some(colon) = rest.find(':') {
                 let after = &rest[colon + 1..];
                 if let Some(i) = key_at(after, seg) {
@@ -92,6 +100,37 @@ fn find(
     None
 }
 
+/// The `n`th item (0-based) of the block list under `parent`: the position of its `-`.
+fn find_item(
+    lines: &[&str],
+    parent: Option<(usize, usize, usize)>,
+    n: usize,
+) -> Option<(usize, usize, usize)> {
+    let (l, _, parent_indent) = parent?;
+    let mut item_indent = None;
+    let mut seen = 0;
+    for (i, line) in lines.iter().enumerate().skip(l + 1) {
+        let content = line.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let ind = line.len() - content.len();
+        let is_item = content == "-" || content.starts_with("- ");
+        // Items may sit at the parent key's own indentation (`faults:` then `- ...`).
+        if ind < parent_indent || (ind == parent_indent && !is_item) {
+            return None;
+        }
+        if !is_item || *item_indent.get_or_insert(ind) != ind {
+            continue;
+        }
+        if seen == n {
+            return Some((i, ind, ind));
+        }
+        seen += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +150,15 @@ mod tests {
             Some((10, 43))
         );
         assert_eq!(locate_exact(Y, "strategies.p2c.timeout"), None);
+        let list =
+            "faults:\n  - { at: 1s, kind: crash }\n  # gap\n  - at: 2s\n    factor: -1\n- x\n";
+        assert_eq!(locate(list, "faults.0.at"), Some((2, 7)));
+        assert_eq!(locate(list, "faults.0.kind"), Some((2, 15)));
+        assert_eq!(locate(list, "faults.1.at"), Some((4, 5)));
+        assert_eq!(locate(list, "faults.1.factor"), Some((5, 5)));
+        assert_eq!(locate(list, "faults.1"), Some((4, 3)));
+        let flush = "faults:\n- { at: 1s }\n- { at: 2s, rate: 3 }\nname: y\n";
+        assert_eq!(locate(flush, "faults.1.rate"), Some((3, 13)));
         assert_eq!(locate(Y, "strategies.p2c.timeout"), Some((10, 3)));
     }
 }

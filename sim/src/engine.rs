@@ -11,7 +11,7 @@ use mesh_core::{
     PolicyEvent, ProbeReply, RequestId, Seed,
 };
 use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram, quantile_ms};
-use meshbench_scenario::{ArrivalClock, Dist, Loaded};
+use meshbench_scenario::{ArrivalClock, Dist, FaultState, Loaded};
 
 /// What a hash-derived uniform is for (common random numbers).
 #[derive(Clone, Copy)]
@@ -20,6 +20,7 @@ enum Lane {
     Error = 2,
     NetOut = 3,
     NetBack = 4,
+    FastFail = 5,
 }
 
 /// The base draw every strategy shares (see [`meshbench_scenario::crn_uniform`]).
@@ -32,11 +33,15 @@ enum Ev {
     Arrive(u32),
     Timer(u32),
     AtInstance(u32),
-    ServiceDone(u32),
+    /// Service of job `.0` ends, if the job's service generation is still `.1` (a crash resets
+    /// requests in service, and their slots may be reused before this event fires).
+    ServiceDone(u32, u32),
     Response(u32, Outcome),
     ProbeDone(u32, ProbeId, EndpointId),
     BalancerProbeDone(u32, EndpointId, ProbeReply),
     Sample,
+    /// Fault change point `.0` (index into `Sim::faults`).
+    Fault(u32),
 }
 
 struct Scheduled {
@@ -69,6 +74,8 @@ struct Station {
     dist: Dist,
     slowdown: f64,
     error_rate: f64,
+    /// What the fault timeline does to it now.
+    fault: FaultState,
     busy: u32,
     queue: VecDeque<u32>,
     stats: EndpointStats,
@@ -92,6 +99,10 @@ struct Job {
     retry: u32,
     station: u32,
     cancelled: bool,
+    /// In service (not queued, not travelling).
+    serving: bool,
+    /// Bumped at each service start and reset: stale `ServiceDone`s carry an older value.
+    generation: u32,
 }
 
 struct Window {
@@ -134,6 +145,8 @@ struct Sim {
     endpoint_series: Vec<Vec<u64>>,
     sample_period: u64,
     processed: u64,
+    /// The fault timeline's change points: each station's new state.
+    faults: Vec<Vec<(u32, FaultState)>>,
 }
 
 /// Runs sweep point `point`, strategy `strategy` (index into the point's strategies),
@@ -166,6 +179,7 @@ pub fn run_one(
                     .unwrap_or_else(|| svc.service_time.clone()),
                 slowdown: o.and_then(|o| o.slowdown).unwrap_or(1.0),
                 error_rate: o.and_then(|o| o.error_rate).unwrap_or(svc.error_rate).get(),
+                fault: FaultState::default(),
                 busy: 0,
                 queue: VecDeque::new(),
                 stats: EndpointStats {
@@ -244,6 +258,7 @@ pub fn run_one(
         endpoint_series: Vec::new(),
         sample_period: sc.sample_period.as_nanos(),
         processed: 0,
+        faults: Vec::new(),
     };
     sim.window.per_endpoint = vec![0; sim.stations.len()];
     for p in 0..sim.proxies.len() as u32 {
@@ -252,6 +267,26 @@ pub fn run_one(
         sim.push(first, Ev::Arrive(p));
     }
     sim.push(sim.sample_period, Ev::Sample);
+    // The fault timeline: at each change point, the new state of every station a fault names.
+    let plan = sc.fault_plan();
+    let touched: std::collections::BTreeSet<u32> = plan
+        .iter()
+        .flat_map(|f| f.instances.clone().map(|i| offsets[&f.service] + i))
+        .collect();
+    for (t, active) in meshbench_scenario::change_points(&plan) {
+        let states = touched
+            .iter()
+            .map(|&st| {
+                let on = active.iter().map(|&k| &plan[k]).filter(|f| {
+                    let first = offsets[&f.service];
+                    st >= first && f.instances.contains(&(st - first))
+                });
+                (st, FaultState::of(on.map(|f| &f.effect)))
+            })
+            .collect();
+        sim.faults.push(states);
+        sim.push(t, Ev::Fault(sim.faults.len() as u32 - 1));
+    }
     sim.run();
 
     let measured_seconds = match sc.duration {
@@ -312,7 +347,16 @@ impl Sim {
                     }
                 }
                 Ev::AtInstance(j) => self.at_instance(j),
-                Ev::ServiceDone(j) => self.service_done(j),
+                Ev::ServiceDone(j, generation) => {
+                    if self.jobs[j as usize].generation == generation {
+                        self.service_done(j);
+                    }
+                }
+                Ev::Fault(k) => {
+                    for (st, state) in std::mem::take(&mut self.faults[k as usize]) {
+                        self.set_fault(st, state);
+                    }
+                }
                 Ev::Response(j, outcome) => {
                     let job = self.jobs[j as usize];
                     self.free_jobs.push(j);
@@ -330,11 +374,18 @@ impl Sim {
                     }
                 }
                 Ev::ProbeDone(p, probe, endpoint) => {
+                    // A crashed instance refuses the probe's connection.
+                    let st = self.proxies[p as usize].offset + endpoint.0;
+                    let result = if self.stations[st as usize].fault.down {
+                        ProbeResult::Error
+                    } else {
+                        ProbeResult::Pass
+                    };
                     self.proxies[p as usize].cluster.handle_input(
                         Input::ProbeDone {
                             probe,
                             endpoint,
-                            result: ProbeResult::Pass,
+                            result,
                         },
                         Instant::from_nanos(at),
                     );
@@ -415,10 +466,15 @@ impl Sim {
                         retry,
                         station,
                         cancelled: false,
+                        serving: false,
+                        generation: 0,
                     };
                     let j = match self.free_jobs.pop() {
                         Some(j) => {
-                            self.jobs[j as usize] = job;
+                            // The slot's generation carries on, so a stale `ServiceDone` for
+                            // its previous job cannot match.
+                            let generation = self.jobs[j as usize].generation;
+                            self.jobs[j as usize] = Job { generation, ..job };
                             j
                         }
                         None => {
@@ -448,7 +504,7 @@ impl Sim {
                     let reply = ProbeReply {
                         rif: st.busy + st.queue.len() as u32,
                         latency: mesh_core::Duration::from_nanos(
-                            (st.dist.mean_ns() * st.slowdown) as u64,
+                            (st.dist.mean_ns() * st.slowdown * st.fault.slowdown) as u64,
                         ),
                     };
                     let rtt = 2 * self.net_delay(u64::from(endpoint.0) ^ now, 0, Lane::NetOut);
@@ -529,7 +585,17 @@ impl Sim {
             return;
         }
         let st = &mut self.stations[job.station as usize];
-        if st.busy < st.concurrency {
+        if st.fault.down {
+            // Connection refused.
+            st.stats.errors += 1;
+            self.respond(j, Outcome::LocalError);
+        } else if st.fault.fast_fail > 0.0
+            && uniform(self.seed, job.request, job.retry, Lane::FastFail) < st.fault.fast_fail
+        {
+            // A fast-failing instance answers 503 without queueing or serving.
+            st.stats.errors += 1;
+            self.respond(j, Outcome::GatewayError);
+        } else if st.busy < st.concurrency {
             self.start(j);
         } else if (st.queue.len() as u64) < u64::from(st.queue_limit) {
             st.queue.push_back(j);
@@ -541,20 +607,52 @@ impl Sim {
     }
 
     fn start(&mut self, j: u32) {
-        let job = self.jobs[j as usize];
-        let u = uniform(self.seed, job.request, job.retry, Lane::Service);
-        let st = &mut self.stations[job.station as usize];
+        let job = &mut self.jobs[j as usize];
+        job.serving = true;
+        job.generation = job.generation.wrapping_add(1);
+        let (generation, request, retry, station) =
+            (job.generation, job.request, job.retry, job.station);
+        let u = uniform(self.seed, request, retry, Lane::Service);
+        let st = &mut self.stations[station as usize];
         st.busy += 1;
-        let t = (st.dist.quantile_ns(u) * st.slowdown).round() as u64;
-        self.push(self.now + t, Ev::ServiceDone(j));
+        let t = (st.dist.quantile_ns(u) * st.slowdown * st.fault.slowdown).round() as u64;
+        self.push(self.now + t, Ev::ServiceDone(j, generation));
+    }
+
+    /// Applies a fault state to station `s`. A crash resets every request in service or queued
+    /// (the client sees a local-origin failure) and leaves the station empty.
+    fn set_fault(&mut self, s: u32, state: FaultState) {
+        let was_down = self.stations[s as usize].fault.down;
+        self.stations[s as usize].fault = state;
+        if was_down || !state.down {
+            return;
+        }
+        let mut reset: Vec<u32> = self.stations[s as usize].queue.drain(..).collect();
+        for (j, job) in self.jobs.iter_mut().enumerate() {
+            if job.serving && job.station == s {
+                job.serving = false;
+                job.generation = job.generation.wrapping_add(1);
+                reset.push(j as u32);
+            }
+        }
+        reset.sort_unstable();
+        let st = &mut self.stations[s as usize];
+        st.busy = 0;
+        for j in reset {
+            if !self.jobs[j as usize].cancelled {
+                self.stations[s as usize].stats.errors += 1;
+            }
+            self.respond(j, Outcome::LocalError);
+        }
     }
 
     fn service_done(&mut self, j: u32) {
+        self.jobs[j as usize].serving = false;
         let job = self.jobs[j as usize];
         let st = &mut self.stations[job.station as usize];
         st.busy -= 1;
-        let failed = st.error_rate > 0.0
-            && uniform(self.seed, job.request, job.retry, Lane::Error) < st.error_rate;
+        let rate = st.error_rate.max(st.fault.error_rate);
+        let failed = rate > 0.0 && uniform(self.seed, job.request, job.retry, Lane::Error) < rate;
         if failed {
             st.stats.errors += 1;
         }

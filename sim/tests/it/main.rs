@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use meshbench_report::{StrategySummary, summarize};
 
+mod faults;
+
 fn run(file: &str) -> StrategySummary {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../scenarios/validation")

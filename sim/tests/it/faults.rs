@@ -1,0 +1,122 @@
+//! The fault timeline in the simulator: crashes refuse and reset, restart empty, fail health
+//! checks; slowdowns, error bursts and fast failures act only inside their windows.
+
+use meshbench_report::RunResult;
+
+fn run(yaml: &str) -> Vec<RunResult> {
+    let loaded = meshbench_scenario::parse(yaml, "test.yaml", std::path::Path::new("."))
+        .expect("valid scenario");
+    meshbench_sim::run_all(&loaded, loaded.scenario.seed, &|| {})
+}
+
+/// One instance, 1000 requests/s exactly, 1 ms constant service, no network delay: every
+/// request's fate is known in closed form.
+const BASE: &str = "
+name: t
+seed: 3
+duration: 10s
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 1, concurrency: 4, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { proxies: 1, target: b, arrival: { process: constant, rate: 1000/s } }
+";
+
+#[test]
+fn a_crash_refuses_every_arrival_in_its_window_and_restarts_empty() {
+    let r = &run(&format!(
+        "{BASE}faults:\n  - {{ at: 2s, until: 3s, target: b/0, kind: crash }}\n"
+    ))[0];
+    // Arrivals are 1 ms apart and each is served in 1 ms: the crash at 2 s resets the one in
+    // service (if its phase puts one there) and refuses the 1000 (or 999) arrivals in [2 s, 3 s).
+    let failed = r.failures.get("local_error").copied().unwrap_or(0);
+    assert!(
+        (999..=1001).contains(&failed),
+        "failures {:?}, requests {}",
+        r.failures,
+        r.requests
+    );
+    assert_eq!(r.requests, 10_000);
+    assert_eq!(r.endpoints[0].errors, failed);
+    // Per-second windows: errors only in the third.
+    let errors: Vec<u64> = r.timeseries.iter().map(|s| s.errors).collect();
+    assert!(
+        errors[2] >= 999 && errors.iter().sum::<u64>() == failed,
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn slowdown_errors_and_fast_fail_act_inside_their_windows_only() {
+    let r = &run(&format!(
+        "{BASE}faults:
+  - {{ at: 1s, until: 2s, target: b, kind: slowdown, factor: 3 }}
+  - {{ at: 4s, until: 5s, target: b/0, kind: errors, rate: 0.25 }}
+  - {{ at: 6s, until: 7s, target: b, kind: fast_fail, rate: 0.5 }}
+"
+    ))[0];
+    let ts = &r.timeseries;
+    // 1 ms normally, 3 ms while slowed (concurrency 4 keeps queueing out of it).
+    assert!((ts[0].p50_ms - 1.0).abs() < 0.02, "{}", ts[0].p50_ms);
+    assert!((ts[1].p50_ms - 3.0).abs() < 0.05, "{}", ts[1].p50_ms);
+    assert!((ts[2].p50_ms - 1.0).abs() < 0.02, "{}", ts[2].p50_ms);
+    // A quarter of ~1000 served requests fail with 500s, then half are refused with 503s.
+    let share = |w: usize| ts[w].errors as f64 / ts[w].requests as f64;
+    assert!((share(4) - 0.25).abs() < 0.05, "{}", share(4));
+    assert!((share(6) - 0.5).abs() < 0.05, "{}", share(6));
+    for w in [0, 1, 2, 3, 5, 7, 8, 9] {
+        assert_eq!(ts[w].errors, 0, "window {w}");
+    }
+    assert_eq!(
+        r.failures.get("server_error").copied().unwrap_or(0),
+        ts[4].errors
+    );
+    assert_eq!(
+        r.failures.get("gateway_error").copied().unwrap_or(0),
+        ts[6].errors
+    );
+}
+
+#[test]
+fn health_checks_see_a_crashed_host_and_its_return() {
+    // Two instances, health checks every 100 ms: the crashed one turns unhealthy after 2 failed
+    // probes and takes no traffic until it passes again after the restart. (The first probe
+    // goes out before any traffic, so Envoy would wait `no_traffic_interval` for the second.)
+    let yaml = "
+name: t
+seed: 3
+duration: 6s
+strategies:
+  rr:
+    balancer: { kind: round_robin }
+    health_check: { timeout: 50ms, interval: 100ms, no_traffic_interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1, initial_health: healthy }
+services:
+  b: { instances: 2, concurrency: 4, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { proxies: 1, target: b, arrival: { process: constant, rate: 1000/s } }
+faults:
+  - { at: 2s, until: 4s, target: b/1, kind: crash }
+";
+    let r = &run(yaml)[0];
+    // Refused until two probes fail (<= 200 ms of half the traffic, ~100 requests), then none.
+    let failed = r.failures.get("local_error").copied().unwrap_or(0);
+    assert!((50..=110).contains(&failed), "{failed} {:?}", r.events);
+    assert!(
+        r.events.get("health_changed").copied().unwrap_or(0) >= 2,
+        "{:?}",
+        r.events
+    );
+    // Both instances serve again by the end: the last window splits evenly.
+    let last = r.endpoint_series.last().unwrap();
+    assert!(last[1] > 400, "{last:?}");
+}
+
+#[test]
+fn a_scenario_without_faults_is_unchanged_by_an_empty_timeline() {
+    let a = run(BASE);
+    let b = run(&format!("{BASE}faults: []\n"));
+    assert_eq!(
+        serde_json::to_string(&a[0].timeseries).unwrap(),
+        serde_json::to_string(&b[0].timeseries).unwrap()
+    );
+}
