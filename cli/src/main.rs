@@ -61,6 +61,10 @@ enum Command {
         /// Require client certificates signed by this CA (PEM): mTLS.
         #[arg(long, requires = "tls_cert")]
         client_ca: Option<PathBuf>,
+        /// Do not play the scenario's fault timeline (by default it runs in real time from the
+        /// moment the backends are up; the control endpoint works either way).
+        #[arg(long)]
+        no_faults: bool,
     },
     /// Run the scenario's workload against real endpoints: in-process backends started from the
     /// scenario (default), or `--target` URLs; every strategy in turn.
@@ -150,8 +154,9 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             client_ca,
+            no_faults,
         } => match meshbench_scenario::load(&file) {
-            Ok(loaded) => match serve(&loaded, bind, tls_cert, tls_key, client_ca) {
+            Ok(loaded) => match serve(&loaded, bind, tls_cert, tls_key, client_ca, !no_faults) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -410,7 +415,7 @@ fn run_live_strategies(
         let run = rt.block_on(async {
             // Fresh backends per strategy: empty queues, same draws.
             let backends = if targets.is_empty() {
-                Some(
+                Some(std::sync::Arc::new(
                     meshbench_live::Backends::start_with(
                         sc,
                         std::net::IpAddr::from([127, 0, 0, 1]),
@@ -418,7 +423,7 @@ fn run_live_strategies(
                         wire.tls.as_ref().and_then(|t| t.server.clone()),
                     )
                     .await?,
-                )
+                ))
             } else {
                 None
             };
@@ -443,6 +448,7 @@ fn run_live_strategies(
                 connections: wire.connections,
                 tls: wire.tls.as_ref().map(|t| t.client.clone()),
                 shard: wire.shard,
+                backends: backends.clone(),
             };
             if !quiet {
                 eprintln!("live: strategy {}", loaded.strategies[s].0);
@@ -815,6 +821,7 @@ fn serve(
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
+    faults: bool,
 ) -> anyhow::Result<()> {
     let tls = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => {
@@ -850,8 +857,23 @@ fn serve(
         }
         writeln!(
             o,
-            "control: http://{control}/instances, POST /kill|/slowdown|/errors?service=S&instance=I[&factor=F|&rate=P]"
+            "control: http://{control}/instances, POST /kill|/restart|/slowdown|/errors|/fast_fail?service=S&instance=I[&factor=F|&rate=P]"
         )?;
+        let timeline = &loaded.scenario.faults;
+        let _faults = (faults && !timeline.is_empty()).then(|| {
+            backends.run_faults(loaded.scenario.fault_plan(), std::time::Instant::now())
+        });
+        if !timeline.is_empty() {
+            if faults {
+                writeln!(o, "fault timeline: {} faults, time zero is now:", timeline.len())?;
+                for f in fault_windows(timeline) {
+                    let until = f.until_s.map_or("the end".to_owned(), |u| format!("{u} s"));
+                    writeln!(o, "  {} s to {until}: {} {}", f.from_s, f.target, f.kind)?;
+                }
+            } else {
+                writeln!(o, "fault timeline: off (--no-faults)")?;
+            }
+        }
         writeln!(
             o,
             "serving {} instances; Ctrl-C stops",
@@ -893,6 +915,11 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
+    if !targets.is_empty() && !sc.faults.is_empty() && !args.quiet {
+        eprintln!(
+            "note: the scenario's fault timeline is not applied to --target endpoints (`meshbench serve` plays it on its own backends)"
+        );
+    }
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     {

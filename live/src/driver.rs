@@ -290,6 +290,8 @@ pub struct LiveOptions {
     /// Closed loop: this many virtual users, each sending its next request when the last one
     /// finishes (no schedule; latency from the actual send). `None`: open loop.
     pub connections: Option<u32>,
+    /// In-process backends to play the scenario's fault timeline on, from the run's start.
+    pub backends: Option<Arc<crate::Backends>>,
 }
 
 /// A recorded proxy: its trace and the outputs it produced.
@@ -411,6 +413,12 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     };
     let mut all_shared: Vec<Arc<Shared>> = Vec::new();
     let start = StdInstant::now();
+    // The fault timeline on in-process backends, in real time from the same origin as arrivals.
+    let faults = opts
+        .backends
+        .as_ref()
+        .filter(|_| !sc.faults.is_empty())
+        .map(|b| b.run_faults(sc.fault_plan(), start));
 
     // Proxies: seeds, clocks and endpoints as in the simulator.
     let mut proxies = Vec::new();
@@ -644,6 +652,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         per_proxy.push(p);
     }
     finished.store(true, Ordering::Relaxed);
+    if let Some(f) = faults {
+        f.abort();
+    }
     let (samples, endpoint_series) = sampler.await.unwrap_or_default();
 
     // Merge.

@@ -6,7 +6,9 @@
 //! `x-meshbench-request` / `x-meshbench-attempt` headers hashed with the scenario seed, the same
 //! common random numbers the simulator uses, so a live run and a simulated one see the same
 //! service times. `GET /health` answers 200 at once. An instance can be killed (its listener and
-//! every connection close: clients see refused or reset connections) and slowed down on demand.
+//! every connection close: clients see refused or reset connections), restarted, slowed down and
+//! made to fail on demand, and [`Backends::run_faults`] plays the scenario's fault timeline in
+//! real time with the simulator's semantics (see `meshbench_scenario::Fault`).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +20,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use meshbench_scenario::{Dist, Scenario};
+use meshbench_scenario::{Dist, FaultState, PlannedFault, Scenario};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -27,8 +29,14 @@ use tokio::task::JoinSet;
 #[derive(Debug)]
 struct Station {
     dist: Dist,
+    /// The instance's own slowdown and error rate (the scenario's overrides), which faults
+    /// multiply and raise.
+    base_slowdown: f64,
+    base_error_rate: f64,
     slowdown_bits: AtomicU64,
     error_rate_bits: AtomicU64,
+    /// Share of requests answered 503 at once (a fast-failing instance).
+    fast_fail_bits: AtomicU64,
     permits: Semaphore,
     queue_limit: u32,
     waiting: AtomicU32,
@@ -47,14 +55,67 @@ pub struct Instance {
     pub addr: SocketAddr,
     station: Arc<Station>,
     alive: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Instance {
     /// Stops the instance: the listener closes and every open connection is dropped.
     pub fn kill(&self) {
         self.alive.store(false, Ordering::SeqCst);
-        self.task.abort();
+        if let Some(t) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            t.abort();
+        }
+    }
+
+    /// Starts a killed instance again on its address, empty (no queue, no connections).
+    pub async fn restart(&self) -> std::io::Result<()> {
+        if self.is_alive() {
+            return Ok(());
+        }
+        // The killed listener closes when its task is next polled: retry the bind briefly.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries >= 100 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        };
+        let task = tokio::spawn(accept_loop(
+            listener,
+            self.station.clone(),
+            self.tls.clone(),
+        ));
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(task);
+        }
+        self.alive.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Answers 503 at once, without queueing or service, to this share of requests from now on.
+    pub fn set_fast_fail(&self, rate: f64) {
+        self.station
+            .fast_fail_bits
+            .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Puts the instance in the state the fault timeline gives it: stopped or serving, with
+    /// its own slowdown and error rate changed by the faults.
+    pub async fn apply(&self, state: FaultState) -> std::io::Result<()> {
+        self.set_slowdown(self.station.base_slowdown * state.slowdown);
+        self.set_error_rate(self.station.base_error_rate.max(state.error_rate));
+        self.set_fast_fail(state.fast_fail);
+        match (state.down, self.is_alive()) {
+            (true, true) => self.kill(),
+            (false, false) => self.restart().await?,
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Multiplies its service time by `factor` from now on.
@@ -103,19 +164,17 @@ impl Backends {
         for (name, svc) in &scenario.services {
             for i in 0..svc.instances {
                 let o = svc.overrides.get(&i);
+                let base_slowdown = o.and_then(|o| o.slowdown).unwrap_or(1.0);
+                let base_error_rate = o.and_then(|o| o.error_rate).unwrap_or(svc.error_rate).get();
                 let station = Arc::new(Station {
                     dist: o
                         .and_then(|o| o.service_time.clone())
                         .unwrap_or_else(|| svc.service_time.clone()),
-                    slowdown_bits: AtomicU64::new(
-                        o.and_then(|o| o.slowdown).unwrap_or(1.0).to_bits(),
-                    ),
-                    error_rate_bits: AtomicU64::new(
-                        o.and_then(|o| o.error_rate)
-                            .unwrap_or(svc.error_rate)
-                            .get()
-                            .to_bits(),
-                    ),
+                    base_slowdown,
+                    base_error_rate,
+                    slowdown_bits: AtomicU64::new(base_slowdown.to_bits()),
+                    error_rate_bits: AtomicU64::new(base_error_rate.to_bits()),
+                    fast_fail_bits: AtomicU64::new(0f64.to_bits()),
                     permits: Semaphore::new(
                         o.and_then(|o| o.concurrency).unwrap_or(svc.concurrency) as usize,
                     ),
@@ -134,7 +193,8 @@ impl Backends {
                     addr,
                     station,
                     alive,
-                    task,
+                    task: std::sync::Mutex::new(Some(task)),
+                    tls: tls.clone(),
                 });
             }
         }
@@ -147,6 +207,50 @@ impl Backends {
             .iter()
             .filter(|i| i.service == service)
             .collect()
+    }
+
+    /// Plays the fault timeline `plan` in real time from `start` (the run's time zero): at each
+    /// change point every instance a fault names gets its new state. Abort the handle to stop.
+    pub fn run_faults(
+        self: &Arc<Self>,
+        plan: Vec<PlannedFault>,
+        start: std::time::Instant,
+    ) -> tokio::task::JoinHandle<()> {
+        let backends = self.clone();
+        tokio::spawn(async move {
+            let touched: Vec<usize> = backends
+                .instances
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| {
+                    plan.iter()
+                        .any(|f| f.service == i.service && f.instances.contains(&i.index))
+                })
+                .map(|(k, _)| k)
+                .collect();
+            for (t, active) in meshbench_scenario::change_points(&plan) {
+                let at = start + std::time::Duration::from_nanos(t);
+                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                for &k in &touched {
+                    let inst = &backends.instances[k];
+                    let state = FaultState::of(
+                        active
+                            .iter()
+                            .map(|&f| &plan[f])
+                            .filter(|f| {
+                                f.service == inst.service && f.instances.contains(&inst.index)
+                            })
+                            .map(|f| &f.effect),
+                    );
+                    if let Err(e) = inst.apply(state).await {
+                        eprintln!(
+                            "fault timeline: {}/{} cannot restart on {}: {e}",
+                            inst.service, inst.index, inst.addr
+                        );
+                    }
+                }
+            }
+        })
     }
 
     /// Stops every instance.
@@ -216,6 +320,15 @@ async fn handle(
         NEXT.fetch_add(1, Ordering::Relaxed)
     });
     let attempt = header_u64(&req, "x-meshbench-attempt").unwrap_or(0) as u32;
+    // A fast-failing instance answers at once (the simulator's draw: lane 5).
+    let fast_fail = f64::from_bits(st.fast_fail_bits.load(Ordering::Relaxed));
+    if fast_fail > 0.0 && uniform(st.seed, request, attempt, 5) < fast_fail {
+        return Ok(reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fast fail
+",
+        ));
+    }
     // Queue limit: requests beyond the concurrency wait; past the limit, 503 at once.
     let permit = match st.permits.try_acquire() {
         Ok(p) => p,
@@ -248,6 +361,8 @@ async fn handle(
 /// * `POST /kill?service=S&instance=I`: the instance stops (refused connections from now on).
 /// * `POST /slowdown?service=S&instance=I&factor=F`: service time x F.
 /// * `POST /errors?service=S&instance=I&rate=P`: 500 to a share P of requests.
+/// * `POST /fast_fail?service=S&instance=I&rate=P`: 503 at once to a share P of requests.
+/// * `POST /restart?service=S&instance=I`: a killed instance serves again, empty.
 pub async fn start_control(
     backends: Arc<Backends>,
     bind: IpAddr,
@@ -263,7 +378,7 @@ pub async fn start_control(
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let backends = backends.clone();
-                    async move { Ok::<_, Infallible>(control(&backends, &req)) }
+                    async move { Ok::<_, Infallible>(control(&backends, req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -274,7 +389,7 @@ pub async fn start_control(
     Ok((addr, task))
 }
 
-fn control(backends: &Backends, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn control(backends: &Backends, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -337,6 +452,29 @@ fn control(backends: &Backends, req: &Request<Incoming>) -> Response<Full<Bytes>
                 "factor must be a number > 0\n".into(),
             ),
         },
+        "/restart" => match inst.restart().await {
+            Ok(()) => text(
+                StatusCode::OK,
+                format!("{}/{} serving on {}\n", inst.service, inst.index, inst.addr),
+            ),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot listen on {} again: {e}\n", inst.addr),
+            ),
+        },
+        "/fast_fail" => match number("rate").filter(|r| (0.0..=1.0).contains(r)) {
+            Some(r) => {
+                inst.set_fast_fail(r);
+                text(
+                    StatusCode::OK,
+                    format!(
+                        "{}/{} fast-fails {r} of requests\n",
+                        inst.service, inst.index
+                    ),
+                )
+            }
+            None => text(StatusCode::BAD_REQUEST, "rate must be in 0..=1\n".into()),
+        },
         "/errors" => match number("rate").filter(|r| (0.0..=1.0).contains(r)) {
             Some(r) => {
                 inst.set_error_rate(r);
@@ -349,7 +487,9 @@ fn control(backends: &Backends, req: &Request<Incoming>) -> Response<Full<Bytes>
         },
         other => text(
             StatusCode::NOT_FOUND,
-            format!("unknown control `{other}`: /instances, /kill, /slowdown, /errors\n"),
+            format!(
+                "unknown control `{other}`: /instances, /kill, /restart, /slowdown, /errors, /fast_fail\n"
+            ),
         ),
     }
 }

@@ -243,6 +243,122 @@ fn bad_input_names_file_line_column_field_and_suggests() {
 }
 
 #[test]
+fn bad_fault_timelines_are_located_with_suggestions() {
+    let with = |faults: &str| {
+        format!(
+            "{GOOD}faults:\n  - {{ at: 1s, until: 2s, target: backend/1, kind: crash }}\n{faults}"
+        )
+    };
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "  - { at: 3s, target: backnd/1, kind: crash }\n",
+            &[
+                "bad.yaml:15:",
+                "faults.1.target",
+                "no service `backnd`",
+                "did you mean `backend`",
+            ],
+        ),
+        (
+            "  - { at: 3s, target: backend/9, kind: crash }\n",
+            &[
+                "bad.yaml:15:",
+                "faults.1.target",
+                "instance `9` does not exist",
+                "0..4",
+            ],
+        ),
+        (
+            "  - { at: 3s, target: backend, kind: slowdwn, factor: 3 }\n",
+            &[
+                "bad.yaml:15:",
+                "unknown variant `slowdwn`",
+                "did you mean `slowdown`",
+            ],
+        ),
+        (
+            "  - at: 3s\n    target: backend\n    kind: slowdown\n",
+            &["bad.yaml:15:", "faults.1", "needs `factor`"],
+        ),
+        (
+            "  - { at: 3s, until: 2s, target: backend, kind: errors, rate: 0.5 }\n",
+            &["bad.yaml:15:", "faults.1.until", "later than `at`"],
+        ),
+        (
+            "  - { at: 3s, target: backend, kind: crash, rate: 0.5 }\n",
+            &["bad.yaml:15:", "faults.1.rate", "belongs to `kind: errors`"],
+        ),
+    ];
+    assert_eq!(invalid(&with("")).0, 0, "the base timeline is valid");
+    for (fault, want) in cases {
+        let (code, err) = invalid(&with(fault));
+        assert_eq!(code, 2, "{fault}: exit code\n{err}");
+        for w in want {
+            assert!(err.contains(w), "{fault}: `{err}` lacks `{w}`");
+        }
+    }
+}
+
+#[test]
+fn a_crash_and_a_gray_failure_hurt_plain_p2c_and_outlier_detection_with_retries_hides_them() {
+    let dir = tmp("crash-gray");
+    run_ok(&[
+        "run",
+        root()
+            .join("scenarios/crash-and-gray-failure.yaml")
+            .to_str()
+            .unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let summary: serde_json::Value = serde_json::from_slice(&read(&dir, "summary.json")).unwrap();
+    let errors = |name: &str| {
+        summary["strategies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["strategy"] == name)
+            .unwrap()["metrics"]["error_rate"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    // Plain P2C keeps sending to the crashed and the fast-failing host (a tenth of 10 s each of
+    // 50 s: ~4%); ejection cuts that to the few requests before 5 consecutive failures; retries
+    // on another host take the rest.
+    let (p2c, outlier, retry) = (
+        errors("p2c"),
+        errors("p2c_outlier"),
+        errors("p2c_outlier_retry"),
+    );
+    assert!(p2c > 0.03 && p2c < 0.08, "{p2c}");
+    assert!(outlier < p2c / 10.0, "{outlier} vs {p2c}");
+    assert!(retry < outlier / 10.0, "{retry} vs {outlier}");
+    assert_eq!(summary["faults"].as_array().unwrap().len(), 2);
+    // The fast-failing host looks idle to least request and gets more than its tenth while it
+    // fails (a black hole): per-window attempts from endpoint_timeseries.csv.
+    let csv = String::from_utf8(read(&dir, "endpoint_timeseries.csv")).unwrap();
+    let (mut mine, mut all) = (0u64, 0u64);
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let t: f64 = f[1].parse().unwrap();
+        if f[0] == "p2c" && t > 30.5 && t <= 40.0 {
+            let n: u64 = f[3].parse().unwrap();
+            all += n;
+            if f[2] == "7" {
+                mine += n;
+            }
+        }
+    }
+    let share = mine as f64 / all as f64;
+    assert!(
+        share > 0.105,
+        "backend 7's share while fast-failing: {share}"
+    );
+    // Its windows are shaded in the time plots (the report draws from summary.json).
+    assert!(dir.join("percentiles_over_time.svg").exists());
+}
+
+#[test]
 fn overload_is_a_warning_not_an_error() {
     let yaml = GOOD.replace("rate: 100/s", "rate: 2000/s");
     let (code, err) = invalid(&yaml);

@@ -79,6 +79,7 @@ async fn run_with(
         connections,
         tls: None,
         shard: (0, 1),
+        backends: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let run = {
@@ -294,6 +295,7 @@ async fn tls_run(mtls: bool, present: bool, http2: bool) -> LiveRun {
             config: client,
             server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
         }),
+        backends: None,
     };
     let run = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
     backends.shutdown();
@@ -392,6 +394,7 @@ async fn garbage_and_hanging_endpoints_are_counted_and_never_hang_the_run() {
         connections: None,
         tls: None,
         shard: (0, 1),
+        backends: None,
     };
     let started = std::time::Instant::now();
     let r = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
@@ -412,4 +415,65 @@ async fn garbage_and_hanging_endpoints_are_counted_and_never_hang_the_run() {
     assert!(f.get("timeout").copied().unwrap_or(0) > 50, "hang: {f:?}");
     assert!(r.result.successes > 50, "the healthy third still served");
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_timeline_plays_in_real_time_on_in_process_backends() {
+    let _serial = SERIAL.lock().await;
+    // Round robin over 4 backends at 1000/s: backend 2 crashes from 1 s to 2 s (refused, then
+    // restarted empty on its port), backend 3 fast-fails from 2 s to 2.5 s.
+    let yaml = BASE
+        .replace("overrides: { 1: { slowdown: 10 } }", "overrides: {}")
+        .replace("rate: 2000/s", "rate: 1000/s")
+        .replace("warmup: 500ms", "warmup: 0s")
+        + "faults:\n  - { at: 1s, until: 2s, target: backend/2, kind: crash }\n  - { at: 2s, until: 2500ms, target: backend/3, kind: fast_fail }\n";
+    let l = loaded(&yaml);
+    let backends = Arc::new(
+        Backends::start(&l.scenario, IpAddr::from([127, 0, 0, 1]), 5)
+            .await
+            .unwrap(),
+    );
+    let endpoints: BTreeMap<String, Vec<_>> = [(
+        "backend".to_owned(),
+        backends.of("backend").iter().map(|i| i.addr).collect(),
+    )]
+    .into();
+    let opts = LiveOptions {
+        strategy: 0,
+        replication: 0,
+        seed: 3,
+        duration: None,
+        endpoints,
+        record: false,
+        progress: false,
+        drain: Duration::from_secs(3),
+        http2: false,
+        connections: None,
+        tls: None,
+        shard: (0, 1),
+        backends: Some(backends.clone()),
+    };
+    let r = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
+    backends.shutdown();
+    assert_eq!(r.stats.completed, r.stats.scheduled);
+    // A quarter of the 1000 arrivals in the crash second are refused or reset; an eighth of
+    // the 500 in the fast-fail half second get a 503 (its draw is the simulator's: all of them).
+    let local = r.result.failures.get("local_error").copied().unwrap_or(0);
+    let gateway = r.result.failures.get("gateway_error").copied().unwrap_or(0);
+    assert!((200..=300).contains(&local), "{:?}", r.result.failures);
+    assert!((100..=150).contains(&gateway), "{:?}", r.result.failures);
+    // Errors fall in the windows of the faults, and backend 2 serves again after its restart.
+    let ts = &r.result.timeseries;
+    assert!(
+        ts[0].errors <= 2,
+        "{:?}",
+        ts.iter().map(|s| s.errors).collect::<Vec<_>>()
+    );
+    assert!(
+        ts[1].errors >= 200,
+        "{:?}",
+        ts.iter().map(|s| s.errors).collect::<Vec<_>>()
+    );
+    let last = r.result.endpoint_series.last().expect("windows");
+    assert!(last[2] >= 200, "backend 2 after its restart: {last:?}");
 }
