@@ -26,6 +26,8 @@
 //!     proxies: 20
 //!     target: backend
 //!     arrival: { process: poisson, rate: 4000/s }
+//! faults:                   # the fault timeline (see [`Fault`])
+//!   - { at: 20s, until: 40s, target: backend/3, kind: crash }
 //! ```
 //!
 //! [`load`] parses, loads referenced files, merges each strategy over `policy`, and checks every
