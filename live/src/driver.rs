@@ -953,6 +953,12 @@ impl Actor {
                             if let Some(c) = conn {
                                 pool.give(endpoint, c);
                             }
+                            // As the simulator counts at the instance: 5xx, refused, reset.
+                            if outcome.is_failure()
+                                && let Some(e) = st.endpoints.get_mut(endpoint)
+                            {
+                                e.errors += 1;
+                            }
                             Some(Msg::Done { attempt, outcome })
                         }
                         // Aborted by a Cancel: nothing to report.

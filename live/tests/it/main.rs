@@ -474,6 +474,11 @@ async fn the_fault_timeline_plays_in_real_time_on_in_process_backends() {
         "{:?}",
         ts.iter().map(|s| s.errors).collect::<Vec<_>>()
     );
+    // Per-endpoint errors land on the faulty backends only.
+    let errs: Vec<u64> = r.result.endpoints.iter().map(|e| e.errors).collect();
+    assert_eq!(errs[0] + errs[1], 0, "{errs:?}");
+    assert_eq!(errs[2], local, "{errs:?}");
+    assert_eq!(errs[3], gateway, "{errs:?}");
     let last = r.result.endpoint_series.last().expect("windows");
     assert!(last[2] >= 200, "backend 2 after its restart: {last:?}");
 }
