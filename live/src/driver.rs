@@ -703,16 +703,10 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             *result.events.entry(k).or_insert(0) += v;
         }
         for e in p.endpoints {
-            let t = endpoints
+            endpoints
                 .entry((e.service.clone(), e.instance))
-                .or_insert_with(|| EndpointStats {
-                    service: e.service.clone(),
-                    instance: e.instance,
-                    ..EndpointStats::default()
-                });
-            t.attempts += e.attempts;
-            t.errors += e.errors;
-            t.ejections += e.ejections;
+                .and_modify(|t| t.add(&e))
+                .or_insert(e);
         }
         stats.sent += p.sent;
         stats.completed += p.completed;

@@ -86,6 +86,15 @@ pub struct EndpointStats {
     pub ejections: u64,
 }
 
+impl EndpointStats {
+    /// Adds another run's (or proxy's) counters for the same endpoint.
+    pub fn add(&mut self, other: &EndpointStats) {
+        self.attempts += other.attempts;
+        self.errors += other.errors;
+        self.ejections += other.ejections;
+    }
+}
+
 /// One time-series sample: the window ending at `t_s`.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Sample {
@@ -841,11 +850,7 @@ pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
                     .iter_mut()
                     .find(|x| x.service == e.service && x.instance == e.instance)
                 {
-                    Some(x) => {
-                        x.attempts += e.attempts;
-                        x.errors += e.errors;
-                        x.ejections += e.ejections;
-                    }
+                    Some(x) => x.add(e),
                     None => m.endpoints.push(e.clone()),
                 }
             }
