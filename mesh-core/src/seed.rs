@@ -29,8 +29,10 @@ pub struct Seed(u64);
 
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// The SplitMix64 output function.
-const fn mix(mut z: u64) -> u64 {
+/// The SplitMix64 output function (Steele, Lea and Flood, "Fast splittable pseudorandom number
+/// generators", OOPSLA 2014): a stable 64-bit bijection with full avalanche, used to derive seeds
+/// and, in the drivers, common random numbers from (seed, request, attempt, lane).
+pub const fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

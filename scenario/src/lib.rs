@@ -320,11 +320,7 @@ impl ArrivalClock {
 /// simulator and the live backends draw service times (lane 1) and errors (lane 2) from it, so
 /// every strategy, and both drivers, see the same base draws.
 pub fn crn_uniform(seed: u64, request: u64, attempt: u32, lane: u64) -> f64 {
-    const fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+    use mesh_core::seed::mix;
     unit(mix(
         seed ^ mix(request ^ mix((u64::from(attempt) << 8) | lane))
     ))
