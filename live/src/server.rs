@@ -295,7 +295,7 @@ async fn accept_loop(
     }
 }
 
-use meshbench_scenario::crn_uniform as uniform;
+use meshbench_scenario::{Lane, crn_uniform as uniform};
 
 fn header_u64(req: &Request<Incoming>, name: &str) -> Option<u64> {
     req.headers().get(name)?.to_str().ok()?.parse().ok()
@@ -320,9 +320,9 @@ async fn handle(
         NEXT.fetch_add(1, Ordering::Relaxed)
     });
     let attempt = header_u64(&req, "x-meshbench-attempt").unwrap_or(0) as u32;
-    // A fast-failing instance answers at once (the simulator's draw: lane 5).
+    // A fast-failing instance answers at once (the simulator's draw).
     let fast_fail = f64::from_bits(st.fast_fail_bits.load(Ordering::Relaxed));
-    if fast_fail > 0.0 && uniform(st.seed, request, attempt, 5) < fast_fail {
+    if fast_fail > 0.0 && uniform(st.seed, request, attempt, Lane::FastFail) < fast_fail {
         return Ok(reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "fast fail
@@ -343,12 +343,15 @@ async fn handle(
         }
     };
     let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed));
-    let ns = st.dist.quantile_ns(uniform(st.seed, request, attempt, 1)) * slowdown;
+    let ns = st
+        .dist
+        .quantile_ns(uniform(st.seed, request, attempt, Lane::Service))
+        * slowdown;
     let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns.max(0.0) as u64);
     st.timer.sleep_until(until).await;
     drop(permit);
     let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
-    if error_rate > 0.0 && uniform(st.seed, request, attempt, 2) < error_rate {
+    if error_rate > 0.0 && uniform(st.seed, request, attempt, Lane::Error) < error_rate {
         return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n"));
     }
     Ok(reply(StatusCode::OK, "ok\n"))

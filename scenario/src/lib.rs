@@ -317,13 +317,30 @@ impl ArrivalClock {
 
 /// The common-random-number uniform in (0, 1) of one purpose (`lane`) of one attempt of one
 /// request: a hash of (seed, request, attempt, lane) through SplitMix64's finalizer. The
-/// simulator and the live backends draw service times (lane 1) and errors (lane 2) from it, so
-/// every strategy, and both drivers, see the same base draws.
-pub fn crn_uniform(seed: u64, request: u64, attempt: u32, lane: u64) -> f64 {
+/// simulator and the live backends draw every [`Lane`] from it, so every strategy, and both
+/// drivers, see the same base draws.
+pub fn crn_uniform(seed: u64, request: u64, attempt: u32, lane: Lane) -> f64 {
     use mesh_core::seed::mix;
     unit(mix(
-        seed ^ mix(request ^ mix((u64::from(attempt) << 8) | lane))
+        seed ^ mix(request ^ mix((u64::from(attempt) << 8) | lane as u64))
     ))
+}
+
+/// What a common random number is for: each purpose draws from its own lane, so adding a draw
+/// for a new purpose never shifts the others. The numbers are part of the results (changing one
+/// changes every run), shared by the simulator and the live backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// A request's service time at an instance.
+    Service = 1,
+    /// Whether a served request fails (500).
+    Error = 2,
+    /// Network delay, proxy to instance.
+    NetOut = 3,
+    /// Network delay, instance to proxy.
+    NetBack = 4,
+    /// Whether a fast-failing instance answers 503 at once.
+    FastFail = 5,
 }
 
 /// A uniform in (0, 1) from 53 random bits.

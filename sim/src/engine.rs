@@ -11,22 +11,9 @@ use mesh_core::{
     PolicyEvent, ProbeReply, RequestId, Seed,
 };
 use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram, quantile_ms};
-use meshbench_scenario::{ArrivalClock, Dist, FaultState, Loaded};
-
-/// What a hash-derived uniform is for (common random numbers).
-#[derive(Clone, Copy)]
-enum Lane {
-    Service = 1,
-    Error = 2,
-    NetOut = 3,
-    NetBack = 4,
-    FastFail = 5,
-}
-
-/// The base draw every strategy shares (see [`meshbench_scenario::crn_uniform`]).
-fn uniform(seed: u64, request: u64, attempt: u32, lane: Lane) -> f64 {
-    meshbench_scenario::crn_uniform(seed, request, attempt, lane as u64)
-}
+// The base draws every strategy shares (common random numbers).
+use meshbench_scenario::crn_uniform as uniform;
+use meshbench_scenario::{ArrivalClock, Dist, FaultState, Lane, Loaded};
 
 #[derive(Clone, Copy, Debug)]
 enum Ev {
