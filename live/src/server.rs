@@ -163,22 +163,16 @@ impl Backends {
         let mut instances = Vec::new();
         for (name, svc) in &scenario.services {
             for i in 0..svc.instances {
-                let o = svc.overrides.get(&i);
-                let base_slowdown = o.and_then(|o| o.slowdown).unwrap_or(1.0);
-                let base_error_rate = o.and_then(|o| o.error_rate).unwrap_or(svc.error_rate).get();
+                let x = svc.instance(i);
                 let station = Arc::new(Station {
-                    dist: o
-                        .and_then(|o| o.service_time.clone())
-                        .unwrap_or_else(|| svc.service_time.clone()),
-                    base_slowdown,
-                    base_error_rate,
-                    slowdown_bits: AtomicU64::new(base_slowdown.to_bits()),
-                    error_rate_bits: AtomicU64::new(base_error_rate.to_bits()),
+                    dist: x.service_time.clone(),
+                    base_slowdown: x.slowdown,
+                    base_error_rate: x.error_rate,
+                    slowdown_bits: AtomicU64::new(x.slowdown.to_bits()),
+                    error_rate_bits: AtomicU64::new(x.error_rate.to_bits()),
                     fast_fail_bits: AtomicU64::new(0f64.to_bits()),
-                    permits: Semaphore::new(
-                        o.and_then(|o| o.concurrency).unwrap_or(svc.concurrency) as usize,
-                    ),
-                    queue_limit: svc.queue_limit.unwrap_or(u32::MAX),
+                    permits: Semaphore::new(x.concurrency as usize),
+                    queue_limit: x.queue_limit,
                     waiting: AtomicU32::new(0),
                     seed,
                     timer: timer.clone(),

@@ -155,6 +155,40 @@ pub struct Service {
     pub overrides: BTreeMap<u32, Override>,
 }
 
+impl Service {
+    /// Instance `i` as the service's defaults and its override (if any) make it.
+    pub fn instance(&self, i: u32) -> InstanceSpec<'_> {
+        let o = self.overrides.get(&i);
+        InstanceSpec {
+            concurrency: o.and_then(|o| o.concurrency).unwrap_or(self.concurrency),
+            queue_limit: self.queue_limit.unwrap_or(u32::MAX),
+            service_time: o
+                .and_then(|o| o.service_time.as_ref())
+                .unwrap_or(&self.service_time),
+            slowdown: o.and_then(|o| o.slowdown).unwrap_or(1.0),
+            error_rate: o
+                .and_then(|o| o.error_rate)
+                .unwrap_or(self.error_rate)
+                .get(),
+        }
+    }
+}
+
+/// One instance's queueing station, overrides applied.
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceSpec<'a> {
+    /// Requests served at once.
+    pub concurrency: u32,
+    /// Requests queued beyond `concurrency` (`u32::MAX`: unbounded).
+    pub queue_limit: u32,
+    /// Service-time distribution, before the slowdown.
+    pub service_time: &'a Dist,
+    /// Service-time multiplier.
+    pub slowdown: f64,
+    /// Share of served requests that fail with a 500.
+    pub error_rate: f64,
+}
+
 /// Per-instance changes to a service's defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -777,13 +811,8 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
             .sum();
         let mut capacity = 0.0;
         for i in 0..svc.instances {
-            let o = svc.overrides.get(&i);
-            let dist = o
-                .and_then(|o| o.service_time.as_ref())
-                .unwrap_or(&svc.service_time);
-            let slow = o.and_then(|o| o.slowdown).unwrap_or(1.0);
-            let conc = o.and_then(|o| o.concurrency).unwrap_or(svc.concurrency);
-            capacity += f64::from(conc) / (dist.mean_ns() * slow / 1e9);
+            let x = svc.instance(i);
+            capacity += f64::from(x.concurrency) / (x.service_time.mean_ns() * x.slowdown / 1e9);
         }
         let load = rate / capacity;
         if load >= 1.0

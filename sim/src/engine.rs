@@ -157,15 +157,13 @@ pub fn run_one(
     for (svc_name, svc) in &sc.services {
         offsets.insert(svc_name.clone(), stations.len() as u32);
         for i in 0..svc.instances {
-            let o = svc.overrides.get(&i);
+            let x = svc.instance(i);
             stations.push(Station {
-                concurrency: o.and_then(|o| o.concurrency).unwrap_or(svc.concurrency),
-                queue_limit: svc.queue_limit.unwrap_or(u32::MAX),
-                dist: o
-                    .and_then(|o| o.service_time.clone())
-                    .unwrap_or_else(|| svc.service_time.clone()),
-                slowdown: o.and_then(|o| o.slowdown).unwrap_or(1.0),
-                error_rate: o.and_then(|o| o.error_rate).unwrap_or(svc.error_rate).get(),
+                concurrency: x.concurrency,
+                queue_limit: x.queue_limit,
+                dist: x.service_time.clone(),
+                slowdown: x.slowdown,
+                error_rate: x.error_rate,
                 fault: FaultState::default(),
                 busy: 0,
                 queue: VecDeque::new(),
