@@ -861,7 +861,7 @@ fn serve(
         )?;
         let timeline = &loaded.scenario.faults;
         let _faults = (faults && !timeline.is_empty()).then(|| {
-            backends.run_faults(loaded.scenario.fault_plan(), std::time::Instant::now())
+            backends.run_faults(loaded.scenario.fault_changes(), std::time::Instant::now())
         });
         if !timeline.is_empty() {
             if faults {

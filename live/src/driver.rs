@@ -418,7 +418,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .backends
         .as_ref()
         .filter(|_| !sc.faults.is_empty())
-        .map(|b| b.run_faults(sc.fault_plan(), start));
+        .map(|b| b.run_faults(sc.fault_changes(), start));
 
     // Proxies: seeds, clocks and endpoints as in the simulator.
     let mut proxies = Vec::new();

@@ -20,7 +20,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use meshbench_scenario::{Dist, FaultState, PlannedFault, Scenario};
+use meshbench_scenario::{Dist, FaultChange, FaultState, Scenario};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -203,39 +203,27 @@ impl Backends {
             .collect()
     }
 
-    /// Plays the fault timeline `plan` in real time from `start` (the run's time zero): at each
-    /// change point every instance a fault names gets its new state. Abort the handle to stop.
+    /// Plays the fault timeline (`Scenario::fault_changes`) in real time from `start` (the
+    /// run's time zero): at each change point every instance a fault names gets its new state.
+    /// Abort the handle to stop.
     pub fn run_faults(
         self: &Arc<Self>,
-        plan: Vec<PlannedFault>,
+        changes: Vec<FaultChange>,
         start: std::time::Instant,
     ) -> tokio::task::JoinHandle<()> {
         let backends = self.clone();
         tokio::spawn(async move {
-            let touched: Vec<usize> = backends
-                .instances
-                .iter()
-                .enumerate()
-                .filter(|(_, i)| {
-                    plan.iter()
-                        .any(|f| f.service == i.service && f.instances.contains(&i.index))
-                })
-                .map(|(k, _)| k)
-                .collect();
-            for (t, active) in meshbench_scenario::change_points(&plan) {
-                let at = start + std::time::Duration::from_nanos(t);
+            for change in changes {
+                let at = start + std::time::Duration::from_nanos(change.at_ns);
                 tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                for &k in &touched {
-                    let inst = &backends.instances[k];
-                    let state = FaultState::of(
-                        active
-                            .iter()
-                            .map(|&f| &plan[f])
-                            .filter(|f| {
-                                f.service == inst.service && f.instances.contains(&inst.index)
-                            })
-                            .map(|f| &f.effect),
-                    );
+                for (service, index, state) in change.states {
+                    let Some(inst) = backends
+                        .instances
+                        .iter()
+                        .find(|x| x.service == service && x.index == index)
+                    else {
+                        continue;
+                    };
                     if let Err(e) = inst.apply(state).await {
                         eprintln!(
                             "fault timeline: {}/{} cannot restart on {}: {e}",

@@ -148,10 +148,44 @@ pub(crate) fn parse_target(target: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// One change point of the timeline: from `at_ns` on, each listed instance (service, index) is
+/// in the given state. Every instance some fault names is listed at every change point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultChange {
+    /// When, ns since the start of the run.
+    pub at_ns: u64,
+    /// (service, instance index, state).
+    pub states: Vec<(String, u32, FaultState)>,
+}
+
+/// The plan as the drivers play it: the state of every faulted instance at each change point.
+pub fn fault_changes(plan: &[PlannedFault]) -> Vec<FaultChange> {
+    let touched: std::collections::BTreeSet<(&str, u32)> = plan
+        .iter()
+        .flat_map(|f| f.instances.clone().map(|i| (f.service.as_str(), i)))
+        .collect();
+    change_points(plan)
+        .into_iter()
+        .map(|(at_ns, active)| FaultChange {
+            at_ns,
+            states: touched
+                .iter()
+                .map(|&(service, i)| {
+                    let on = active
+                        .iter()
+                        .map(|&k| &plan[k])
+                        .filter(|f| f.service == service && f.instances.contains(&i));
+                    (service.to_owned(), i, FaultState::of(on.map(|f| &f.effect)))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// The times at which any instance's state changes, in order, each with the faults active from
 /// then on (indices into `plan`). Ties between an end and a start at the same instant resolve
 /// to the state after both.
-pub fn change_points(plan: &[PlannedFault]) -> Vec<(u64, Vec<usize>)> {
+fn change_points(plan: &[PlannedFault]) -> Vec<(u64, Vec<usize>)> {
     let mut times: Vec<u64> = plan
         .iter()
         .flat_map(|f| [f.from_ns, f.until_ns])
@@ -208,5 +242,9 @@ mod tests {
             change_points(&plan),
             vec![(10, vec![0]), (15, vec![0, 2]), (20, vec![1])]
         );
+        let changes = fault_changes(&plan);
+        assert_eq!(changes.len(), 3);
+        assert!(changes.iter().all(|c| c.states.len() == 1));
+        assert!(changes[2].states[0].2.down);
     }
 }

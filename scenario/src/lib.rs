@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dist::{Component, Dist, normal_quantile};
 pub use error::{ScenarioError, nearest, suggest_from_message};
-pub use faults::{Effect, Fault, FaultKind, FaultState, PlannedFault, change_points};
+pub use faults::{Effect, Fault, FaultChange, FaultKind, FaultState, PlannedFault, fault_changes};
 pub use units::{Probability, Rate};
 
 /// A scenario as written.
@@ -929,6 +929,11 @@ fn check_faults(
 }
 
 impl Scenario {
+    /// The fault timeline as the drivers play it (see [`fault_changes`]).
+    pub fn fault_changes(&self) -> Vec<FaultChange> {
+        fault_changes(&self.fault_plan())
+    }
+
     /// The fault timeline resolved against the services (checked at load time, so every
     /// target exists).
     pub fn fault_plan(&self) -> Vec<PlannedFault> {

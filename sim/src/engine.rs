@@ -253,24 +253,14 @@ pub fn run_one(
     }
     sim.push(sim.sample_period, Ev::Sample);
     // The fault timeline: at each change point, the new state of every station a fault names.
-    let plan = sc.fault_plan();
-    let touched: std::collections::BTreeSet<u32> = plan
-        .iter()
-        .flat_map(|f| f.instances.clone().map(|i| offsets[&f.service] + i))
-        .collect();
-    for (t, active) in meshbench_scenario::change_points(&plan) {
-        let states = touched
-            .iter()
-            .map(|&st| {
-                let on = active.iter().map(|&k| &plan[k]).filter(|f| {
-                    let first = offsets[&f.service];
-                    st >= first && f.instances.contains(&(st - first))
-                });
-                (st, FaultState::of(on.map(|f| &f.effect)))
-            })
-            .collect();
-        sim.faults.push(states);
-        sim.push(t, Ev::Fault(sim.faults.len() as u32 - 1));
+    for change in sc.fault_changes() {
+        let states = change.states.into_iter();
+        sim.faults.push(
+            states
+                .map(|(svc, i, state)| (offsets[&svc] + i, state))
+                .collect(),
+        );
+        sim.push(change.at_ns, Ev::Fault(sim.faults.len() as u32 - 1));
     }
     sim.run();
 
