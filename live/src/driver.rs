@@ -10,8 +10,13 @@
 //!   the moment the `Cluster` finishes the request (after retries and hedges).
 //! * **Counts**: scheduled, sent (the first attempt left), completed, and never sent (scheduled but
 //!   cut off by the end or an interrupt), so nothing vanishes silently under overload.
-//! * **Each proxy** is one tokio task owning its `Cluster`; attempts and probes are tasks that
-//!   report back over a channel; a `Cancel` aborts the attempt's task.
+//! * **Each proxy** is one tokio task owning its `Cluster` and its connections (proxies spread
+//!   over one single-threaded runtime per core). Attempts are futures polled inside the proxy's
+//!   task (HTTP/1.1 on the crate's own client in `h1.rs`, HTTP/2 on hyper), so a request takes
+//!   no spawn and no channel hop; a `Cancel` aborts the attempt's future. Health probes are
+//!   spawned tasks that report back over the proxy's channel.
+//! * **Faults**: with in-process backends, the scenario's fault timeline plays from the same time
+//!   zero as the arrivals ([`crate::Backends::run_faults`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
