@@ -41,6 +41,35 @@ fn loaded(yaml: &str) -> Loaded {
     meshbench_scenario::parse(yaml, "live-test.yaml", Path::new(".")).expect("valid scenario")
 }
 
+/// The `backend` service's addresses, as `LiveOptions::endpoints` wants them.
+fn endpoints_of(backends: &Backends) -> BTreeMap<String, Vec<std::net::SocketAddr>> {
+    let addrs = backends.of("backend").iter().map(|i| i.addr).collect();
+    [("backend".to_owned(), addrs)].into()
+}
+
+/// Open loop, plain HTTP/1.1, no recording, a 3 s drain: what most tests change one field of.
+fn options(
+    strategy: usize,
+    seed: u64,
+    endpoints: BTreeMap<String, Vec<std::net::SocketAddr>>,
+) -> LiveOptions {
+    LiveOptions {
+        strategy,
+        replication: 0,
+        seed,
+        duration: None,
+        endpoints,
+        record: false,
+        progress: false,
+        drain: Duration::from_secs(3),
+        http2: false,
+        connections: None,
+        tls: None,
+        shard: (0, 1),
+        backends: None,
+    }
+}
+
 async fn run(
     loaded: &Loaded,
     strategy: usize,
@@ -61,25 +90,11 @@ async fn run_with(
     let backends = Backends::start(&loaded.scenario, IpAddr::from([127, 0, 0, 1]), 11)
         .await
         .expect("backends start on loopback");
-    let endpoints: BTreeMap<String, Vec<_>> = [(
-        "backend".to_owned(),
-        backends.of("backend").iter().map(|i| i.addr).collect(),
-    )]
-    .into();
     let opts = LiveOptions {
-        strategy,
-        replication: 0,
-        seed: loaded.scenario.seed,
-        duration: None,
-        endpoints,
         record,
-        progress: false,
-        drain: Duration::from_secs(3),
         http2,
         connections,
-        tls: None,
-        shard: (0, 1),
-        backends: None,
+        ..options(strategy, loaded.scenario.seed, endpoints_of(&backends))
     };
     let stop = Arc::new(AtomicBool::new(false));
     let run = {
@@ -274,28 +289,13 @@ async fn tls_run(mtls: bool, present: bool, http2: bool) -> LiveRun {
     let backends = Backends::start_with(&l.scenario, IpAddr::from([127, 0, 0, 1]), 1, Some(server))
         .await
         .unwrap();
-    let endpoints: BTreeMap<String, Vec<_>> = [(
-        "backend".to_owned(),
-        backends.of("backend").iter().map(|i| i.addr).collect(),
-    )]
-    .into();
     let opts = LiveOptions {
-        strategy: 1,
-        replication: 0,
-        seed: 3,
-        duration: None,
-        endpoints,
-        record: false,
-        progress: false,
-        drain: Duration::from_secs(3),
         http2,
-        connections: None,
-        shard: (0, 1),
         tls: Some(tls::TlsClient {
             config: client,
             server_name: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
         }),
-        backends: None,
+        ..options(1, 3, endpoints_of(&backends))
     };
     let run = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
     backends.shutdown();
@@ -382,19 +382,9 @@ async fn garbage_and_hanging_endpoints_are_counted_and_never_hang_the_run() {
         .unwrap();
     let good = backends.of("backend")[2].addr;
     let opts = LiveOptions {
-        strategy: 0, // round robin: every endpoint gets its third
-        replication: 0,
-        seed: 3,
-        duration: None,
-        endpoints: [("backend".to_owned(), vec![ga, ha, good])].into(),
-        record: false,
-        progress: false,
         drain: Duration::from_secs(2),
-        http2: false,
-        connections: None,
-        tls: None,
-        shard: (0, 1),
-        backends: None,
+        // Round robin: every endpoint gets its third.
+        ..options(0, 3, [("backend".to_owned(), vec![ga, ha, good])].into())
     };
     let started = std::time::Instant::now();
     let r = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
@@ -433,25 +423,9 @@ async fn the_fault_timeline_plays_in_real_time_on_in_process_backends() {
             .await
             .unwrap(),
     );
-    let endpoints: BTreeMap<String, Vec<_>> = [(
-        "backend".to_owned(),
-        backends.of("backend").iter().map(|i| i.addr).collect(),
-    )]
-    .into();
     let opts = LiveOptions {
-        strategy: 0,
-        replication: 0,
-        seed: 3,
-        duration: None,
-        endpoints,
-        record: false,
-        progress: false,
-        drain: Duration::from_secs(3),
-        http2: false,
-        connections: None,
-        tls: None,
-        shard: (0, 1),
         backends: Some(backends.clone()),
+        ..options(0, 3, endpoints_of(&backends))
     };
     let r = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
     backends.shutdown();
