@@ -962,41 +962,7 @@ where
             .axis_desc_style(("sans-serif", 15))
             .draw()
             .map_err(err)?;
-        for (_, (label, c, pts)) in curves {
-            let colour = colour(c);
-            let mut band: Vec<(f64, f64)> = pts
-                .iter()
-                .map(|&(x, m, ci)| (x as f64, (m + ci).max(floor)))
-                .collect();
-            band.extend(
-                pts.iter()
-                    .rev()
-                    .map(|&(x, m, ci)| (x as f64, (m - ci).max(floor))),
-            );
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    band,
-                    colour.mix(0.2).filled(),
-                )))
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|&(x, m, _)| (x as f64, m.max(floor))),
-                    colour.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    pts.iter().map(|&(x, m, _)| {
-                        Circle::new((x as f64, m.max(floor)), 4, colour.filled())
-                    }),
-                )
-                .map_err(err)?;
-        }
+        draw_sweep_curves(&mut chart, curves, floor)?;
         return legend(&mut chart);
     }
     let mut chart = ChartBuilder::on(root)
@@ -1016,13 +982,34 @@ where
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
+    draw_sweep_curves(&mut chart, curves, 0.0)?;
+    legend(&mut chart)
+}
+
+/// Draws each sweep curve: its 95% CI band, the mean line and its points. Values below `floor`
+/// (what a log axis can show; 0 on a linear one) are drawn at it.
+fn draw_sweep_curves<
+    'a,
+    DB: DrawingBackend + 'a,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    curves: BTreeMap<(usize, String), Curve>,
+    floor: f64,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
     for (_, (label, c, pts)) in curves {
         let colour = colour(c);
-        let mut band: Vec<(f64, f64)> = pts.iter().map(|&(x, m, ci)| (x as f64, m + ci)).collect();
+        let mut band: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|&(x, m, ci)| (x as f64, (m + ci).max(floor)))
+            .collect();
         band.extend(
             pts.iter()
                 .rev()
-                .map(|&(x, m, ci)| (x as f64, (m - ci).max(0.0))),
+                .map(|&(x, m, ci)| (x as f64, (m - ci).max(floor))),
         );
         chart
             .draw_series(std::iter::once(Polygon::new(
@@ -1032,7 +1019,7 @@ where
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
-                pts.iter().map(|&(x, m, _)| (x as f64, m)),
+                pts.iter().map(|&(x, m, _)| (x as f64, m.max(floor))),
                 colour.stroke_width(2),
             ))
             .map_err(err)?
@@ -1043,11 +1030,11 @@ where
         chart
             .draw_series(
                 pts.iter()
-                    .map(|&(x, m, _)| Circle::new((x as f64, m), 4, colour.filled())),
+                    .map(|&(x, m, _)| Circle::new((x as f64, m.max(floor)), 4, colour.filled())),
             )
             .map_err(err)?;
     }
-    legend(&mut chart)
+    Ok(())
 }
 
 fn sweep_p99<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
