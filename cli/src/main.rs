@@ -605,6 +605,9 @@ fn fidelity(
             "{n}: live achieved {:.1}/s of {:.0}/s, pacing error p99 {:.0} us",
             st.achieved_rps, st.target_rps, st.pacing_error_us[1]
         )?;
+        if let Some(w) = st.contention_warning() {
+            eprintln!("warning: {n}: {w}");
+        }
     }
     std::fs::write(dir.join("fidelity.csv"), csv)?;
     writeln!(o, "written to {}", dir.join("fidelity.csv").display())?;
@@ -1001,6 +1004,9 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
                     ""
                 }
             )?;
+            if let Some(w) = s.contention_warning() {
+                eprintln!("warning: {n}: {w}");
+            }
         }
         writeln!(
             o,

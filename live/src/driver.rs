@@ -336,6 +336,24 @@ pub struct LiveStats {
     pub partial: bool,
 }
 
+/// Pacing error p99 beyond which an open-loop run's latencies say more about the machine than
+/// about the system under test (the pacer releases late because it did not get a core).
+pub const PACING_WARN_US: f64 = 1000.0;
+
+impl LiveStats {
+    /// A warning when the pacer was late by more than [`PACING_WARN_US`] at p99: it did not get
+    /// a core on time (other load, too few cores for the generator and in-process backends, or a
+    /// virtual CPU descheduled by its host), so live latencies carry that delay.
+    pub fn contention_warning(&self) -> Option<String> {
+        (self.target_rps > 0.0 && self.pacing_error_us[1] > PACING_WARN_US).then(|| {
+            format!(
+                "pacing error p99 {:.1} ms: the pacer did not get a core on time (other load, too few cores for the generator and its backends, or a virtual CPU descheduled by its host); live latencies include that delay",
+                self.pacing_error_us[1] / 1000.0
+            )
+        })
+    }
+}
+
 /// The result of one live run.
 #[derive(Debug)]
 pub struct LiveRun {
@@ -1179,5 +1197,24 @@ impl Actor {
                 *st.events.entry(kind.to_owned()).or_insert(0) += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contention_is_flagged_from_a_late_pacer_in_open_loop_only() {
+        let stats = |target_rps, p99| LiveStats {
+            target_rps,
+            pacing_error_us: [10.0, p99, p99],
+            ..LiveStats::default()
+        };
+        assert!(stats(3000.0, 900.0).contention_warning().is_none());
+        let w = stats(3000.0, 4452.0).contention_warning().unwrap();
+        assert!(w.contains("p99 4.5 ms"), "{w}");
+        // Closed loop has no schedule to be late for.
+        assert!(stats(0.0, 4452.0).contention_warning().is_none());
     }
 }
