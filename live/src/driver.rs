@@ -700,6 +700,8 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         events: BTreeMap::new(),
         endpoint_series,
         sim_events: 0,
+        keys: Vec::new(),
+        live: None,
     };
     let closed = opts.connections.is_some();
     let mut stats = LiveStats {

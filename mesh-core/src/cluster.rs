@@ -42,7 +42,8 @@ use crate::discovery::{Applied, Change, View};
 use crate::endpoint::{Candidate, EndpointId, EndpointMeta, Health, Outcome};
 use crate::error::ConfigError;
 use crate::health::{HealthCheckConfig, HealthChecker, ProbeId, ProbeRequest, ProbeResult};
-use crate::locality::{ZoneAwareConfig, ZoneRouting, choose_zone, zone_routing};
+pub use crate::locality::ZoneAwareConfig;
+use crate::locality::{ZoneRouting, choose_zone, zone_routing};
 use crate::outlier::{OutlierConfig, OutlierDetector, OutlierEvent};
 use crate::priority::{LevelHosts, PriorityConfig, PriorityLoad, choose_priority, priority_load};
 use crate::retry::{HedgeConfig, HostPredicate, RetryBudget, RetryConfig};
@@ -91,75 +92,7 @@ pub struct ClusterConfig {
     pub hedging: Option<HedgeConfig>,
     /// Envoy's zone-aware routing. Default off.
     #[serde(default)]
-    pub zone_aware: Option<ZoneAwareRouting>,
-}
-
-/// Envoy's zone-aware routing (`zone_aware.rst`): keep requests in the client's zone as far as
-/// the upstream's healthy hosts per zone allow, and spread the rest over zones with residual
-/// capacity. Envoy reads the local (originating) cluster's hosts per zone from its own
-/// membership; here they are part of the config.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneAwareRouting {
-    /// The client's zone.
-    pub local_zone: String,
-    /// Hosts of the originating cluster per zone (the client's own service).
-    pub local_cluster: std::collections::BTreeMap<String, u64>,
-    /// Percent of requests zone-aware routing applies to, 0..=100. Default 100.
-    #[serde(default = "default_routing_enabled")]
-    pub routing_enabled: f64,
-    /// Off below this many healthy upstream hosts. Default 6.
-    #[serde(default = "default_min_cluster_size")]
-    pub min_cluster_size: u64,
-    /// In panic, fail requests instead of spreading them over every host. Default false.
-    #[serde(default)]
-    pub fail_traffic_on_panic: bool,
-}
-
-fn default_routing_enabled() -> f64 {
-    100.0
-}
-fn default_min_cluster_size() -> u64 {
-    6
-}
-
-impl ZoneAwareRouting {
-    fn routing_config(&self) -> ZoneAwareConfig {
-        ZoneAwareConfig {
-            routing_enabled: self.routing_enabled,
-            min_cluster_size: self.min_cluster_size,
-            fail_traffic_on_panic: self.fail_traffic_on_panic,
-        }
-    }
-
-    /// Checks the local zone and the percent.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.routing_config().validate()?;
-        if !self.local_cluster.contains_key(&self.local_zone) {
-            return Err(ConfigError::new(
-                "local_cluster",
-                format!(
-                    "must list the local zone `{}` (zones listed: {})",
-                    self.local_zone,
-                    self.local_cluster
-                        .keys()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        if self.local_cluster.len() > MAX_ZONES {
-            return Err(ConfigError::new(
-                "local_cluster",
-                format!(
-                    "at most {MAX_ZONES} zones, got {}",
-                    self.local_cluster.len()
-                ),
-            ));
-        }
-        Ok(())
-    }
+    pub zone_aware: Option<ZoneAwareConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -1001,7 +934,6 @@ impl Cluster {
                 .iter()
                 .map(|name| z.local_cluster.get(name).copied().unwrap_or(0))
                 .collect();
-            let cfg = z.routing_config();
             for (p, l) in self.levels.iter_mut().enumerate() {
                 let mut upstream: Vec<u64> =
                     l.zone_healthy.iter().map(|h| h.len() as u64).collect();
@@ -1009,7 +941,7 @@ impl Cluster {
                 if unlisted > 0 {
                     upstream.push(unlisted);
                 }
-                l.routing = zone_routing(&local, &upstream, &cfg, false, self.load.panic[p]);
+                l.routing = zone_routing(&local, &upstream, z, false, self.load.panic[p]);
             }
         }
         for (i, slot) in self.balancers.iter_mut().enumerate() {
@@ -1049,13 +981,10 @@ impl Cluster {
         };
         let class = match (&self.config.zone_aware, class) {
             (Some(z), ALL) if z.fail_traffic_on_panic => return None,
-            (Some(z), HEALTHY) => {
-                let cfg = z.routing_config();
-                match choose_zone(&self.levels[p].routing, &cfg, &mut self.rng) {
-                    Some(zone) if !self.levels[p].zone_healthy[zone].is_empty() => 3 + zone,
-                    _ => HEALTHY,
-                }
-            }
+            (Some(z), HEALTHY) => match choose_zone(&self.levels[p].routing, z, &mut self.rng) {
+                Some(zone) if !self.levels[p].zone_healthy[zone].is_empty() => 3 + zone,
+                _ => HEALTHY,
+            },
             _ => class,
         };
         let idx = p * CLASSES + class;

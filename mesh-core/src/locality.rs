@@ -7,6 +7,8 @@
 //!   `ZoneAwareLoadBalancerBase::regenerateLocalityRoutingStructures` and
 //!   `tryChooseLocalLocalityHosts`). Zone 0 is the local zone in both slices.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::balancer::edf::Edf;
@@ -89,10 +91,21 @@ impl LocalityPicker {
     }
 }
 
-/// Envoy's `ZoneAwareLbConfig`.
+/// Envoy's zone-aware routing (`zone_aware.rst`, `ZoneAwareLbConfig`): keep requests in the
+/// client's zone as far as the upstream's healthy hosts per zone allow, and spread the rest over
+/// zones with residual capacity. Envoy reads the local (originating) cluster's hosts per zone
+/// from its own membership; here they are `local_zone` and `local_cluster`, which a scenario's
+/// workload builder fills in from the client's zones. With an empty `local_cluster`, routing is
+/// off (a single zone).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneAwareConfig {
+    /// The client's zone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub local_zone: String,
+    /// Hosts of the originating cluster per zone (the client's own service).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub local_cluster: BTreeMap<String, u64>,
     /// Percent of requests zone-aware routing applies to, 0..=100. Default 100.
     #[serde(default = "default_enabled")]
     pub routing_enabled: f64,
@@ -114,6 +127,8 @@ fn default_min_cluster_size() -> u64 {
 impl Default for ZoneAwareConfig {
     fn default() -> Self {
         ZoneAwareConfig {
+            local_zone: String::new(),
+            local_cluster: BTreeMap::new(),
             routing_enabled: default_enabled(),
             min_cluster_size: default_min_cluster_size(),
             fail_traffic_on_panic: false,
@@ -122,9 +137,34 @@ impl Default for ZoneAwareConfig {
 }
 
 impl ZoneAwareConfig {
-    /// Checks `routing_enabled`'s range.
+    /// Checks `routing_enabled`'s range, and that a given local cluster lists the local zone.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_range("routing_enabled", self.routing_enabled, 0.0, 100.0)
+        check_range("routing_enabled", self.routing_enabled, 0.0, 100.0)?;
+        if !self.local_cluster.is_empty() && !self.local_cluster.contains_key(&self.local_zone) {
+            return Err(ConfigError::new(
+                "local_cluster",
+                format!(
+                    "must list the local zone `{}` (zones listed: {})",
+                    self.local_zone,
+                    self.local_cluster
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if self.local_cluster.len() > crate::cluster::MAX_ZONES {
+            return Err(ConfigError::new(
+                "local_cluster",
+                format!(
+                    "at most {} zones, got {}",
+                    crate::cluster::MAX_ZONES,
+                    self.local_cluster.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

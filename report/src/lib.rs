@@ -11,11 +11,13 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
+mod recorder;
 mod render;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+pub use recorder::{HOT_KEYS, Recorder, RunId, Window};
 pub use render::{
     Plot, ReportData, Series, TimeRow, colour, pixels, plots, png, read_hgrm, register_font,
     render_dir, svg,
@@ -67,8 +69,51 @@ pub struct RunResult {
     pub events: BTreeMap<String, u64>,
     /// Attempts per endpoint per time-series window (`[window][endpoint]`).
     pub endpoint_series: Vec<Vec<u64>>,
-    /// Simulator events processed (for speed figures).
+    /// Simulator events processed (for speed figures; 0 in live runs).
     pub sim_events: u64,
+    /// Attempts of the hottest keys per endpoint (keys below [`HOT_KEYS`]), when requests
+    /// carry keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyShare>,
+    /// The live generator's own counts (live runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveCounts>,
+}
+
+/// Attempts of one key at one endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct KeyShare {
+    /// The key's index (0 is the hottest under Zipf keys).
+    pub key: u32,
+    /// Service name.
+    pub service: String,
+    /// Instance index.
+    pub instance: u32,
+    /// Attempts of requests with this key that the endpoint received.
+    pub attempts: u64,
+}
+
+/// What the live generator did, besides what it measured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LiveCounts {
+    /// Requests scheduled (open loop) or issued (closed loop).
+    pub scheduled: u64,
+    /// Requests whose first attempt left.
+    pub sent: u64,
+    /// Requests finished (any outcome).
+    pub completed: u64,
+    /// Scheduled but never finished (cut off by the end or an interrupt).
+    pub never_completed: u64,
+}
+
+impl LiveCounts {
+    /// Adds another generator's counts.
+    pub fn add(&mut self, o: &LiveCounts) {
+        self.scheduled += o.scheduled;
+        self.sent += o.sent;
+        self.completed += o.completed;
+        self.never_completed += o.never_completed;
+    }
 }
 
 /// One endpoint's counters in one run.
@@ -597,6 +642,40 @@ pub fn write_reports(
         }
     }
     w.flush()?;
+    // keys.csv: the hottest keys' attempts per endpoint, when requests carry keys.
+    if runs.iter().any(|r| !r.keys.is_empty()) {
+        let mut w = csv::Writer::from_path(dir.join("keys.csv"))?;
+        w.write_record(header(&[
+            "strategy",
+            "replication",
+            "key",
+            "service",
+            "instance",
+            "attempts",
+            "share_of_key",
+        ]))?;
+        for r in runs {
+            let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
+            for k in &r.keys {
+                *totals.entry(k.key).or_insert(0) += k.attempts;
+            }
+            for k in &r.keys {
+                w.write_record(with_coords(
+                    vec![
+                        r.strategy.clone(),
+                        r.replication.to_string(),
+                        k.key.to_string(),
+                        k.service.clone(),
+                        k.instance.to_string(),
+                        k.attempts.to_string(),
+                        num(k.attempts as f64 / totals[&k.key].max(1) as f64),
+                    ],
+                    &r.coords,
+                ))?;
+            }
+        }
+        w.flush()?;
+    }
     // One merged latency distribution per strategy (and point).
     for s in summaries {
         let mut h = latency_histogram();
@@ -837,6 +916,24 @@ pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
             m.successes += r.successes;
             m.attempts += r.attempts;
             m.sim_events += r.sim_events;
+            for k in &r.keys {
+                match m
+                    .keys
+                    .iter_mut()
+                    .find(|x| x.key == k.key && x.service == k.service && x.instance == k.instance)
+                {
+                    Some(x) => x.attempts += k.attempts,
+                    None => m.keys.push(k.clone()),
+                }
+            }
+            m.keys.sort_by(|a, b| {
+                (a.key, &a.service, a.instance).cmp(&(b.key, &b.service, b.instance))
+            });
+            match (&mut m.live, &r.live) {
+                (Some(a), Some(b)) => a.add(b),
+                (None, Some(b)) => m.live = Some(b.clone()),
+                _ => {}
+            }
             m.measured_seconds = m.measured_seconds.max(r.measured_seconds);
             for (k, v) in &r.failures {
                 *m.failures.entry(k.clone()).or_insert(0) += v;

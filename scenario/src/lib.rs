@@ -42,7 +42,9 @@ mod dist;
 mod error;
 mod faults;
 mod locate;
+mod topology;
 mod units;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +55,10 @@ use serde::{Deserialize, Serialize};
 pub use dist::{Component, Dist, normal_quantile};
 pub use error::{ScenarioError, nearest, suggest_from_message};
 pub use faults::{Effect, Fault, FaultChange, FaultKind, FaultState, PlannedFault, fault_changes};
+pub use topology::{
+    Client, InstanceRange, InstanceSpec, Keys, Network, Override, Placement, Service, StartHealth,
+    Zone, ZonePair,
+};
 pub use units::{Probability, Rate};
 
 /// A scenario as written.
@@ -87,7 +93,10 @@ pub struct Scenario {
     /// Policy defaults every strategy starts from (a `mesh_core::ClusterConfig`).
     #[serde(default)]
     pub policy: yaml_serde::Value,
-    /// Network latency.
+    /// Zones by name (see [`Network`]). Default none: every instance and proxy in one place.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub zones: BTreeMap<String, Zone>,
+    /// Network latency, per zone pair when there are zones.
     #[serde(default)]
     pub network: Network,
     /// Services by name.
@@ -111,113 +120,6 @@ fn one() -> u32 {
 }
 fn default_sample_period() -> Duration {
     Duration::from_secs(1)
-}
-
-/// Network latency between client proxies and instances.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Network {
-    /// One-way latency of each hop (request and response draw separately). Default 0.
-    #[serde(default = "zero_dist")]
-    pub latency: Dist,
-}
-
-fn zero_dist() -> Dist {
-    Dist::ZERO
-}
-
-impl Default for Dist {
-    fn default() -> Self {
-        Dist::ZERO
-    }
-}
-
-/// A service: identical instances, each a FIFO queueing station.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Service {
-    /// Number of instances, >= 1.
-    pub instances: u32,
-    /// Requests an instance serves at once, >= 1. Default 1.
-    #[serde(default = "one")]
-    pub concurrency: u32,
-    /// Requests an instance queues beyond `concurrency`; a full queue answers 503 at once.
-    /// Default unbounded.
-    #[serde(default)]
-    pub queue_limit: Option<u32>,
-    /// Time to serve one request.
-    pub service_time: Dist,
-    /// Share of served requests that fail with a 500. Default 0.
-    #[serde(default)]
-    pub error_rate: Probability,
-    /// Sparse per-instance changes, by instance index.
-    #[serde(default)]
-    pub overrides: BTreeMap<u32, Override>,
-}
-
-impl Service {
-    /// Instance `i` as the service's defaults and its override (if any) make it.
-    pub fn instance(&self, i: u32) -> InstanceSpec<'_> {
-        let o = self.overrides.get(&i);
-        InstanceSpec {
-            concurrency: o.and_then(|o| o.concurrency).unwrap_or(self.concurrency),
-            queue_limit: self.queue_limit.unwrap_or(u32::MAX),
-            service_time: o
-                .and_then(|o| o.service_time.as_ref())
-                .unwrap_or(&self.service_time),
-            slowdown: o.and_then(|o| o.slowdown).unwrap_or(1.0),
-            error_rate: o
-                .and_then(|o| o.error_rate)
-                .unwrap_or(self.error_rate)
-                .get(),
-        }
-    }
-}
-
-/// One instance's queueing station, overrides applied.
-#[derive(Clone, Copy, Debug)]
-pub struct InstanceSpec<'a> {
-    /// Requests served at once.
-    pub concurrency: u32,
-    /// Requests queued beyond `concurrency` (`u32::MAX`: unbounded).
-    pub queue_limit: u32,
-    /// Service-time distribution, before the slowdown.
-    pub service_time: &'a Dist,
-    /// Service-time multiplier.
-    pub slowdown: f64,
-    /// Share of served requests that fail with a 500.
-    pub error_rate: f64,
-}
-
-/// Per-instance changes to a service's defaults.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Override {
-    /// Multiplies the service time, > 0. Default 1.
-    #[serde(default)]
-    pub slowdown: Option<f64>,
-    /// Replaces the service-time distribution.
-    #[serde(default)]
-    pub service_time: Option<Dist>,
-    /// Replaces the concurrency.
-    #[serde(default)]
-    pub concurrency: Option<u32>,
-    /// Replaces the error rate.
-    #[serde(default)]
-    pub error_rate: Option<Probability>,
-}
-
-/// A client population: `proxies` independent client proxies sharing the arrival rate.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Client {
-    /// Independent proxies, each with its own policy state, >= 1. Default 1.
-    #[serde(default = "one")]
-    pub proxies: u32,
-    /// The service called.
-    pub target: String,
-    /// The arrival process of the whole population.
-    pub arrival: Arrival,
 }
 
 /// How requests arrive (open loop). In files: `{process: poisson, rate: 4000/s}`.
@@ -375,6 +277,8 @@ pub enum Lane {
     NetBack = 4,
     /// Whether a fast-failing instance answers 503 at once.
     FastFail = 5,
+    /// A request's key (attempt 0 only: every attempt of a request has its key).
+    Key = 6,
 }
 
 /// A uniform in (0, 1) from 53 random bits.
@@ -622,11 +526,10 @@ fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioErr
             }
         }
     }
-    scenario
-        .network
-        .latency
-        .load_files(dir)
-        .map_err(|(f, m)| at(&format!("network.latency.{f}"), m, None))?;
+    for (path, d) in scenario.network.dists_mut() {
+        d.load_files(dir)
+            .map_err(|(f, m)| at(&format!("network.{path}.{f}"), m, None))?;
+    }
     let warnings = check(&scenario, &at)?;
     let strategies = merge_strategies(&scenario, source, file)?;
     Ok((scenario, strategies, warnings))
@@ -716,10 +619,7 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
     if s.clients.is_empty() {
         return Err(at("clients", "needs at least one client".into(), None));
     }
-    s.network
-        .latency
-        .validate()
-        .map_err(|(f, m)| at(&format!("network.latency.{f}"), m, None))?;
+    check_zones(s, at)?;
     for (name, svc) in &s.services {
         let base = format!("services.{name}");
         if svc.instances == 0 || svc.instances > 1_000_000 {
@@ -739,17 +639,72 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
         svc.service_time
             .validate()
             .map_err(|(f, m)| at(&format!("{base}.service_time.{f}"), m, None))?;
+        if svc.weight == 0 {
+            return Err(at(
+                &format!("{base}.weight"),
+                "must be >= 1 (Envoy's load_balancing_weight)".into(),
+                None,
+            ));
+        }
+        if svc.priority > mesh_core::MAX_PRIORITY {
+            return Err(at(
+                &format!("{base}.priority"),
+                format!(
+                    "must be in 0..={}, got {}",
+                    mesh_core::MAX_PRIORITY,
+                    svc.priority
+                ),
+                None,
+            ));
+        }
+        match &svc.zone {
+            Some(p) => check_placement(
+                s,
+                p,
+                svc.instances,
+                "instances",
+                &format!("{base}.zone"),
+                at,
+            )?,
+            None if !s.zones.is_empty() => {
+                return Err(at(
+                    &base,
+                    "with `zones:`, every service needs `zone` (a zone name, or instances per zone such as `{a: 2, b: 2}`)".into(),
+                    None,
+                ));
+            }
+            None => {}
+        }
         for (i, o) in &svc.overrides {
             let ob = format!("{base}.overrides.{i}");
-            if *i >= svc.instances {
+            if i.last >= svc.instances {
                 return Err(at(
                     &ob,
                     format!(
-                        "instance {i} does not exist: the service has instances 0..{}",
-                        svc.instances
+                        "instance {} does not exist: the service has instances 0..{}",
+                        i.last, svc.instances
                     ),
                     None,
                 ));
+            }
+            if o.weight == Some(0) {
+                return Err(at(
+                    &format!("{ob}.weight"),
+                    "must be >= 1 (Envoy's load_balancing_weight)".into(),
+                    None,
+                ));
+            }
+            if let Some(p) = o.priority
+                && p > mesh_core::MAX_PRIORITY
+            {
+                return Err(at(
+                    &format!("{ob}.priority"),
+                    format!("must be in 0..={}, got {p}", mesh_core::MAX_PRIORITY),
+                    None,
+                ));
+            }
+            if let Some(z) = &o.zone {
+                check_zone_name(s, z, &format!("{ob}.zone"), at)?;
             }
             if let Some(f) = o.slowdown
                 && !(f.is_finite() && f > 0.0)
@@ -793,6 +748,20 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
                 nearest(&c.target, s.services.keys().map(String::as_str)),
             ));
         };
+        match &c.zone {
+            Some(p) => check_placement(s, p, c.proxies, "proxies", &format!("{base}.zone"), at)?,
+            None if !s.zones.is_empty() => {
+                return Err(at(
+                    &base,
+                    "with `zones:`, every client needs `zone` (a zone name, or proxies per zone such as `{a: 4, b: 4}`)".into(),
+                    None,
+                ));
+            }
+            None => {}
+        }
+        if let Some(k) = &c.keys {
+            check_keys(k, &format!("{base}.keys"), at)?;
+        }
         if let Arrival::OnOff { on, .. } = &c.arrival
             && on.is_zero()
         {
@@ -809,11 +778,9 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
             .filter(|o| o.target == c.target)
             .map(|o| o.arrival.mean_rate())
             .sum();
-        let mut capacity = 0.0;
-        for i in 0..svc.instances {
-            let x = svc.instance(i);
-            capacity += f64::from(x.concurrency) / (x.service_time.mean_ns() * x.slowdown / 1e9);
-        }
+        let capacity: f64 = (0..svc.instances)
+            .map(|i| svc.instance(i).capacity_per_sec())
+            .sum();
         let load = rate / capacity;
         if load >= 1.0
             && !warnings
@@ -829,6 +796,117 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
     }
     check_faults(s, at, &mut warnings)?;
     Ok(warnings)
+}
+
+/// Checks the network's distributions and that every zone named anywhere is declared.
+fn check_zones(s: &Scenario, at: &At<'_>) -> Result<(), ScenarioError> {
+    for (path, d) in s.network.dists() {
+        d.validate()
+            .map_err(|(f, m)| at(&format!("network.{path}.{f}"), m, None))?;
+    }
+    if s.zones.is_empty() {
+        for field in ["same_zone", "cross_zone"] {
+            if s.network.dists().any(|(p, _)| p == field) {
+                return Err(at(
+                    &format!("network.{field}"),
+                    "needs a `zones:` section (without zones every hop uses `network.latency`)"
+                        .into(),
+                    None,
+                ));
+            }
+        }
+    }
+    for (n, pair) in s.network.pairs.iter().enumerate() {
+        for z in &pair.between {
+            check_zone_name(s, z, &format!("network.pairs.{n}.between"), at)?;
+        }
+    }
+    if s.zones.len() > mesh_core::MAX_ZONES {
+        return Err(at(
+            "zones",
+            format!(
+                "at most {} zones, got {}",
+                mesh_core::MAX_ZONES,
+                s.zones.len()
+            ),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+fn check_zone_name(
+    s: &Scenario,
+    zone: &str,
+    field: &str,
+    at: &At<'_>,
+) -> Result<(), ScenarioError> {
+    if s.zones.contains_key(zone) {
+        return Ok(());
+    }
+    let message = if s.zones.is_empty() {
+        format!(
+            "zone `{zone}` is not declared: add a `zones:` section (for example `zones: {{ {zone}: {{}} }}`)"
+        )
+    } else {
+        format!(
+            "no zone `{zone}`; zones: {}",
+            s.zones.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    };
+    Err(at(
+        field,
+        message,
+        nearest(zone, s.zones.keys().map(String::as_str)),
+    ))
+}
+
+/// A placement names declared zones and, when it spreads counts, places every member.
+fn check_placement(
+    s: &Scenario,
+    p: &Placement,
+    members: u32,
+    what: &str,
+    field: &str,
+    at: &At<'_>,
+) -> Result<(), ScenarioError> {
+    for z in p.zones() {
+        check_zone_name(s, z, field, at)?;
+    }
+    if let Some(total) = p.total()
+        && total != u64::from(members)
+    {
+        return Err(at(
+            field,
+            format!("the counts per zone sum to {total}, but there are {members} {what}"),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// Most keys a client may draw from (the Zipf table is kept in memory).
+pub const MAX_KEYS: u32 = 1_000_000;
+
+fn check_keys(k: &Keys, field: &str, at: &At<'_>) -> Result<(), ScenarioError> {
+    let count = k.count();
+    if count == 0 || count > MAX_KEYS {
+        return Err(at(
+            &format!("{field}.count"),
+            format!("must be in 1..={MAX_KEYS}, got {count}"),
+            None,
+        ));
+    }
+    if let Keys::Zipf { exponent, .. } = k
+        && !(exponent.is_finite() && (0.0..=10.0).contains(exponent))
+    {
+        return Err(at(
+            &format!("{field}.exponent"),
+            format!("must be a number in 0..=10, got {exponent}"),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the fault timeline: known targets, times in order, the fields each kind needs.
@@ -1005,10 +1083,72 @@ fn merge_strategies(
         };
         config
             .validate()
+            .and_then(|()| check_modeled(s, &config))
             .map_err(|e| locate_policy_error(source, file, &name, e.field, e.message))?;
         out.push((name, config));
     }
     Ok(out)
+}
+
+/// Refuses policy fields that would parse and then change nothing in this scenario: a field
+/// either acts in both drivers or the scenario does not load.
+fn check_modeled(s: &Scenario, c: &ClusterConfig) -> Result<(), mesh_core::ConfigError> {
+    use mesh_core::{BalancerConfig, ConfigError};
+    let defaults = mesh_core::breaker::CircuitBreakerConfig::default();
+    for (field, set, default) in [
+        (
+            "max_connections",
+            c.circuit_breakers.max_connections,
+            defaults.max_connections,
+        ),
+        (
+            "max_pending_requests",
+            c.circuit_breakers.max_pending_requests,
+            defaults.max_pending_requests,
+        ),
+    ] {
+        if set != default {
+            return Err(ConfigError::new(
+                format!("circuit_breakers.{field}"),
+                format!(
+                    "is not modeled yet: scenarios have no connection pools, so `{field}` would change nothing (remove it; the default is {default})"
+                ),
+            ));
+        }
+    }
+    if let Some(z) = &c.zone_aware {
+        if !z.local_zone.is_empty() || !z.local_cluster.is_empty() {
+            let field = if z.local_zone.is_empty() {
+                "local_cluster"
+            } else {
+                "local_zone"
+            };
+            return Err(ConfigError::new(
+                format!("zone_aware.{field}"),
+                "is set from the scenario: each proxy's zone is its client's `zone`, and the local cluster is the client's proxies per zone (remove it)",
+            ));
+        }
+        if s.zones.is_empty() {
+            return Err(ConfigError::new(
+                "zone_aware",
+                "needs zones: add a `zones:` section and give every service and client a `zone`",
+            ));
+        }
+    }
+    let hashing = matches!(
+        c.balancer,
+        BalancerConfig::RingHash(_) | BalancerConfig::Maglev(_) | BalancerConfig::BoundedLoad(_)
+    );
+    if hashing && let Some((name, _)) = s.clients.iter().find(|(_, c)| c.keys.is_none()) {
+        return Err(ConfigError::new(
+            "balancer",
+            format!(
+                "`{}` hashes request keys, but client `{name}` sends none: give it `keys:` (for example `{{dist: zipf, count: 10000, exponent: 1.1}}`)",
+                c.balancer.kind()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Names a strategy's policy error by where its value was written: the strategy's own section if

@@ -1,16 +1,18 @@
 //! The event loop of one run.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use hdrhistogram::Histogram;
+// Looked up by key only, never iterated: its order cannot reach results.
+use rustc_hash::FxHashMap as HashMap;
+
 use mesh_core::health::{ProbeId, ProbeResult};
-use mesh_core::outlier::OutlierEvent;
 use mesh_core::{
-    AttemptId, Cluster, EndpointId, EndpointMeta, Finish, Input, Instant, Outcome, Output,
-    PolicyEvent, ProbeReply, RequestId, Seed,
+    AttemptId, Cluster, EndpointId, Finish, Input, Instant, Outcome, Output, PolicyEvent,
+    ProbeReply,
 };
-use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram, quantile_ms};
+use meshbench_report::{EndpointStats, Recorder, RunId, RunResult};
+use meshbench_scenario::workload::{LoadMeter, NetworkModel, ProxyPlan, Workload, next_uniform};
 // The base draws every strategy shares (common random numbers).
 use meshbench_scenario::crn_uniform as uniform;
 use meshbench_scenario::{ArrivalClock, Dist, FaultState, Lane, Loaded};
@@ -25,6 +27,8 @@ enum Ev {
     ServiceDone(u32, u32),
     Response(u32, Outcome),
     ProbeDone(u32, ProbeId, EndpointId),
+    /// A balancer (Prequal) probe from proxy `.0` reaches endpoint `.1`.
+    BalancerProbeAt(u32, EndpointId),
     BalancerProbeDone(u32, EndpointId, ProbeReply),
     Sample,
     /// Fault change point `.0` (index into `Sim::faults`).
@@ -61,17 +65,19 @@ struct Station {
     dist: Dist,
     slowdown: f64,
     error_rate: f64,
+    zone: u16,
     /// What the fault timeline does to it now.
     fault: FaultState,
     busy: u32,
     queue: VecDeque<u32>,
-    stats: EndpointStats,
+    /// What it reports about its load (ORCA reports, Prequal probes), when the balancer reads
+    /// either.
+    meter: Option<LoadMeter>,
 }
 
 struct Proxy {
     cluster: Cluster,
-    /// Global index of the target service's instance 0.
-    offset: u32,
+    plan: ProxyPlan,
     clock: ArrivalClock,
     rng: mesh_core::Rng,
     next_seq: u64,
@@ -92,14 +98,12 @@ struct Job {
     generation: u32,
 }
 
-struct Window {
-    hist: Histogram<u64>,
-    requests: u64,
-    errors: u64,
-    attempts: u64,
-    ejections: u64,
-    health_changes: u64,
-    per_endpoint: Vec<u64>,
+/// What a job carries only when instances meter their load (kept apart so the common case's
+/// jobs stay small): when it reached the instance, and the load report sent with its response.
+#[derive(Clone, Copy, Default)]
+struct Metered {
+    arrived: u64,
+    load: Option<mesh_core::LoadReport>,
 }
 
 struct Sim {
@@ -110,26 +114,18 @@ struct Sim {
     stations: Vec<Station>,
     proxies: Vec<Proxy>,
     jobs: Vec<Job>,
+    /// Per job, when instances meter their load (else empty).
+    metered: Vec<Metered>,
+    meters: bool,
     free_jobs: Vec<u32>,
     by_attempt: HashMap<(u32, AttemptId), u32>,
-    net: Dist,
+    net: NetworkModel,
+    load_reports: bool,
     // Arrivals.
     arrive_until: u64,
     arrivals_left: u64,
     live: u64,
-    warmup: u64,
-    // Results.
-    hist: Histogram<u64>,
-    requests: u64,
-    successes: u64,
-    failures: BTreeMap<String, u64>,
-    attempts: u64,
-    first_measured: Option<u64>,
-    last_finish: u64,
-    events: BTreeMap<String, u64>,
-    window: Window,
-    timeseries: Vec<Sample>,
-    endpoint_series: Vec<Vec<u64>>,
+    rec: Recorder,
     sample_period: u64,
     processed: u64,
     /// The fault timeline's change points: each station's new state.
@@ -146,106 +142,80 @@ pub fn run_one(
     replication: u32,
     seed: u64,
 ) -> RunResult {
-    let run_seed = Seed::new(seed).fork_index(u64::from(replication));
+    let w = Workload::build(loaded, point, strategy, replication, seed);
     let pt = &loaded.points[point];
     let sc = &pt.scenario;
-    let (name, config) = &pt.strategies[strategy];
-
-    // Stations, service by service in name order.
-    let mut stations = Vec::new();
-    let mut offsets = BTreeMap::new();
-    for (svc_name, svc) in &sc.services {
-        offsets.insert(svc_name.clone(), stations.len() as u32);
-        for i in 0..svc.instances {
-            let x = svc.instance(i);
-            stations.push(Station {
-                concurrency: x.concurrency,
-                queue_limit: x.queue_limit,
-                dist: x.service_time.clone(),
-                slowdown: x.slowdown,
-                error_rate: x.error_rate,
-                fault: FaultState::default(),
-                busy: 0,
-                queue: VecDeque::new(),
-                stats: EndpointStats {
-                    service: svc_name.clone(),
-                    instance: i,
-                    ..EndpointStats::default()
-                },
-            });
-        }
-    }
-
-    // Proxies, client by client in name order; each proxy gets the same seeds whatever the
-    // strategy (common random numbers for arrivals).
-    let mut proxies = Vec::new();
-    for (client_name, c) in &sc.clients {
-        let svc = &sc.services[&c.target];
-        let endpoints = vec![EndpointMeta::default(); svc.instances as usize];
-        for p in 0..c.proxies {
-            let proxy_seed = run_seed
-                .fork("client")
-                .fork(client_name)
-                .fork_index(u64::from(p));
-            let cluster = Cluster::new(
-                config,
-                &endpoints,
-                proxy_seed.fork("cluster"),
-                Instant::EPOCH,
-            )
-            .expect("strategies are validated when the scenario loads");
-            proxies.push(Proxy {
-                cluster,
-                offset: offsets[&c.target],
-                clock: ArrivalClock::new(&c.arrival, c.proxies),
-                rng: proxy_seed.fork("arrivals").rng(),
+    let name = &pt.strategies[strategy].0;
+    let stations = w
+        .stations
+        .iter()
+        .map(|x| Station {
+            concurrency: x.concurrency,
+            queue_limit: x.queue_limit,
+            dist: x.dist.clone(),
+            slowdown: x.slowdown,
+            error_rate: x.error_rate,
+            zone: x.zone,
+            fault: FaultState::default(),
+            busy: 0,
+            queue: VecDeque::new(),
+            meter: w.meters.then(|| LoadMeter::new(x.concurrency, 0)),
+        })
+        .collect();
+    let endpoints = w
+        .stations
+        .iter()
+        .map(|x| EndpointStats {
+            service: x.service.clone(),
+            instance: x.index,
+            ..EndpointStats::default()
+        })
+        .collect();
+    let offsets: BTreeMap<&str, u32> = w
+        .stations
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, x)| (x.service.as_str(), i as u32))
+        .collect();
+    let proxies = w
+        .proxies
+        .iter()
+        .map(|plan| {
+            let (clock, rng) = plan.arrivals();
+            Proxy {
+                cluster: plan.cluster(),
+                plan: plan.clone(),
+                clock,
+                rng,
                 next_seq: 0,
                 timer_at: None,
-            });
-        }
-    }
+            }
+        })
+        .collect();
 
     let mut sim = Sim {
-        seed: run_seed.value(),
+        seed: w.seed.value(),
         now: 0,
         seq: 0,
         queue: BinaryHeap::new(),
         stations,
         proxies,
         jobs: Vec::new(),
+        metered: Vec::new(),
+        meters: w.meters,
         free_jobs: Vec::new(),
-        by_attempt: HashMap::new(),
-        net: sc.network.latency.clone(),
+        by_attempt: HashMap::default(),
+        net: w.network.clone(),
+        load_reports: w.load_reports,
         arrive_until: sc.duration.map_or(u64::MAX, |d| d.as_nanos()),
         arrivals_left: sc.requests.unwrap_or(u64::MAX),
         live: 0,
-        warmup: sc.warmup.as_nanos(),
-        hist: latency_histogram(),
-        requests: 0,
-        successes: 0,
-        failures: BTreeMap::new(),
-        attempts: 0,
-        first_measured: None,
-        last_finish: 0,
-        events: BTreeMap::new(),
-        window: Window {
-            // Per-window percentiles need less precision than the run's: 2 significant digits
-            // keep the histogram ten times smaller, and it is reset every window.
-            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 2).expect("valid bounds"),
-            requests: 0,
-            errors: 0,
-            attempts: 0,
-            ejections: 0,
-            health_changes: 0,
-            per_endpoint: Vec::new(),
-        },
-        timeseries: Vec::new(),
-        endpoint_series: Vec::new(),
+        rec: Recorder::new(endpoints, sc.warmup.as_nanos()),
         sample_period: sc.sample_period.as_nanos(),
         processed: 0,
         faults: Vec::new(),
     };
-    sim.window.per_endpoint = vec![0; sim.stations.len()];
     for p in 0..sim.proxies.len() as u32 {
         sim.drain(p);
         let first = sim.next_arrival(p, 0);
@@ -257,7 +227,7 @@ pub fn run_one(
         let states = change.states.into_iter();
         sim.faults.push(
             states
-                .map(|(svc, i, state)| (offsets[&svc] + i, state))
+                .map(|(svc, i, state)| (offsets[svc.as_str()] + i, state))
                 .collect(),
         );
         sim.push(change.at_ns, Ev::Fault(sim.faults.len() as u32 - 1));
@@ -265,27 +235,19 @@ pub fn run_one(
     sim.run();
 
     let measured_seconds = match sc.duration {
-        Some(d) => (d.as_nanos() - sim.warmup) as f64 / 1e9,
-        None => (sim.last_finish - sim.first_measured.unwrap_or(0)) as f64 / 1e9,
+        Some(d) => (d.as_nanos() - sc.warmup.as_nanos()) as f64 / 1e9,
+        None => sim.rec.measured_span_s(),
     };
-    RunResult {
+    let id = RunId {
         point,
         coords: pt.coords.clone(),
         strategy: name.clone(),
         replication,
-        seed: run_seed.value(),
-        latency: sim.hist,
-        requests: sim.requests,
-        successes: sim.successes,
-        failures: sim.failures,
-        attempts: sim.attempts,
-        measured_seconds,
-        endpoints: sim.stations.into_iter().map(|s| s.stats).collect(),
-        timeseries: sim.timeseries,
-        events: sim.events,
-        endpoint_series: sim.endpoint_series,
-        sim_events: sim.processed,
-    }
+        seed: w.seed.value(),
+    };
+    let mut result = sim.rec.finish(id, measured_seconds);
+    result.sim_events = sim.processed;
+    result
 }
 
 impl Sim {
@@ -300,9 +262,8 @@ impl Sim {
 
     /// The time of proxy `p`'s next arrival after `now`.
     fn next_arrival(&mut self, p: u32, now: u64) -> u64 {
-        use rand::Rng as _;
         let px = &mut self.proxies[p as usize];
-        let u = meshbench_scenario::unit(px.rng.next_u64());
+        let u = next_uniform(&mut px.rng);
         px.clock.next(now, u)
     }
 
@@ -341,7 +302,7 @@ impl Sim {
                             Input::AttemptDone {
                                 attempt: job.attempt,
                                 outcome,
-                                load: None,
+                                load: self.metered.get(j as usize).and_then(|m| m.load),
                             },
                             Instant::from_nanos(at),
                         );
@@ -350,7 +311,7 @@ impl Sim {
                 }
                 Ev::ProbeDone(p, probe, endpoint) => {
                     // A crashed instance refuses the probe's connection.
-                    let st = self.proxies[p as usize].offset + endpoint.0;
+                    let st = self.proxies[p as usize].plan.offset + endpoint.0;
                     let result = if self.stations[st as usize].fault.down {
                         ProbeResult::Error
                     } else {
@@ -365,6 +326,27 @@ impl Sim {
                         Instant::from_nanos(at),
                     );
                     self.drain(p);
+                }
+                Ev::BalancerProbeAt(p, endpoint) => {
+                    // The probe reads the instance as it is when the probe gets there; a
+                    // crashed instance never answers.
+                    let px = &self.proxies[p as usize];
+                    let st = (px.plan.offset + endpoint.0) as usize;
+                    let (from, to) = (self.stations[st].zone, px.plan.zone);
+                    if !self.stations[st].fault.down {
+                        let reply = match &mut self.stations[st].meter {
+                            Some(m) => m.probe(at),
+                            None => ProbeReply {
+                                rif: 0,
+                                latency: mesh_core::Duration::ZERO,
+                            },
+                        };
+                        let probe_id = u64::from(endpoint.0) ^ at;
+                        let d = self
+                            .net
+                            .delay_ns(from, to, self.seed, probe_id, 0, Lane::NetBack);
+                        self.push(at + d, Ev::BalancerProbeDone(p, endpoint, reply));
+                    }
                 }
                 Ev::BalancerProbeDone(p, endpoint, reply) => {
                     self.proxies[p as usize].cluster.handle_input(
@@ -388,7 +370,7 @@ impl Sim {
         }
         // A request-count run ends mid-window: keep that last, partial window.
         if self.arrive_until == u64::MAX && self.now % self.sample_period != 0
-            || self.timeseries.is_empty()
+            || self.rec.windows() == 0
         {
             self.sample();
         }
@@ -405,18 +387,14 @@ impl Sim {
         self.arrivals_left -= 1;
         self.live += 1;
         let px = &mut self.proxies[p as usize];
-        let key = (u64::from(p) << 40) | px.next_seq;
+        let request = ProxyPlan::request_id(p, px.next_seq);
         px.next_seq += 1;
+        let hash = px.plan.key(self.seed, request).map(|k| k.1);
         px.cluster.handle_input(
-            Input::Request {
-                request: RequestId(key),
-                hash: None,
-            },
+            Input::Request { request, hash },
             Instant::from_nanos(self.now),
         );
-        if self.now >= self.warmup {
-            self.first_measured.get_or_insert(self.now);
-        }
+        self.rec.arrived(self.now);
         self.drain(p);
         let next = self.next_arrival(p, self.now);
         self.push(next, Ev::Arrive(p));
@@ -433,7 +411,10 @@ impl Sim {
                     retry,
                     ..
                 } => {
-                    let station = self.proxies[p as usize].offset + endpoint.0;
+                    let px = &self.proxies[p as usize];
+                    let station = px.plan.offset + endpoint.0;
+                    let key = px.plan.key(self.seed, request).map(|k| k.0);
+                    let from = px.plan.zone;
                     let job = Job {
                         proxy: p,
                         attempt,
@@ -453,15 +434,19 @@ impl Sim {
                             j
                         }
                         None => {
+                            if self.meters {
+                                self.metered.push(Metered::default());
+                            }
                             self.jobs.push(job);
                             (self.jobs.len() - 1) as u32
                         }
                     };
                     self.by_attempt.insert((p, attempt), j);
-                    self.stations[station as usize].stats.attempts += 1;
-                    self.window.attempts += 1;
-                    self.window.per_endpoint[station as usize] += 1;
-                    let d = self.net_delay(request.0, retry, Lane::NetOut);
+                    self.rec.attempt(station as usize, key);
+                    let to = self.stations[station as usize].zone;
+                    let d = self
+                        .net
+                        .delay_ns(from, to, self.seed, request.0, retry, Lane::NetOut);
                     self.push(now + d, Ev::AtInstance(j));
                 }
                 Output::Cancel { attempt, .. } => {
@@ -470,20 +455,24 @@ impl Sim {
                     }
                 }
                 Output::Probe(probe) => {
-                    let rtt = 2 * self.net_delay(probe.probe.0, 0, Lane::NetOut);
+                    let px = &self.proxies[p as usize];
+                    let st = (px.plan.offset + probe.endpoint.0) as usize;
+                    let (a, b) = (px.plan.zone, self.stations[st].zone);
+                    let rtt =
+                        2 * self
+                            .net
+                            .delay_ns(a, b, self.seed, probe.probe.0, 0, Lane::NetOut);
                     self.push(now + rtt, Ev::ProbeDone(p, probe.probe, probe.endpoint));
                 }
                 Output::BalancerProbe { endpoint } => {
-                    let st =
-                        &self.stations[(self.proxies[p as usize].offset + endpoint.0) as usize];
-                    let reply = ProbeReply {
-                        rif: st.busy + st.queue.len() as u32,
-                        latency: mesh_core::Duration::from_nanos(
-                            (st.dist.mean_ns() * st.slowdown * st.fault.slowdown) as u64,
-                        ),
-                    };
-                    let rtt = 2 * self.net_delay(u64::from(endpoint.0) ^ now, 0, Lane::NetOut);
-                    self.push(now + rtt, Ev::BalancerProbeDone(p, endpoint, reply));
+                    let px = &self.proxies[p as usize];
+                    let st = (px.plan.offset + endpoint.0) as usize;
+                    let (a, b) = (px.plan.zone, self.stations[st].zone);
+                    let probe_id = u64::from(endpoint.0) ^ now;
+                    let d = self
+                        .net
+                        .delay_ns(a, b, self.seed, probe_id, 0, Lane::NetOut);
+                    self.push(now + d, Ev::BalancerProbeAt(p, endpoint));
                 }
                 Output::Finished {
                     result,
@@ -504,53 +493,15 @@ impl Sim {
         }
     }
 
-    fn net_delay(&self, request: u64, retry: u32, lane: Lane) -> u64 {
-        match &self.net {
-            Dist::Constant { value } => value.as_nanos(),
-            d => d
-                .quantile_ns(uniform(self.seed, request, retry, lane))
-                .round() as u64,
-        }
-    }
-
     /// A request ended; it is measured when it arrived after the warm-up.
     fn finished(&mut self, result: Finish, attempts: u32, started: u64) {
         self.live -= 1;
-        let latency = self.now - started;
-        let ok = result.is_success();
-        self.window.requests += 1;
-        self.window.errors += u64::from(!ok);
-        self.window.hist.saturating_record(latency.max(1));
-        if started < self.warmup {
-            return;
-        }
-        self.last_finish = self.now;
-        self.requests += 1;
-        self.attempts += u64::from(attempts);
-        self.hist.saturating_record(latency.max(1));
-        if ok {
-            self.successes += 1;
-        } else {
-            *self.failures.entry(result.class().to_owned()).or_insert(0) += 1;
-        }
+        self.rec.finished(result, attempts, started, self.now);
     }
 
     fn event(&mut self, p: u32, e: &PolicyEvent) {
-        match e {
-            PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
-                let s = self.proxies[p as usize].offset + endpoint.0;
-                self.stations[s as usize].stats.ejections += 1;
-                self.window.ejections += 1;
-            }
-            PolicyEvent::HealthChanged { .. } => self.window.health_changes += 1,
-            _ => {}
-        }
-        let kind = e.kind();
-        if let Some(n) = self.events.get_mut(kind) {
-            *n += 1;
-        } else {
-            self.events.insert(kind.to_owned(), 1);
-        }
+        let offset = self.proxies[p as usize].plan.offset as usize;
+        self.rec.event(offset, e);
     }
 
     fn at_instance(&mut self, j: u32) {
@@ -559,24 +510,49 @@ impl Sim {
             self.free_jobs.push(j);
             return;
         }
+        let now = self.now;
         let st = &mut self.stations[job.station as usize];
         if st.fault.down {
             // Connection refused.
-            st.stats.errors += 1;
+            self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::LocalError);
         } else if st.fault.fast_fail > 0.0
             && uniform(self.seed, job.request, job.retry, Lane::FastFail) < st.fault.fast_fail
         {
             // A fast-failing instance answers 503 without queueing or serving.
-            st.stats.errors += 1;
+            if let Some(m) = &mut st.meter {
+                m.respond(now, 0, true);
+            }
+            self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::GatewayError);
         } else if st.busy < st.concurrency {
+            if let Some(m) = &mut st.meter {
+                m.arrive(now);
+            }
+            if let Some(m) = self.metered.get_mut(j as usize) {
+                *m = Metered {
+                    arrived: now,
+                    load: None,
+                };
+            }
             self.start(j);
         } else if (st.queue.len() as u64) < u64::from(st.queue_limit) {
+            if let Some(m) = &mut st.meter {
+                m.arrive(now);
+            }
+            if let Some(m) = self.metered.get_mut(j as usize) {
+                *m = Metered {
+                    arrived: now,
+                    load: None,
+                };
+            }
             st.queue.push_back(j);
         } else {
             // A full queue answers 503 at once.
-            st.stats.errors += 1;
+            if let Some(m) = &mut st.meter {
+                m.respond(now, 0, true);
+            }
+            self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::GatewayError);
         }
     }
@@ -590,6 +566,9 @@ impl Sim {
         let u = uniform(self.seed, request, retry, Lane::Service);
         let st = &mut self.stations[station as usize];
         st.busy += 1;
+        if let Some(m) = &mut st.meter {
+            m.start(self.now);
+        }
         let t = (st.dist.quantile_ns(u) * st.slowdown * st.fault.slowdown).round() as u64;
         self.push(self.now + t, Ev::ServiceDone(j, generation));
     }
@@ -613,9 +592,12 @@ impl Sim {
         reset.sort_unstable();
         let st = &mut self.stations[s as usize];
         st.busy = 0;
+        if st.meter.is_some() {
+            st.meter = Some(LoadMeter::new(st.concurrency, self.now));
+        }
         for j in reset {
             if !self.jobs[j as usize].cancelled {
-                self.stations[s as usize].stats.errors += 1;
+                self.rec.endpoint_error(s as usize);
             }
             self.respond(j, Outcome::LocalError);
         }
@@ -624,12 +606,23 @@ impl Sim {
     fn service_done(&mut self, j: u32) {
         self.jobs[j as usize].serving = false;
         let job = self.jobs[j as usize];
+        let now = self.now;
         let st = &mut self.stations[job.station as usize];
         st.busy -= 1;
         let rate = st.error_rate.max(st.fault.error_rate);
         let failed = rate > 0.0 && uniform(self.seed, job.request, job.retry, Lane::Error) < rate;
+        if let Some(m) = &mut st.meter {
+            m.leave(now, true);
+        }
+        if let Some(m) = &mut st.meter {
+            let arrived = self.metered[j as usize].arrived;
+            m.respond(now, now - arrived, failed);
+        }
+        if self.load_reports {
+            self.metered[j as usize].load = st.meter.as_mut().map(|m| m.report(now));
+        }
         if failed {
-            st.stats.errors += 1;
+            self.rec.endpoint_error(job.station as usize);
         }
         self.respond(
             j,
@@ -642,6 +635,9 @@ impl Sim {
         // Next in line, skipping cancelled requests.
         while let Some(next) = self.stations[job.station as usize].queue.pop_front() {
             if self.jobs[next as usize].cancelled {
+                if let Some(m) = &mut self.stations[job.station as usize].meter {
+                    m.leave(now, false);
+                }
                 self.free_jobs.push(next);
                 continue;
             }
@@ -656,36 +652,22 @@ impl Sim {
             self.free_jobs.push(j);
             return;
         }
-        let d = self.net_delay(job.request, job.retry, Lane::NetBack);
+        let (from, to) = (
+            self.stations[job.station as usize].zone,
+            self.proxies[job.proxy as usize].plan.zone,
+        );
+        let d = self
+            .net
+            .delay_ns(from, to, self.seed, job.request, job.retry, Lane::NetBack);
         self.push(self.now + d, Ev::Response(j, outcome));
     }
 
     fn sample(&mut self) {
-        let w = &mut self.window;
         let ejected = self
             .proxies
             .iter()
             .map(|p| u64::from(p.cluster.outlier().map_or(0, |o| o.ejected_count())))
             .sum();
-        self.timeseries.push(Sample {
-            t_s: self.now as f64 / 1e9,
-            requests: w.requests,
-            errors: w.errors,
-            p50_ms: quantile_ms(&w.hist, 0.5),
-            p99_ms: quantile_ms(&w.hist, 0.99),
-            p999_ms: quantile_ms(&w.hist, 0.999),
-            attempts: w.attempts,
-            ejected,
-            ejections: w.ejections,
-            health_changes: w.health_changes,
-        });
-        self.endpoint_series.push(w.per_endpoint.clone());
-        w.hist.reset();
-        w.requests = 0;
-        w.errors = 0;
-        w.attempts = 0;
-        w.ejections = 0;
-        w.health_changes = 0;
-        w.per_endpoint.iter_mut().for_each(|c| *c = 0);
+        self.rec.close_window(self.now as f64 / 1e9, ejected);
     }
 }

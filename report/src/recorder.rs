@@ -1,0 +1,337 @@
+//! The recorder: the one place a run's measurements are taken, for both drivers.
+//!
+//! A driver feeds it what its `Cluster`s output (attempts sent, requests finished, policy
+//! events) and what its instances saw (failed attempts), and closes a time-series window every
+//! sample period; [`Recorder::finish`] turns it into a [`RunResult`]. The simulator keeps one
+//! recorder per run; the live generator one per proxy, merged with [`Recorder::merge`] (and
+//! windows with [`Window::merge`]), so every metric is defined once, here.
+//!
+//! What counts: a request is measured when it *arrived* at or after the warm-up; latency runs
+//! from its arrival (the intended send time in live mode) to its finish; `attempts` are those of
+//! measured requests (from the `Cluster`'s own count); per-endpoint counters and windows count
+//! everything, warm-up included.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use mesh_core::outlier::OutlierEvent;
+use mesh_core::{Finish, PolicyEvent};
+
+use crate::{EndpointStats, KeyShare, RunResult, Sample, latency_histogram, quantile_ms};
+
+/// Keys below this index (the hottest ones under Zipf keys, which rank key 0 first) have their
+/// attempts counted per endpoint, for the hot-key table.
+pub const HOT_KEYS: u32 = 10;
+
+/// One time-series window's counters.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// Latency of requests finished in the window (2 significant digits).
+    pub hist: Histogram<u64>,
+    /// Requests finished.
+    pub requests: u64,
+    /// Of those, failed.
+    pub errors: u64,
+    /// Attempts sent.
+    pub attempts: u64,
+    /// Ejections.
+    pub ejections: u64,
+    /// Health-check state changes.
+    pub health_changes: u64,
+    /// Attempts per endpoint (global station index).
+    pub per_endpoint: Vec<u64>,
+}
+
+impl Window {
+    /// An empty window over `endpoints` endpoints.
+    pub fn new(endpoints: usize) -> Self {
+        Window {
+            // Per-window percentiles need less precision than the run's: 2 significant digits
+            // keep the histogram ten times smaller, and it is reset every window.
+            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 2).expect("valid bounds"),
+            requests: 0,
+            errors: 0,
+            attempts: 0,
+            ejections: 0,
+            health_changes: 0,
+            per_endpoint: vec![0; endpoints],
+        }
+    }
+
+    /// Adds another window's counts (another proxy's, over the same period).
+    pub fn merge(&mut self, o: &Window) {
+        let _ = self.hist.add(&o.hist);
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.attempts += o.attempts;
+        self.ejections += o.ejections;
+        self.health_changes += o.health_changes;
+        for (a, b) in self.per_endpoint.iter_mut().zip(&o.per_endpoint) {
+            *a += b;
+        }
+    }
+
+    /// The window as a time-series sample ending at `t_s`, with `ejected` hosts at its end.
+    pub fn sample(&self, t_s: f64, ejected: u64) -> Sample {
+        Sample {
+            t_s,
+            requests: self.requests,
+            errors: self.errors,
+            p50_ms: quantile_ms(&self.hist, 0.5),
+            p99_ms: quantile_ms(&self.hist, 0.99),
+            p999_ms: quantile_ms(&self.hist, 0.999),
+            attempts: self.attempts,
+            ejected,
+            ejections: self.ejections,
+            health_changes: self.health_changes,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.hist.reset();
+        self.requests = 0;
+        self.errors = 0;
+        self.attempts = 0;
+        self.ejections = 0;
+        self.health_changes = 0;
+        self.per_endpoint.iter_mut().for_each(|c| *c = 0);
+    }
+}
+
+/// A run's measurements in progress. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    warmup_ns: u64,
+    hist: Histogram<u64>,
+    requests: u64,
+    successes: u64,
+    failures: BTreeMap<String, u64>,
+    attempts: u64,
+    events: BTreeMap<String, u64>,
+    endpoints: Vec<EndpointStats>,
+    window: Window,
+    timeseries: Vec<Sample>,
+    endpoint_series: Vec<Vec<u64>>,
+    first_measured: Option<u64>,
+    last_finish: u64,
+    /// Attempts per (hot key, endpoint).
+    keys: BTreeMap<(u32, u32), u64>,
+}
+
+impl Recorder {
+    /// A recorder over `endpoints` (every instance, in station order) for a run whose
+    /// measurement starts at `warmup_ns`.
+    pub fn new(endpoints: Vec<EndpointStats>, warmup_ns: u64) -> Self {
+        let n = endpoints.len();
+        Recorder {
+            warmup_ns,
+            hist: latency_histogram(),
+            requests: 0,
+            successes: 0,
+            failures: BTreeMap::new(),
+            attempts: 0,
+            events: BTreeMap::new(),
+            endpoints,
+            window: Window::new(n),
+            timeseries: Vec::new(),
+            endpoint_series: Vec::new(),
+            first_measured: None,
+            last_finish: 0,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// A request arrived at `now_ns`.
+    #[inline]
+    pub fn arrived(&mut self, now_ns: u64) {
+        if now_ns >= self.warmup_ns && self.first_measured.is_none() {
+            self.first_measured = Some(now_ns);
+        }
+    }
+
+    /// An attempt was sent to endpoint `station`; `key` is its request's key, if any.
+    #[inline]
+    pub fn attempt(&mut self, station: usize, key: Option<u32>) {
+        if let Some(e) = self.endpoints.get_mut(station) {
+            e.attempts += 1;
+        }
+        self.window.attempts += 1;
+        if let Some(c) = self.window.per_endpoint.get_mut(station) {
+            *c += 1;
+        }
+        if let Some(k) = key.filter(|&k| k < HOT_KEYS) {
+            *self.keys.entry((k, station as u32)).or_insert(0) += 1;
+        }
+    }
+
+    /// Endpoint `station` failed an attempt (a 5xx, a refused or reset connection).
+    #[inline]
+    pub fn endpoint_error(&mut self, station: usize) {
+        if let Some(e) = self.endpoints.get_mut(station) {
+            e.errors += 1;
+        }
+    }
+
+    /// A request that arrived at `started_ns` finished at `now_ns` after `attempts` attempts.
+    /// Returns whether it was measured (arrived after the warm-up).
+    #[inline]
+    pub fn finished(
+        &mut self,
+        result: Finish,
+        attempts: u32,
+        started_ns: u64,
+        now_ns: u64,
+    ) -> bool {
+        let latency = now_ns.saturating_sub(started_ns).max(1);
+        let ok = result.is_success();
+        self.window.requests += 1;
+        self.window.errors += u64::from(!ok);
+        self.window.hist.saturating_record(latency);
+        if started_ns < self.warmup_ns {
+            return false;
+        }
+        self.last_finish = self.last_finish.max(now_ns);
+        self.requests += 1;
+        self.attempts += u64::from(attempts);
+        self.hist.saturating_record(latency);
+        if ok {
+            self.successes += 1;
+        } else if let Some(n) = self.failures.get_mut(result.class()) {
+            *n += 1;
+        } else {
+            self.failures.insert(result.class().to_owned(), 1);
+        }
+        true
+    }
+
+    /// A policy event from the proxy whose endpoint 0 is station `offset`.
+    pub fn event(&mut self, offset: usize, e: &PolicyEvent) {
+        match e {
+            PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
+                if let Some(s) = self.endpoints.get_mut(offset + endpoint.index()) {
+                    s.ejections += 1;
+                }
+                self.window.ejections += 1;
+            }
+            PolicyEvent::HealthChanged { .. } => self.window.health_changes += 1,
+            _ => {}
+        }
+        let kind = e.kind();
+        if let Some(n) = self.events.get_mut(kind) {
+            *n += 1;
+        } else {
+            self.events.insert(kind.to_owned(), 1);
+        }
+    }
+
+    /// Ends the current window at `t_s` (with `ejected` hosts at its end) into the time series.
+    pub fn close_window(&mut self, t_s: f64, ejected: u64) {
+        self.timeseries.push(self.window.sample(t_s, ejected));
+        self.endpoint_series.push(self.window.per_endpoint.clone());
+        self.window.reset();
+    }
+
+    /// Takes the current window's counts and starts a new one (for a driver that merges the
+    /// windows of several recorders itself).
+    pub fn take_window(&mut self) -> Window {
+        let w = self.window.clone();
+        self.window.reset();
+        w
+    }
+
+    /// Appends a sample made elsewhere (merged windows) to the time series.
+    pub fn push_sample(&mut self, sample: Sample, per_endpoint: Vec<u64>) {
+        self.timeseries.push(sample);
+        self.endpoint_series.push(per_endpoint);
+    }
+
+    /// Windows closed so far.
+    pub fn windows(&self) -> usize {
+        self.timeseries.len()
+    }
+
+    /// Adds another recorder's totals (another proxy of the same run); windows are not merged
+    /// (see [`Recorder::take_window`]).
+    pub fn merge(&mut self, o: &Recorder) {
+        let _ = self.hist.add(&o.hist);
+        self.requests += o.requests;
+        self.successes += o.successes;
+        self.attempts += o.attempts;
+        for (k, v) in &o.failures {
+            *self.failures.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &o.events {
+            *self.events.entry(k.clone()).or_insert(0) += v;
+        }
+        for (a, b) in self.endpoints.iter_mut().zip(&o.endpoints) {
+            a.add(b);
+        }
+        for (k, v) in &o.keys {
+            *self.keys.entry(*k).or_insert(0) += v;
+        }
+        self.first_measured = match (self.first_measured, o.first_measured) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_finish = self.last_finish.max(o.last_finish);
+    }
+
+    /// Seconds from the first measured arrival to the last measured finish (the measurement
+    /// window of a run sized by request count).
+    pub fn measured_span_s(&self) -> f64 {
+        self.last_finish
+            .saturating_sub(self.first_measured.unwrap_or(0)) as f64
+            / 1e9
+    }
+
+    /// The run's result; `measured_seconds` is the measurement window's length.
+    pub fn finish(self, id: RunId, measured_seconds: f64) -> RunResult {
+        RunResult {
+            point: id.point,
+            coords: id.coords,
+            strategy: id.strategy,
+            replication: id.replication,
+            seed: id.seed,
+            latency: self.hist,
+            requests: self.requests,
+            successes: self.successes,
+            failures: self.failures,
+            attempts: self.attempts,
+            measured_seconds,
+            keys: self
+                .keys
+                .into_iter()
+                .map(|((key, station), attempts)| {
+                    let e = &self.endpoints[station as usize];
+                    KeyShare {
+                        key,
+                        service: e.service.clone(),
+                        instance: e.instance,
+                        attempts,
+                    }
+                })
+                .collect(),
+            endpoints: self.endpoints,
+            timeseries: self.timeseries,
+            events: self.events,
+            endpoint_series: self.endpoint_series,
+            sim_events: 0,
+            live: None,
+        }
+    }
+}
+
+/// Which run a result belongs to.
+#[derive(Clone, Debug, Default)]
+pub struct RunId {
+    /// Sweep point index.
+    pub point: usize,
+    /// The sweep point's values.
+    pub coords: Vec<String>,
+    /// Strategy name.
+    pub strategy: String,
+    /// Replication index.
+    pub replication: u32,
+    /// The replication's seed.
+    pub seed: u64,
+}

@@ -1,0 +1,510 @@
+//! The workload builder: what one run *is*, built once from a scenario for both drivers.
+//!
+//! [`Workload::build`] turns a sweep point, a strategy and a replication into the run's
+//! instances ([`Station`]s), client proxies ([`ProxyPlan`]s: each with its seed, arrival clock,
+//! request keys, endpoint metadata and the strategy's policy with the proxy's zone filled in),
+//! and the network between zones ([`NetworkModel`]). The simulator and the live load generator
+//! both start from it, so a feature of the world lands here once and acts the same in both.
+//! [`LoadMeter`] is the one model of what an instance reports about itself (ORCA load reports
+//! with each response, Prequal probe answers), used by the simulator's stations and the live
+//! backends alike.
+
+use std::sync::Arc;
+
+use mesh_core::{
+    Cluster, ClusterConfig, EndpointMeta, LoadReport, ProbeReply, RequestId, Rng, Seed,
+};
+
+use crate::{Arrival, ArrivalClock, Dist, Keys, Lane, Loaded, Scenario, crn_uniform, unit};
+
+/// One instance of a service, as both drivers run it.
+#[derive(Clone, Debug)]
+pub struct Station {
+    /// Service name.
+    pub service: String,
+    /// Index within the service.
+    pub index: u32,
+    /// Zone index (into [`Workload::zones`]).
+    pub zone: u16,
+    /// Requests served at once.
+    pub concurrency: u32,
+    /// Requests queued beyond `concurrency` (`u32::MAX`: unbounded).
+    pub queue_limit: u32,
+    /// Service-time distribution (before `slowdown`).
+    pub dist: Dist,
+    /// Service-time multiplier.
+    pub slowdown: f64,
+    /// Share of served requests answered 500.
+    pub error_rate: f64,
+    /// Its metadata in every client's starting view.
+    pub meta: EndpointMeta,
+}
+
+/// One client proxy: everything a driver needs to run it.
+#[derive(Clone, Debug)]
+pub struct ProxyPlan {
+    /// Client population name.
+    pub client: String,
+    /// Index within the population.
+    pub index: u32,
+    /// The service it calls.
+    pub target: String,
+    /// Global station index of the target's instance 0: endpoint `e` is station `offset + e`.
+    pub offset: u32,
+    /// Zone index (into [`Workload::zones`]).
+    pub zone: u16,
+    /// The target's instances as this proxy's discovery view starts.
+    pub endpoints: Vec<EndpointMeta>,
+    /// The strategy's policy, with zone-aware routing's local zone and local cluster filled in.
+    pub config: ClusterConfig,
+    /// The proxy's seed (`run / client / <name> / <index>`).
+    pub seed: Seed,
+    arrival: Arrival,
+    proxies: u32,
+    keys: Option<Arc<KeyTable>>,
+}
+
+impl ProxyPlan {
+    /// A fresh `Cluster` for the proxy, at time 0.
+    pub fn cluster(&self) -> Cluster {
+        Cluster::new(
+            &self.config,
+            &self.endpoints,
+            self.seed.fork("cluster"),
+            mesh_core::Instant::EPOCH,
+        )
+        .expect("strategies and endpoints are validated when the scenario loads")
+    }
+
+    /// The proxy's arrival clock and the stream of uniforms that drives it.
+    pub fn arrivals(&self) -> (ArrivalClock, Rng) {
+        (
+            ArrivalClock::new(&self.arrival, self.proxies),
+            self.seed.fork("arrivals").rng(),
+        )
+    }
+
+    /// The request id of this proxy's `seq`-th request, given the proxy's global index: the
+    /// same in both drivers, so the common random numbers of a request are too.
+    pub fn request_id(global: u32, seq: u64) -> RequestId {
+        RequestId((u64::from(global) << 40) | seq)
+    }
+
+    /// The request's key (index and hash), when the client has `keys:`.
+    pub fn key(&self, run_seed: u64, request: RequestId) -> Option<(u32, u64)> {
+        let t = self.keys.as_ref()?;
+        let k = t.draw(crn_uniform(run_seed, request.0, 0, Lane::Key));
+        Some((k, key_hash(k)))
+    }
+}
+
+/// The header that carries a request's key in live mode.
+pub const KEY_HEADER: &str = "x-meshbench-key";
+
+/// The text of key `k` (`k17`), as sent in [`KEY_HEADER`].
+pub fn key_text(k: u32) -> String {
+    format!("k{k}")
+}
+
+/// The hash of key `k`: XXH64 with seed 0 over its text, as Envoy hashes a header value for
+/// `hash_policy: header` (`HashUtil::xxHash64`).
+pub fn key_hash(k: u32) -> u64 {
+    xxhash_rust::xxh64::xxh64(key_text(k).as_bytes(), 0)
+}
+
+/// Draws key indices by inverse transform from one uniform (so a request's key is a common
+/// random number).
+#[derive(Debug)]
+struct KeyTable {
+    count: u32,
+    /// Cumulative probabilities (Zipf); empty for uniform keys.
+    cdf: Vec<f64>,
+}
+
+impl KeyTable {
+    fn new(keys: &Keys) -> Self {
+        match keys {
+            Keys::Uniform { count } => KeyTable {
+                count: *count,
+                cdf: Vec::new(),
+            },
+            Keys::Zipf { count, exponent } => {
+                let mut cdf = Vec::with_capacity(*count as usize);
+                let mut total = 0.0;
+                for k in 0..*count {
+                    total += (f64::from(k) + 1.0).powf(-exponent);
+                    cdf.push(total);
+                }
+                for c in &mut cdf {
+                    *c /= total;
+                }
+                KeyTable { count: *count, cdf }
+            }
+        }
+    }
+
+    fn draw(&self, u: f64) -> u32 {
+        if self.cdf.is_empty() {
+            return ((u * f64::from(self.count)) as u32).min(self.count - 1);
+        }
+        (self.cdf.partition_point(|&c| c < u) as u32).min(self.count - 1)
+    }
+}
+
+/// The one-way latency between every pair of zones.
+#[derive(Clone, Debug)]
+pub struct NetworkModel {
+    zones: usize,
+    table: Vec<Dist>,
+}
+
+impl NetworkModel {
+    /// One hop from zone `from` to zone `to` for attempt `attempt` of `request` on `lane`
+    /// (ns), a common random number: the same for every strategy and both drivers.
+    #[inline]
+    pub fn delay_ns(
+        &self,
+        from: u16,
+        to: u16,
+        seed: u64,
+        request: u64,
+        attempt: u32,
+        lane: Lane,
+    ) -> u64 {
+        match &self.table[usize::from(from) * self.zones + usize::from(to)] {
+            Dist::Constant { value } => value.as_nanos(),
+            d => d
+                .quantile_ns(crn_uniform(seed, request, attempt, lane))
+                .round() as u64,
+        }
+    }
+
+    /// Whether every hop is free (no latency anywhere).
+    pub fn is_zero(&self) -> bool {
+        self.table
+            .iter()
+            .all(|d| matches!(d, Dist::Constant { value } if value.is_zero()))
+    }
+}
+
+/// One run's world. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// The run's seed (`scenario seed / replication`); the common random numbers hash it.
+    pub seed: Seed,
+    /// Zone names; index 0 is the only zone (named "") when the scenario has none.
+    pub zones: Vec<String>,
+    /// Every instance, service by service in name order, then by index.
+    pub stations: Vec<Station>,
+    /// Every proxy, client by client in name order, then by index.
+    pub proxies: Vec<ProxyPlan>,
+    /// Latency between zones.
+    pub network: NetworkModel,
+    /// Whether the proxies' balancer reads server load reports (ORCA): drivers attach them to
+    /// responses only then.
+    pub load_reports: bool,
+    /// Whether instances need to measure their load at all (ORCA reports or Prequal probes).
+    pub meters: bool,
+}
+
+impl Workload {
+    /// The world of sweep point `point`, strategy `strategy` (index into the point's
+    /// strategies), replication `replication`, base seed `seed`. Every point and strategy of a
+    /// replication shares the replication's seed (common random numbers).
+    pub fn build(
+        loaded: &Loaded,
+        point: usize,
+        strategy: usize,
+        replication: u32,
+        seed: u64,
+    ) -> Workload {
+        let pt = &loaded.points[point];
+        Self::of(&pt.scenario, &pt.strategies[strategy].1, replication, seed)
+    }
+
+    /// The world of `scenario` under policy `config`.
+    pub fn of(scenario: &Scenario, config: &ClusterConfig, replication: u32, seed: u64) -> Self {
+        let run_seed = Seed::new(seed).fork_index(u64::from(replication));
+        let zones: Vec<String> = if scenario.zones.is_empty() {
+            vec![String::new()]
+        } else {
+            scenario.zones.keys().cloned().collect()
+        };
+        let zone_id = |name: &str| zones.iter().position(|z| z == name).unwrap_or(0) as u16;
+        let mut stations = Vec::new();
+        let mut offsets = std::collections::BTreeMap::new();
+        for (svc_name, svc) in &scenario.services {
+            offsets.insert(svc_name.as_str(), stations.len() as u32);
+            for i in 0..svc.instances {
+                let x = svc.instance(i);
+                stations.push(Station {
+                    service: svc_name.clone(),
+                    index: i,
+                    zone: zone_id(x.zone),
+                    concurrency: x.concurrency,
+                    queue_limit: x.queue_limit,
+                    dist: x.service_time.clone(),
+                    slowdown: x.slowdown,
+                    error_rate: x.error_rate,
+                    meta: x.meta(),
+                });
+            }
+        }
+        let mut proxies = Vec::new();
+        for (client_name, c) in &scenario.clients {
+            let offset = offsets[c.target.as_str()];
+            let n = scenario.services[&c.target].instances as usize;
+            let endpoints: Vec<EndpointMeta> = stations[offset as usize..offset as usize + n]
+                .iter()
+                .map(|s| s.meta.clone())
+                .collect();
+            let keys = c.keys.as_ref().map(|k| Arc::new(KeyTable::new(k)));
+            // Zone-aware routing's local cluster: this population's proxies per zone.
+            let mut local_cluster = std::collections::BTreeMap::new();
+            if !scenario.zones.is_empty() {
+                for z in scenario.zones.keys() {
+                    local_cluster.insert(z.clone(), 0u64);
+                }
+                for p in 0..c.proxies {
+                    if let Some(z) = c.zone.as_ref().and_then(|pl| pl.zone_of(p)) {
+                        *local_cluster.entry(z.to_owned()).or_insert(0) += 1;
+                    }
+                }
+            }
+            for p in 0..c.proxies {
+                let zone = c
+                    .zone
+                    .as_ref()
+                    .and_then(|pl| pl.zone_of(p))
+                    .unwrap_or("")
+                    .to_owned();
+                let mut config = config.clone();
+                if let Some(z) = &mut config.zone_aware {
+                    z.local_zone.clone_from(&zone);
+                    z.local_cluster.clone_from(&local_cluster);
+                }
+                proxies.push(ProxyPlan {
+                    client: client_name.clone(),
+                    index: p,
+                    target: c.target.clone(),
+                    offset,
+                    zone: zone_id(&zone),
+                    endpoints: endpoints.clone(),
+                    config,
+                    seed: run_seed
+                        .fork("client")
+                        .fork(client_name)
+                        .fork_index(u64::from(p)),
+                    arrival: c.arrival.clone(),
+                    proxies: c.proxies,
+                    keys: keys.clone(),
+                });
+            }
+        }
+        let mut table = Vec::with_capacity(zones.len() * zones.len());
+        for a in &zones {
+            for b in &zones {
+                table.push(scenario.network.between(a, b).clone());
+            }
+        }
+        Workload {
+            seed: run_seed,
+            network: NetworkModel {
+                zones: zones.len(),
+                table,
+            },
+            zones,
+            stations,
+            proxies,
+            load_reports: matches!(
+                config.balancer,
+                mesh_core::BalancerConfig::OrcaWeightedRoundRobin(_)
+            ),
+            meters: matches!(
+                config.balancer,
+                mesh_core::BalancerConfig::OrcaWeightedRoundRobin(_)
+                    | mesh_core::BalancerConfig::Prequal(_)
+            ),
+        }
+    }
+}
+
+/// Length of the window over which an instance measures its own qps, errors and utilization.
+pub const LOAD_WINDOW_NS: u64 = 1_000_000_000;
+
+/// What an instance knows about its own load, measured the same way in the simulator and in
+/// the live backends: requests in flight (queued or in service), utilization (time-averaged
+/// busy servers / concurrency), queries and errors per second over the last whole
+/// [`LOAD_WINDOW_NS`] window (or the current one, before the first ends), and an exponentially
+/// weighted mean of its recent latencies (arrival to response, weight 1/16 per response).
+/// ORCA load reports ([`LoadMeter::report`]) and Prequal probe answers ([`LoadMeter::probe`])
+/// come from it. Times are ns on any clock that does not go backwards.
+#[derive(Clone, Debug)]
+pub struct LoadMeter {
+    concurrency: u32,
+    in_flight: u32,
+    busy: u32,
+    window_start: u64,
+    last_change: u64,
+    busy_ns: u128,
+    done: u64,
+    errors: u64,
+    last: Option<LoadReport>,
+    latency_ns: f64,
+}
+
+impl LoadMeter {
+    /// A meter for an instance serving `concurrency` requests at once, from time `now`.
+    pub fn new(concurrency: u32, now: u64) -> Self {
+        LoadMeter {
+            concurrency: concurrency.max(1),
+            in_flight: 0,
+            busy: 0,
+            window_start: now,
+            last_change: now,
+            busy_ns: 0,
+            done: 0,
+            errors: 0,
+            last: None,
+            latency_ns: 0.0,
+        }
+    }
+
+    fn advance(&mut self, now: u64) {
+        let now = now.max(self.last_change);
+        while now >= self.window_start + LOAD_WINDOW_NS {
+            let end = self.window_start + LOAD_WINDOW_NS;
+            self.busy_ns += u128::from(self.busy) * u128::from(end - self.last_change);
+            self.last = Some(self.figures(LOAD_WINDOW_NS));
+            self.window_start = end;
+            self.last_change = end;
+            self.busy_ns = 0;
+            self.done = 0;
+            self.errors = 0;
+        }
+        self.busy_ns += u128::from(self.busy) * u128::from(now - self.last_change);
+        self.last_change = now;
+    }
+
+    fn figures(&self, span_ns: u64) -> LoadReport {
+        let secs = span_ns as f64 / 1e9;
+        LoadReport {
+            qps: self.done as f64 / secs,
+            eps: self.errors as f64 / secs,
+            utilization: self.busy_ns as f64 / (f64::from(self.concurrency) * span_ns as f64),
+        }
+    }
+
+    /// A request reached the instance (queued or served).
+    pub fn arrive(&mut self, now: u64) {
+        self.advance(now);
+        self.in_flight += 1;
+    }
+
+    /// A request entered service.
+    pub fn start(&mut self, now: u64) {
+        self.advance(now);
+        self.busy += 1;
+    }
+
+    /// A request left service (served, failed or reset); `queued_only` when it never started.
+    pub fn leave(&mut self, now: u64, started: bool) {
+        self.advance(now);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if started {
+            self.busy = self.busy.saturating_sub(1);
+        }
+    }
+
+    /// A response left, `latency_ns` after its request arrived; `failed` for a 5xx.
+    pub fn respond(&mut self, now: u64, latency_ns: u64, failed: bool) {
+        self.advance(now);
+        self.done += 1;
+        self.errors += u64::from(failed);
+        self.latency_ns += (latency_ns as f64 - self.latency_ns) / 16.0;
+    }
+
+    /// The load report sent with a response at `now` (gRPC ORCA's per-request
+    /// `endpoint-load-metrics`).
+    pub fn report(&mut self, now: u64) -> LoadReport {
+        self.advance(now);
+        match self.last {
+            Some(r) => r,
+            None => self.figures((now - self.window_start).max(1)),
+        }
+    }
+
+    /// A Prequal probe's answer at `now`: requests in flight and the recent latency.
+    pub fn probe(&mut self, now: u64) -> ProbeReply {
+        self.advance(now);
+        ProbeReply {
+            rif: self.in_flight,
+            latency: mesh_core::Duration::from_nanos(self.latency_ns.round() as u64),
+        }
+    }
+}
+
+/// A uniform in (0, 1) from a proxy's arrival stream.
+pub fn next_uniform(rng: &mut Rng) -> f64 {
+    use rand::Rng as _;
+    unit(rng.next_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_keys_follow_their_weights_and_uniform_keys_cover_every_key() {
+        let t = KeyTable::new(&Keys::Zipf {
+            count: 100,
+            exponent: 1.0,
+        });
+        let n = 200_000;
+        let mut counts = [0u32; 100];
+        for i in 0..n {
+            counts[t.draw((f64::from(i) + 0.5) / f64::from(n)) as usize] += 1;
+        }
+        let h: f64 = (1..=100).map(|k| 1.0 / f64::from(k)).sum();
+        assert!((f64::from(counts[0]) / f64::from(n) - 1.0 / h).abs() < 0.001);
+        assert!((f64::from(counts[1]) / f64::from(n) - 0.5 / h).abs() < 0.001);
+        let u = KeyTable::new(&Keys::Uniform { count: 7 });
+        let mut seen = [false; 7];
+        for i in 0..70 {
+            seen[u.draw((f64::from(i) + 0.5) / 70.0) as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+        assert_eq!(u.draw(0.999_999_999), 6);
+    }
+
+    #[test]
+    fn key_hash_is_xxh64_of_the_key_text() {
+        assert_eq!(key_text(17), "k17");
+        assert_eq!(
+            key_hash(17),
+            xxhash_rust::xxh64::xxh64(b"k17", 0),
+            "stable: reports depend on it"
+        );
+    }
+
+    #[test]
+    fn the_meter_reports_utilization_qps_and_in_flight() {
+        let s = 1_000_000_000;
+        let mut m = LoadMeter::new(2, 0);
+        // One of two servers busy all second, ten responses: utilization 0.5, 10 qps.
+        m.arrive(0);
+        m.start(0);
+        for i in 1..=10 {
+            m.respond(i * s / 10 - 1, 1_000_000, i == 10);
+        }
+        let r = m.report(s + 1);
+        assert!((r.utilization - 0.5).abs() < 1e-6, "{r:?}");
+        assert!(
+            (r.qps - 10.0).abs() < 1e-9 && (r.eps - 1.0).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert_eq!(m.probe(s + 1).rif, 1);
+        m.leave(s + 2, true);
+        assert_eq!(m.probe(s + 3).rif, 0);
+    }
+}
