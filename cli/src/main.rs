@@ -388,12 +388,14 @@ fn run(
 
 use std::io::Write as _;
 
-/// Runs each chosen strategy live, one after another, against fresh in-process backends (or
-/// `targets`); stops early when `stop` is set.
+/// Runs every sweep point x chosen strategy x replication live, one after another (the
+/// simulator's order), each against fresh in-process backends (or `targets`); stops early when
+/// `stop` is set.
 #[allow(clippy::too_many_arguments)]
 fn run_live_strategies(
     loaded: &meshbench_scenario::Loaded,
     chosen: &[usize],
+    replications: u32,
     targets: &[std::net::SocketAddr],
     seed: u64,
     duration: Option<mesh_core::Duration>,
@@ -404,66 +406,93 @@ fn run_live_strategies(
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<LiveResults> {
     use std::sync::atomic::Ordering;
-    let sc = &loaded.scenario;
     let mut results = Vec::new();
     let mut recordings = Vec::new();
     let mut stats = Vec::new();
-    for &s in chosen {
-        if stop.load(Ordering::SeqCst) {
-            break;
+    let sweep = !loaded.sweep_paths.is_empty();
+    'all: for (point, pt) in loaded.points.iter().enumerate() {
+        let sc = &pt.scenario;
+        for &s in chosen {
+            for replication in 0..replications {
+                if stop.load(Ordering::SeqCst) {
+                    break 'all;
+                }
+                let run = rt.block_on(async {
+                    // Fresh backends per run: empty queues, the replication's draws.
+                    let backends = if targets.is_empty() {
+                        Some(std::sync::Arc::new(
+                            meshbench_live::Backends::start_with(
+                                sc,
+                                std::net::IpAddr::from([127, 0, 0, 1]),
+                                seed_of(seed, replication),
+                                wire.tls.as_ref().and_then(|t| t.server.clone()),
+                            )
+                            .await?,
+                        ))
+                    } else {
+                        None
+                    };
+                    let mut endpoints = std::collections::BTreeMap::new();
+                    for c in sc.clients.values() {
+                        let addrs = match &backends {
+                            Some(b) => b.of(&c.target).iter().map(|i| i.addr).collect(),
+                            None => targets.to_vec(),
+                        };
+                        endpoints.insert(c.target.clone(), addrs);
+                    }
+                    let opts = meshbench_live::LiveOptions {
+                        point,
+                        strategy: s,
+                        replication,
+                        seed,
+                        duration: duration.map(|d| std::time::Duration::from_nanos(d.as_nanos())),
+                        endpoints,
+                        record,
+                        progress: !quiet,
+                        drain: std::time::Duration::from_secs(5),
+                        http2: wire.http2,
+                        connections: wire.connections,
+                        tls: wire.tls.as_ref().map(|t| t.client.clone()),
+                        shard: wire.shard,
+                        backends: backends.clone(),
+                    };
+                    if !quiet {
+                        let at = if sweep {
+                            format!(" at {}", point_label(loaded, point))
+                        } else {
+                            String::new()
+                        };
+                        eprintln!(
+                            "live: strategy {}{at}, replication {}/{replications}",
+                            pt.strategies[s].0,
+                            replication + 1
+                        );
+                    }
+                    let run = meshbench_live::driver::run(loaded, opts, stop.clone()).await;
+                    if let Some(b) = backends {
+                        b.shutdown();
+                    }
+                    anyhow::Ok(run)
+                })?;
+                let label = meshbench_report::run_label(&pt.strategies[s].0, point, sweep);
+                stats.push((label, run.stats));
+                results.push(run.result);
+                recordings.extend(run.recordings);
+            }
         }
-        let run = rt.block_on(async {
-            // Fresh backends per strategy: empty queues, same draws.
-            let backends = if targets.is_empty() {
-                Some(std::sync::Arc::new(
-                    meshbench_live::Backends::start_with(
-                        sc,
-                        std::net::IpAddr::from([127, 0, 0, 1]),
-                        seed_of(loaded, Some(seed)),
-                        wire.tls.as_ref().and_then(|t| t.server.clone()),
-                    )
-                    .await?,
-                ))
-            } else {
-                None
-            };
-            let mut endpoints = std::collections::BTreeMap::new();
-            for c in sc.clients.values() {
-                let addrs = match &backends {
-                    Some(b) => b.of(&c.target).iter().map(|i| i.addr).collect(),
-                    None => targets.to_vec(),
-                };
-                endpoints.insert(c.target.clone(), addrs);
-            }
-            let opts = meshbench_live::LiveOptions {
-                strategy: s,
-                replication: 0,
-                seed,
-                duration: duration.map(|d| std::time::Duration::from_nanos(d.as_nanos())),
-                endpoints,
-                record,
-                progress: !quiet,
-                drain: std::time::Duration::from_secs(5),
-                http2: wire.http2,
-                connections: wire.connections,
-                tls: wire.tls.as_ref().map(|t| t.client.clone()),
-                shard: wire.shard,
-                backends: backends.clone(),
-            };
-            if !quiet {
-                eprintln!("live: strategy {}", loaded.strategies[s].0);
-            }
-            let run = meshbench_live::driver::run(loaded, opts, stop.clone()).await;
-            if let Some(b) = backends {
-                b.shutdown();
-            }
-            anyhow::Ok(run)
-        })?;
-        stats.push((loaded.strategies[s].0.clone(), run.stats));
-        results.push(run.result);
-        recordings.extend(run.recordings);
     }
     Ok((results, stats, recordings))
+}
+
+/// A sweep point as `path=value, ...`.
+fn point_label(loaded: &meshbench_scenario::Loaded, point: usize) -> String {
+    loaded
+        .sweep_paths
+        .iter()
+        .zip(&loaded.points[point].coords)
+        .map(|(p, c)| format!("{p}={c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 type LiveResults = (
@@ -538,6 +567,7 @@ fn fidelity(
     let (live, stats, _) = run_live_strategies(
         loaded,
         &chosen,
+        1,
         &[],
         seed,
         Some(d),
@@ -765,6 +795,9 @@ struct LiveArgs {
     /// Only this strategy (default: all, one after another).
     #[arg(long)]
     strategy: Option<String>,
+    /// Replications per strategy and sweep point (default: the scenario's `replications`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    replications: Option<u32>,
     /// Arrival period (default: the scenario's duration), e.g. `10s`.
     #[arg(long)]
     duration: Option<mesh_core::Duration>,
@@ -847,7 +880,7 @@ fn serve(
             meshbench_live::Backends::start_with(
                 &loaded.scenario,
                 bind,
-                seed_of(loaded, None),
+                seed_of(loaded.scenario.seed, 0),
                 tls,
             )
             .await?,
@@ -889,11 +922,11 @@ fn serve(
     })
 }
 
-/// The seed the backends draw from: the simulator's replication-0 run seed, so live service
+/// The seed the backends draw from: the simulator's run seed of `replication`, so live service
 /// times match the simulator's draws.
-fn seed_of(loaded: &meshbench_scenario::Loaded, seed: Option<u64>) -> u64 {
-    mesh_core::Seed::new(seed.unwrap_or(loaded.scenario.seed))
-        .fork_index(0)
+fn seed_of(seed: u64, replication: u32) -> u64 {
+    mesh_core::Seed::new(seed)
+        .fork_index(u64::from(replication))
         .value()
 }
 
@@ -942,9 +975,11 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         connections: args.connections,
         tls: live_tls(&args, !targets.is_empty())?,
     };
+    let replications = args.replications.unwrap_or(sc.replications);
     let (results, stats, recordings) = run_live_strategies(
         loaded,
         &chosen,
+        replications,
         &targets,
         seed,
         args.duration,
@@ -954,15 +989,19 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         &rt,
         &stop,
     )?;
-    let partial = stats.iter().any(|s| s.1.partial) || results.len() < chosen.len();
-    let names: Vec<String> = results.iter().map(|r| r.strategy.clone()).collect();
+    let planned = loaded.points.len() * chosen.len() * replications as usize;
+    let partial = stats.iter().any(|s| s.1.partial) || results.len() < planned;
+    let names: Vec<String> = chosen
+        .iter()
+        .map(|&i| loaded.strategies[i].0.clone())
+        .collect();
     let summaries = summarize(&results, &names);
     let info = RunInfo {
         scenario: format!("{} (live)", sc.name),
         seed,
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
-        replications: 1,
-        sweep_paths: Vec::new(),
+        replications,
+        sweep_paths: loaded.sweep_paths.clone(),
         faults: fault_windows(&sc.faults),
     };
     write_reports(&dir, &info, &loaded.source, &summaries, &results)

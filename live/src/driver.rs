@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use bytes::Bytes;
@@ -29,13 +29,15 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioExecutor;
 use mesh_core::health::{ProbeId, ProbeResult};
-use mesh_core::outlier::OutlierEvent;
 use mesh_core::trace::Trace;
 use mesh_core::{
-    AttemptId, Cluster, EndpointId, EndpointMeta, Input, Instant, Outcome, Output, PolicyEvent,
-    RequestId, Seed,
+    AttemptId, Cluster, EndpointId, Input, Instant, LoadReport, Outcome, Output, ProbeReply,
 };
-use meshbench_report::{EndpointStats, RunResult, Sample, latency_histogram, quantile_ms};
+use meshbench_report::{
+    EndpointStats, LiveCounts, Recorder, RunId, RunResult, Sample, Window, latency_histogram,
+    quantile_ms,
+};
+use meshbench_scenario::workload::{self, ProxyPlan, Workload};
 use meshbench_scenario::{ArrivalClock, Loaded};
 use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::mpsc;
@@ -50,8 +52,18 @@ enum Conn {
     H2(H2),
 }
 
-/// What an attempt hands back: its id, its outcome, the endpoint, and the connection to reuse.
-type AttemptEnd = (AttemptId, Outcome, usize, Option<Conn>);
+/// What an exchange in a proxy's task was for.
+#[derive(Clone, Copy, Debug)]
+enum Job {
+    /// An attempt of a request.
+    Attempt(AttemptId),
+    /// A balancer (Prequal) probe.
+    Probe,
+}
+
+/// What an exchange hands back: what it was, its outcome, the endpoint, the connection to
+/// reuse, and the report read off the response.
+type AttemptEnd = (Job, Outcome, usize, Option<Conn>, Reported);
 
 /// An attempt in flight inside its proxy's task: no task spawn, no channel hop per request.
 type AttemptFuture = std::pin::Pin<
@@ -64,9 +76,11 @@ struct Target {
     addr: SocketAddr,
     uri: hyper::Uri,
     health: hyper::Uri,
-    /// HTTP/1.1 request heads (request line and `Host`) for `uri` and `health`.
+    probe: hyper::Uri,
+    /// HTTP/1.1 request heads (request line and `Host`) for `uri`, `health` and `probe`.
     work_head: Vec<u8>,
     health_head: Vec<u8>,
+    probe_head: Vec<u8>,
     tls: Option<crate::tls::TlsClient>,
     http2: bool,
 }
@@ -95,8 +109,12 @@ impl Pool {
                         health: format!("{scheme}://{a}/health")
                             .parse()
                             .expect("a valid URI"),
+                        probe: format!("{scheme}://{a}{}", workload::PROBE_PATH)
+                            .parse()
+                            .expect("a valid URI"),
                         work_head: crate::h1::request_head("/work", &a.to_string()),
                         health_head: crate::h1::request_head("/health", &a.to_string()),
+                        probe_head: crate::h1::request_head(workload::PROBE_PATH, &a.to_string()),
                         tls: tls.cloned(),
                         http2,
                     })
@@ -158,38 +176,120 @@ static REQUEST_HEADER: hyper::header::HeaderName =
 /// The attempt number (0 first, then retries and hedges).
 static ATTEMPT_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-meshbench-attempt");
+/// The request's key (see `meshbench_scenario::workload::KEY_HEADER`).
+static KEY_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static(workload::KEY_HEADER);
+/// The calling proxy's zone.
+static ZONE_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static(workload::ZONE_HEADER);
 
-/// Sends one request on `conn`: the status, and the connection when it can carry another. The
-/// error is `true` when the request never got an answer because the connection had been closed
-/// (a pooled connection the server closed while idle), so a fresh connection may try again.
+/// What a request carries besides its path.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ids {
+    /// (request id, attempt number), for the backends' common random numbers.
+    request: Option<(u64, u32)>,
+    /// The request's key.
+    key: Option<u32>,
+    /// The proxy's zone, when the scenario has zones or latency.
+    zone: Option<u16>,
+}
+
+/// Which report header a response is read for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    Nothing,
+    Load,
+    Probe,
+}
+
+/// A report read off a response.
+#[derive(Clone, Copy, Debug)]
+enum Reported {
+    None,
+    Load(LoadReport),
+    Probe(ProbeReply),
+}
+
+fn read_report(value: Option<&[u8]>, want: Want) -> Reported {
+    let Some(v) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
+        return Reported::None;
+    };
+    match want {
+        Want::Nothing => Reported::None,
+        Want::Load => workload::parse_load_report(v).map_or(Reported::None, Reported::Load),
+        Want::Probe => workload::parse_probe(v).map_or(Reported::None, Reported::Probe),
+    }
+}
+
+/// The path a request goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Work,
+    Health,
+    Probe,
+}
+
+/// Sends one request on `conn`: the status, the connection when it can carry another, and the
+/// report asked for. The error is `true` when the request never got an answer because the
+/// connection had been closed (a pooled connection the server closed while idle), so a fresh
+/// connection may try again.
 async fn exchange(
     conn: Conn,
     t: &Target,
-    health: bool,
-    ids: Option<(u64, u32)>,
-) -> Result<(u16, Option<Conn>), bool> {
+    path: Path,
+    ids: Ids,
+    want: Want,
+) -> Result<(u16, Option<Conn>, Reported), bool> {
     match conn {
         Conn::H1(mut c) => {
-            let head = if health { &t.health_head } else { &t.work_head };
-            let extra: &[(&[u8], u64)] = match ids {
-                Some((request, retry)) => &[
-                    (REQUEST_HEADER.as_str().as_bytes(), request),
-                    (ATTEMPT_HEADER.as_str().as_bytes(), u64::from(retry)),
-                ],
-                None => &[],
+            let head = match path {
+                Path::Work => &t.work_head,
+                Path::Health => &t.health_head,
+                Path::Probe => &t.probe_head,
             };
-            match c.get(head, extra).await {
-                Ok((status, reusable)) => Ok((status, reusable.then_some(Conn::H1(c)))),
+            let mut extra: [(&[u8], u64); 4] = [(b"", 0); 4];
+            let mut n = 0;
+            if let Some((request, retry)) = ids.request {
+                extra[0] = (REQUEST_HEADER.as_str().as_bytes(), request);
+                extra[1] = (ATTEMPT_HEADER.as_str().as_bytes(), u64::from(retry));
+                n = 2;
+            }
+            if let Some(k) = ids.key {
+                extra[n] = (KEY_HEADER.as_str().as_bytes(), u64::from(k));
+                n += 1;
+            }
+            if let Some(z) = ids.zone {
+                extra[n] = (ZONE_HEADER.as_str().as_bytes(), u64::from(z));
+                n += 1;
+            }
+            match c.get(head, &extra[..n]).await {
+                Ok((status, reusable)) => {
+                    let report = match want {
+                        Want::Nothing => Reported::None,
+                        w => read_report(Some(c.report()).filter(|r| !r.is_empty()), w),
+                    };
+                    Ok((status, reusable.then_some(Conn::H1(c)), report))
+                }
                 Err(f) => Err(f == crate::h1::Failure::Closed),
             }
         }
         Conn::H2(mut s) => {
-            let uri = if health { &t.health } else { &t.uri };
+            let uri = match path {
+                Path::Work => &t.uri,
+                Path::Health => &t.health,
+                Path::Probe => &t.probe,
+            };
             let mut req = hyper::Request::get(uri.clone());
-            if let Some((request, retry)) = ids {
+            if let Some((request, retry)) = ids.request {
                 req = req
                     .header(&REQUEST_HEADER, request)
                     .header(&ATTEMPT_HEADER, retry);
+            }
+            if let Some(k) = ids.key {
+                req = req.header(&KEY_HEADER, k);
+            }
+            if let Some(z) = ids.zone {
+                req = req.header(&ZONE_HEADER, z);
             }
             let req = req.body(Empty::new()).expect("a valid request");
             if s.ready().await.is_err() {
@@ -200,75 +300,86 @@ async fn exchange(
                 .await
                 .map_err(|e| e.is_closed() || e.is_canceled())?;
             let status = resp.status().as_u16();
+            let header = match want {
+                Want::Nothing => None,
+                Want::Load => resp.headers().get(workload::LOAD_HEADER),
+                Want::Probe => resp.headers().get(workload::PROBE_HEADER),
+            };
+            let report = read_report(header.map(|h| h.as_bytes()), want);
             // Read the body to its end without gathering it: the generator has no use for it.
             let mut body = resp.into_body();
             while let Some(frame) = body.frame().await {
                 frame.map_err(|_| false)?;
             }
-            Ok((status, Some(Conn::H2(s))))
+            Ok((status, Some(Conn::H2(s)), report))
         }
     }
 }
 
-/// One request on a pooled (or new) connection, to the work path or the health path. A pooled
-/// connection the server has closed is replaced once before the attempt counts as a local error.
+/// One request on a pooled (or new) connection. A pooled connection the server has closed is
+/// replaced once before the request counts as a local error.
 async fn request_once(
     pooled: Option<Conn>,
     t: &Target,
-    health: bool,
-    ids: Option<(u64, u32)>,
-) -> (Option<u16>, Option<Conn>) {
+    path: Path,
+    ids: Ids,
+    want: Want,
+) -> (Option<u16>, Option<Conn>, Reported) {
     let mut pooled = pooled;
     for fresh in [false, true] {
         let conn = match pooled.take() {
             Some(c) if !fresh => c,
             _ => match connect(t).await {
                 Some(c) => c,
-                None => return (None, None),
+                None => return (None, None, Reported::None),
             },
         };
-        match exchange(conn, t, health, ids).await {
-            Ok((status, conn)) => return (Some(status), conn),
+        match exchange(conn, t, path, ids, want).await {
+            Ok((status, conn, report)) => return (Some(status), conn, report),
             Err(stale) if stale && !fresh => continue,
-            Err(_) => return (None, None),
+            Err(_) => return (None, None, Reported::None),
         }
     }
-    (None, None)
+    (None, None, Reported::None)
 }
 
-/// One attempt, classified the way outlier detection and retries see it.
+/// One attempt, classified the way outlier detection and retries see it, with the server's load
+/// report when `want` asks for it.
 async fn send_attempt(
     pooled: Option<Conn>,
     t: Arc<Target>,
-    request: u64,
-    retry: u32,
-) -> (Outcome, Option<Conn>) {
-    match request_once(pooled, &t, false, Some((request, retry))).await {
-        (Some(status), conn) => (
+    ids: Ids,
+    want: Want,
+) -> (Outcome, Option<Conn>, Reported) {
+    match request_once(pooled, &t, Path::Work, ids, want).await {
+        (Some(status), conn, report) => (
             match status {
                 502..=504 => Outcome::GatewayError,
                 500..=599 => Outcome::ServerError,
                 _ => Outcome::Success,
             },
             conn,
+            report,
         ),
-        (None, _) => (Outcome::LocalError, None),
+        (None, _, _) => (Outcome::LocalError, None, Reported::None),
     }
 }
 
 /// One active health check on a fresh connection (Envoy's `reuse_connection: false`).
 async fn health_probe(t: Arc<Target>) -> ProbeResult {
-    match request_once(None, &t, true, None).await {
-        (Some(200..=299), _) => ProbeResult::Pass,
-        (Some(_), _) => ProbeResult::Fail,
-        (None, _) => ProbeResult::Error,
+    match request_once(None, &t, Path::Health, Ids::default(), Want::Nothing).await {
+        (Some(200..=299), _, _) => ProbeResult::Pass,
+        (Some(_), _, _) => ProbeResult::Fail,
+        (None, _, _) => ProbeResult::Error,
     }
 }
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
-    /// Strategy index (into the scenario's strategies).
+    /// Sweep point index (0 without a sweep).
+    pub point: usize,
+    /// Strategy index (into the point's strategies).
     pub strategy: usize,
     /// Replication index: seeds the schedule and the backends' draws as in the simulator.
     pub replication: u32,
@@ -370,10 +481,6 @@ enum Msg {
         seq: u64,
         intended_ns: u64,
     },
-    Done {
-        attempt: AttemptId,
-        outcome: Outcome,
-    },
     Probe {
         probe: ProbeId,
         endpoint: EndpointId,
@@ -384,57 +491,59 @@ enum Msg {
     Kick,
 }
 
-/// Shared live counters for the progress line and the time series.
-struct Shared {
-    completed: AtomicU64,
-    errors: AtomicU64,
-    attempts: AtomicU64,
-    window: std::sync::Mutex<Histogram<u64>>,
-    /// The proxy's target service and its attempts per endpoint (for the heat map).
-    target: String,
-    per_endpoint: Vec<AtomicU64>,
-}
-
-/// Per-proxy measurements.
+/// Per-proxy measurements: the shared recorder (behind a lock the sampler takes once per
+/// window) and the live-only figures.
 struct ProxyStats {
-    hist: Histogram<u64>,
     hist_from_send: Histogram<u64>,
-    requests: u64,
-    successes: u64,
-    failures: BTreeMap<String, u64>,
-    attempts: u64,
-    events: BTreeMap<String, u64>,
-    endpoints: Vec<EndpointStats>,
     sent: u64,
     completed: u64,
     issued: u64,
     recording: Option<Recording>,
 }
 
+/// A proxy's recorder and the progress counters the sampler reads.
+struct Shared {
+    recorder: std::sync::Mutex<Recorder>,
+}
+
+impl Shared {
+    fn rec(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.recorder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Runs one live run; `stop` ends it early (the results so far are returned, marked partial).
 pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> LiveRun {
-    let sc = &loaded.scenario;
-    let (name, config) = &loaded.strategies[opts.strategy];
-    let run_seed = Seed::new(opts.seed).fork_index(u64::from(opts.replication));
+    let pt = &loaded.points[opts.point];
+    let sc = &pt.scenario;
+    let name = &pt.strategies[opts.strategy].0;
+    // The run's world, built as the simulator builds it.
+    let world = Workload::build(
+        loaded,
+        opts.point,
+        opts.strategy,
+        opts.replication,
+        opts.seed,
+    );
+    let run_seed = world.seed;
     let duration_ns = opts
         .duration
         .map(|d| d.as_nanos() as u64)
         .or(sc.duration.map(|d| d.as_nanos()))
         .unwrap_or(10_000_000_000);
     let warmup = sc.warmup.as_nanos().min(duration_ns / 2);
-    // One set of live counters per proxy (no cache line shared between proxy threads); the
-    // sampler sums them.
-    let new_shared = |target: &str, endpoints: usize| {
-        Arc::new(Shared {
-            completed: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            attempts: AtomicU64::new(0),
-            window: std::sync::Mutex::new(latency_histogram()),
-            target: target.to_owned(),
-            per_endpoint: (0..endpoints).map(|_| AtomicU64::new(0)).collect(),
+    let endpoint_stats: Vec<EndpointStats> = world
+        .stations
+        .iter()
+        .map(|x| EndpointStats {
+            service: x.service.clone(),
+            instance: x.index,
+            ..EndpointStats::default()
         })
-    };
-    let mut all_shared: Vec<Arc<Shared>> = Vec::new();
+        .collect();
+    let endpoint_zones: Vec<u16> = world.stations.iter().map(|x| x.zone).collect();
     let start = StdInstant::now();
     // The fault timeline on in-process backends, in real time from the same origin as arrivals.
     let faults = opts
@@ -442,40 +551,30 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .as_ref()
         .filter(|_| !sc.faults.is_empty())
         .map(|b| b.run_faults(sc.fault_changes(), start));
+    // Zones and latency are applied by the backends; they need the proxy's zone.
+    let send_zone = !world.network.is_zero() || world.zones.len() > 1;
 
-    // Proxies: seeds, clocks and endpoints as in the simulator.
-    let mut proxies = Vec::new();
-    let mut clocks = Vec::new();
-    let mut target_rps = 0.0;
-    for (client_name, c) in &sc.clients {
-        target_rps += c.arrival.mean_rate();
-        let addrs = opts.endpoints.get(&c.target).cloned().unwrap_or_default();
-        for p in 0..c.proxies {
-            let proxy_seed = run_seed
-                .fork("client")
-                .fork(client_name)
-                .fork_index(u64::from(p));
-            let cluster = Cluster::new(
-                config,
-                &vec![EndpointMeta::default(); addrs.len()],
-                proxy_seed.fork("cluster"),
-                Instant::EPOCH,
-            )
-            .expect("strategies are validated when the scenario loads");
-            clocks.push((
-                ArrivalClock::new(&c.arrival, c.proxies),
-                proxy_seed.fork("arrivals").rng(),
-            ));
-            proxies.push((cluster, addrs.clone(), c.target.clone()));
-        }
-    }
-
-    // Actors.
+    // Actors: one per proxy of the workload.
     let mut senders = Vec::new();
+    let mut clocks = Vec::new();
+    let mut all_shared: Vec<Arc<Shared>> = Vec::new();
     let mut actors: Vec<(Actor, mpsc::UnboundedReceiver<Msg>, bool)> = Vec::new();
-    let n_proxies = proxies.len().max(1) as u32;
-    for (i, (mut cluster, addrs, target)) in proxies.into_iter().enumerate() {
-        let shared = new_shared(&target, addrs.len());
+    let target_rps: f64 = sc.clients.values().map(|c| c.arrival.mean_rate()).sum();
+    let n_proxies = world.proxies.len().max(1) as u32;
+    for (i, plan) in world.proxies.iter().enumerate() {
+        let addrs = opts
+            .endpoints
+            .get(&plan.target)
+            .cloned()
+            .unwrap_or_default();
+        let mut cluster = plan.cluster();
+        clocks.push(plan.arrivals());
+        let shared = Arc::new(Shared {
+            recorder: std::sync::Mutex::new(
+                Recorder::new(endpoint_stats.clone(), warmup)
+                    .with_zones(world.zones.clone(), endpoint_zones.clone()),
+            ),
+        });
         all_shared.push(shared.clone());
         let users = opts
             .connections
@@ -488,12 +587,14 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let ctx = Actor {
             index: i,
             cluster,
+            plan: plan.clone(),
+            run_seed: run_seed.value(),
+            zone: send_zone.then_some(plan.zone),
+            want_load: world.load_reports,
             addrs,
-            target,
             tls: opts.tls.clone(),
             tx,
             start,
-            warmup,
             shared,
             drain: opts.drain,
             stop: stop.clone(),
@@ -502,8 +603,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             issued: 0,
             http2: opts.http2,
         };
-        let closed = opts.connections.is_some();
-        actors.push((ctx, rx, closed));
+        actors.push((ctx, rx, opts.connections.is_some()));
     }
     // Proxy tasks run on one single-threaded runtime per core, each on its own OS thread, like
     // wrk's per-thread event loops: a proxy's attempts, connections and timers never hop threads.
@@ -547,9 +647,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         })
         .collect();
 
-    // Progress and the time series: one sample per sample period.
+    // Progress and the time series: every sample period, each proxy's window is taken from its
+    // recorder and the windows are merged into one sample.
     let period = sc.sample_period.as_nanos().max(100_000_000);
     let finished = Arc::new(AtomicBool::new(false));
+    let n_endpoints = endpoint_stats.len();
     let sampler = {
         let shared = all_shared.clone();
         let stop = stop.clone();
@@ -557,85 +659,34 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let progress = opts.progress;
         let target = target_rps;
         tokio::spawn(async move {
-            let mut samples = Vec::new();
-            // Endpoints in report order: (service, instance), as result.endpoints sorts them.
-            let keys: BTreeMap<(String, u32), usize> = {
-                let mut all: Vec<(String, u32)> = shared
-                    .iter()
-                    .flat_map(|s| (0..s.per_endpoint.len() as u32).map(|i| (s.target.clone(), i)))
-                    .collect();
-                all.sort();
-                all.dedup();
-                all.into_iter().enumerate().map(|(k, v)| (v, k)).collect()
-            };
-            let mut series: Vec<Vec<u64>> = Vec::new();
-            let mut last_ep: Vec<Vec<u64>> = shared
-                .iter()
-                .map(|s| vec![0; s.per_endpoint.len()])
-                .collect();
-            let mut last = (0u64, 0u64, 0u64);
+            let mut series: Vec<(Sample, Vec<u64>)> = Vec::new();
             let mut k = 1u64;
             loop {
                 let at = start + StdDuration::from_nanos(k * period);
                 tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                let sum = |f: fn(&Shared) -> &AtomicU64| -> u64 {
-                    shared.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
-                };
-                let c = sum(|s| &s.completed);
-                let e = sum(|s| &s.errors);
-                let a = sum(|s| &s.attempts);
-                let (p50, p99, p999) = {
-                    let mut h = latency_histogram();
-                    for s in &shared {
-                        let mut w = s.window.lock().expect("not poisoned");
-                        let _ = h.add(&*w);
-                        w.reset();
-                    }
-                    (
-                        quantile_ms(&h, 0.5),
-                        quantile_ms(&h, 0.99),
-                        quantile_ms(&h, 0.999),
-                    )
-                };
-                let secs = period as f64 / 1e9;
+                let mut window = Window::new(n_endpoints);
+                for s in &shared {
+                    window.merge(&s.rec().take_window());
+                }
+                let sample = window.sample((k * period) as f64 / 1e9, 0);
                 if progress {
+                    let secs = period as f64 / 1e9;
                     eprintln!(
                         "t={:>6.1}s  completed {:>8.0}/s (target {:>8.0}/s)  p99 {:>8.2} ms  errors {:>5}",
-                        (k * period) as f64 / 1e9,
-                        (c - last.0) as f64 / secs,
+                        sample.t_s,
+                        sample.requests as f64 / secs,
                         target,
-                        p99,
-                        e - last.1
+                        sample.p99_ms,
+                        sample.errors
                     );
                 }
-                let mut window = vec![0u64; keys.len()];
-                for (p, sh) in shared.iter().enumerate() {
-                    for (i, c) in sh.per_endpoint.iter().enumerate() {
-                        let v = c.load(Ordering::Relaxed);
-                        if let Some(&k) = keys.get(&(sh.target.clone(), i as u32)) {
-                            window[k] += v - last_ep[p][i];
-                        }
-                        last_ep[p][i] = v;
-                    }
-                }
-                series.push(window);
-                samples.push(Sample {
-                    t_s: (k * period) as f64 / 1e9,
-                    requests: c - last.0,
-                    errors: e - last.1,
-                    p50_ms: p50,
-                    p99_ms: p99,
-                    p999_ms: p999,
-                    attempts: a - last.2,
-                    ..Sample::default()
-                });
-                last = (c, e, a);
+                series.push((sample, window.per_endpoint));
                 k += 1;
                 if stop.load(Ordering::Relaxed)
                     || finished.load(Ordering::Relaxed)
                     || k * period > duration_ns
                 {
-                    return (samples, series);
+                    return series;
                 }
             }
         })
@@ -660,7 +711,6 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             (0, 0, empty)
         }
     };
-    let mut per_proxy = Vec::new();
     let joined = tokio::task::spawn_blocking(move || {
         let mut all: Vec<(usize, ProxyStats)> = threads
             .into_iter()
@@ -671,38 +721,22 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     })
     .await
     .expect("joining the proxy threads");
-    for (_, p) in joined {
-        per_proxy.push(p);
-    }
     finished.store(true, Ordering::Relaxed);
     if let Some(f) = faults {
         f.abort();
     }
-    let (samples, endpoint_series) = sampler.await.unwrap_or_default();
+    let series = sampler.await.unwrap_or_default();
 
-    // Merge.
-    let mut hist = latency_histogram();
+    // Merge the proxies' recorders, in proxy order.
+    let mut total =
+        Recorder::new(endpoint_stats, warmup).with_zones(world.zones.clone(), endpoint_zones);
+    for s in &all_shared {
+        total.merge(&s.rec());
+    }
+    for (sample, per_endpoint) in series {
+        total.push_sample(sample, per_endpoint);
+    }
     let mut from_send = latency_histogram();
-    let mut result = RunResult {
-        point: 0,
-        coords: Vec::new(),
-        strategy: name.clone(),
-        replication: opts.replication,
-        seed: run_seed.value(),
-        latency: latency_histogram(),
-        requests: 0,
-        successes: 0,
-        failures: BTreeMap::new(),
-        attempts: 0,
-        measured_seconds: (duration_ns - warmup) as f64 / 1e9,
-        endpoints: Vec::new(),
-        timeseries: samples,
-        events: BTreeMap::new(),
-        endpoint_series,
-        sim_events: 0,
-        keys: Vec::new(),
-        live: None,
-    };
     let closed = opts.connections.is_some();
     let mut stats = LiveStats {
         target_rps: if closed {
@@ -713,35 +747,27 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         scheduled,
         ..LiveStats::default()
     };
-    let mut endpoints: BTreeMap<(String, u32), EndpointStats> = BTreeMap::new();
     let mut recordings = Vec::new();
-    for p in per_proxy {
-        let _ = hist.add(&p.hist);
+    for (_, p) in joined {
         let _ = from_send.add(&p.hist_from_send);
-        result.requests += p.requests;
-        result.successes += p.successes;
-        result.attempts += p.attempts;
-        for (k, v) in p.failures {
-            *result.failures.entry(k).or_insert(0) += v;
-        }
-        for (k, v) in p.events {
-            *result.events.entry(k).or_insert(0) += v;
-        }
-        for e in p.endpoints {
-            endpoints
-                .entry((e.service.clone(), e.instance))
-                .and_modify(|t| t.add(&e))
-                .or_insert(e);
-        }
         stats.sent += p.sent;
         stats.completed += p.completed;
         stats.scheduled += p.issued;
         recordings.extend(p.recording);
     }
-    stats.latency_from_intended_ms = [quantile_ms(&hist, 0.5), quantile_ms(&hist, 0.99)];
+    let id = RunId {
+        point: opts.point,
+        coords: pt.coords.clone(),
+        strategy: name.clone(),
+        replication: opts.replication,
+        seed: run_seed.value(),
+    };
+    let mut result = total.finish(id, (duration_ns - warmup) as f64 / 1e9);
+    stats.latency_from_intended_ms = [
+        quantile_ms(&result.latency, 0.5),
+        quantile_ms(&result.latency, 0.99),
+    ];
     stats.latency_from_send_ms = [quantile_ms(&from_send, 0.5), quantile_ms(&from_send, 0.99)];
-    result.latency = hist;
-    result.endpoints = endpoints.into_values().collect();
     stats.never_completed = scheduled.saturating_sub(stats.completed);
     stats.partial = stop_was_early(&stop, start, duration_ns);
     stats.achieved_rps = if closed {
@@ -757,14 +783,12 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         }
     };
     stats.pacing_error_us = [q(0.5), q(0.99), pacing.max() as f64 / 1e3];
-    for (k, v) in [
-        ("live_scheduled", stats.scheduled),
-        ("live_sent", stats.sent),
-        ("live_completed", stats.completed),
-        ("live_never_completed", stats.never_completed),
-    ] {
-        result.events.insert(k.to_owned(), v);
-    }
+    result.live = Some(LiveCounts {
+        scheduled: stats.scheduled,
+        sent: stats.sent,
+        completed: stats.completed,
+        never_completed: stats.never_completed,
+    });
     LiveRun {
         result,
         stats,
@@ -845,12 +869,16 @@ fn pace(
 struct Actor {
     index: usize,
     cluster: Cluster,
+    plan: ProxyPlan,
+    run_seed: u64,
+    /// The zone sent to the backends (when the scenario has zones or latency).
+    zone: Option<u16>,
+    /// Whether the balancer reads load reports (ORCA): parse them off responses.
+    want_load: bool,
     addrs: Vec<SocketAddr>,
-    target: String,
     tls: Option<crate::tls::TlsClient>,
     tx: mpsc::UnboundedSender<Msg>,
     start: StdInstant,
-    warmup: u64,
     shared: Arc<Shared>,
     drain: StdDuration,
     stop: Arc<AtomicBool>,
@@ -864,20 +892,52 @@ struct Actor {
     http2: bool,
 }
 
+/// What a proxy keeps per request in flight: intended and actual release times (ns), whether
+/// its first attempt left, and its key.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    intended: u64,
+    released: u64,
+    sent: bool,
+    key: Option<(u32, u64)>,
+}
+
 impl Actor {
-    /// Closed loop: one more request from a virtual user, sent now.
-    fn issue(&mut self, intended: &mut HashMap<u64, (u64, u64, bool)>) {
-        let now = self.now();
-        let key = ((self.index as u64) << 40) | self.issued;
-        self.issued += 1;
-        intended.insert(key, (now.as_nanos(), now.as_nanos(), false));
+    /// A request arrives: its key (a common random number of its id), then the Cluster.
+    fn request(
+        &mut self,
+        seq: u64,
+        intended_ns: u64,
+        now: Instant,
+        intended: &mut HashMap<u64, InFlight>,
+    ) {
+        let request = ProxyPlan::request_id(self.index as u32, seq);
+        let key = self.plan.key(self.run_seed, request);
+        intended.insert(
+            request.0,
+            InFlight {
+                intended: intended_ns,
+                released: now.as_nanos(),
+                sent: false,
+                key,
+            },
+        );
+        self.shared.rec().arrived(intended_ns);
         self.cluster.handle_input(
             Input::Request {
-                request: RequestId(key),
-                hash: None,
+                request,
+                hash: key.map(|k| k.1),
             },
             now,
         );
+    }
+
+    /// Closed loop: one more request from a virtual user, sent now.
+    fn issue(&mut self, intended: &mut HashMap<u64, InFlight>) {
+        let now = self.now();
+        let seq = self.issued;
+        self.issued += 1;
+        self.request(seq, now.as_nanos(), now, intended);
     }
 
     fn now(&self) -> Instant {
@@ -891,27 +951,14 @@ impl Actor {
         closed: bool,
     ) -> ProxyStats {
         let mut st = ProxyStats {
-            hist: latency_histogram(),
             hist_from_send: latency_histogram(),
-            requests: 0,
-            successes: 0,
-            failures: BTreeMap::new(),
-            attempts: 0,
-            events: BTreeMap::new(),
-            endpoints: (0..self.addrs.len() as u32)
-                .map(|i| EndpointStats {
-                    service: self.target.clone(),
-                    instance: i,
-                    ..EndpointStats::default()
-                })
-                .collect(),
             sent: 0,
             completed: 0,
             issued: 0,
             recording: None,
         };
         let mut outputs = Vec::new();
-        let mut intended: HashMap<u64, (u64, u64, bool)> = HashMap::default();
+        let mut intended: HashMap<u64, InFlight> = HashMap::default();
         let mut inflight: HashMap<AttemptId, futures_util::future::AbortHandle> =
             HashMap::default();
         let mut pending: futures_util::stream::FuturesUnordered<AttemptFuture> =
@@ -961,58 +1008,75 @@ impl Actor {
                 sleep.as_mut().reset(until);
                 armed = until;
             }
-            let msg = if std::mem::take(&mut kick) {
-                Some(Msg::Kick)
+            enum Event {
+                Msg(Msg),
+                Done(AttemptEnd),
+                Timer,
+            }
+            let ev = if std::mem::take(&mut kick) {
+                Event::Msg(Msg::Kick)
             } else {
                 tokio::select! {
-                m = rx.recv() => m,
+                m = rx.recv() => match m {
+                    Some(m) => Event::Msg(m),
+                    None => Event::Timer,
+                },
                 Some(done) = futures_util::StreamExt::next(&mut pending), if !pending.is_empty() => {
                     match done {
-                        Ok((attempt, outcome, endpoint, conn)) => {
-                            if let Some(c) = conn {
-                                pool.give(endpoint, c);
-                            }
-                            // As the simulator counts at the instance: 5xx, refused, reset.
-                            if outcome.is_failure()
-                                && let Some(e) = st.endpoints.get_mut(endpoint)
-                            {
-                                e.errors += 1;
-                            }
-                            Some(Msg::Done { attempt, outcome })
-                        }
+                        Ok(end) => Event::Done(end),
                         // Aborted by a Cancel: nothing to report.
                         Err(_) => continue,
                     }
                 }
-                () = &mut sleep => None,
+                () = &mut sleep => Event::Timer,
                 }
             };
             let now = self.now();
-            match msg {
-                Some(Msg::Arrive { seq, intended_ns }) => {
-                    let key = ((self.index as u64) << 40) | seq;
-                    intended.insert(key, (intended_ns, now.as_nanos(), false));
-                    self.cluster.handle_input(
-                        Input::Request {
-                            request: RequestId(key),
-                            hash: None,
-                        },
-                        now,
-                    );
-                }
-                Some(Msg::Done { attempt, outcome }) => {
-                    if inflight.remove(&attempt).is_some() {
-                        self.cluster.handle_input(
-                            Input::AttemptDone {
-                                attempt,
-                                outcome,
-                                load: None,
-                            },
-                            now,
-                        );
+            match ev {
+                Event::Done((job, outcome, endpoint, conn, report)) => {
+                    if let Some(c) = conn {
+                        pool.give(endpoint, c);
+                    }
+                    match job {
+                        Job::Attempt(attempt) => {
+                            // As the simulator counts at the instance: 5xx, refused, reset.
+                            if outcome.is_failure() {
+                                self.shared
+                                    .rec()
+                                    .endpoint_error(self.plan.offset as usize + endpoint);
+                            }
+                            if inflight.remove(&attempt).is_some() {
+                                let load = match report {
+                                    Reported::Load(l) => Some(l),
+                                    _ => None,
+                                };
+                                self.cluster.handle_input(
+                                    Input::AttemptDone {
+                                        attempt,
+                                        outcome,
+                                        load,
+                                    },
+                                    now,
+                                );
+                            }
+                        }
+                        Job::Probe => {
+                            if let Reported::Probe(reply) = report {
+                                self.cluster.handle_input(
+                                    Input::BalancerProbeDone {
+                                        endpoint: EndpointId(endpoint as u32),
+                                        reply,
+                                    },
+                                    now,
+                                );
+                            }
+                        }
                     }
                 }
-                Some(Msg::Probe {
+                Event::Msg(Msg::Arrive { seq, intended_ns }) => {
+                    self.request(seq, intended_ns, now, &mut intended);
+                }
+                Event::Msg(Msg::Probe {
                     probe,
                     endpoint,
                     result,
@@ -1024,12 +1088,12 @@ impl Actor {
                     },
                     now,
                 ),
-                Some(Msg::Kick) => {}
-                Some(Msg::PacerDone) => {
+                Event::Msg(Msg::Kick) => {}
+                Event::Msg(Msg::PacerDone) => {
                     pacer_done = true;
                     drain_deadline = Some(tokio::time::Instant::now() + self.drain);
                 }
-                None => {
+                Event::Timer => {
                     if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                         break;
                     }
@@ -1090,7 +1154,7 @@ impl Actor {
         o: &Output,
         now: Instant,
         st: &mut ProxyStats,
-        intended: &mut HashMap<u64, (u64, u64, bool)>,
+        intended: &mut HashMap<u64, InFlight>,
         inflight: &mut HashMap<AttemptId, futures_util::future::AbortHandle>,
         pending: &futures_util::stream::FuturesUnordered<AttemptFuture>,
         pool: &mut Pool,
@@ -1106,28 +1170,35 @@ impl Actor {
                 if self.addrs.get(endpoint.index()).is_none() {
                     return;
                 }
-                if let Some(e) = intended.get_mut(&request.0)
-                    && !e.2
-                {
-                    e.2 = true;
-                    st.sent += 1;
+                let mut key = None;
+                if let Some(e) = intended.get_mut(&request.0) {
+                    if !e.sent {
+                        e.sent = true;
+                        st.sent += 1;
+                    }
+                    key = e.key.map(|k| k.0);
                 }
-                if let Some(e) = st.endpoints.get_mut(endpoint.index()) {
-                    e.attempts += 1;
-                }
-                if intended.get(&request.0).is_some_and(|e| e.0 >= self.warmup) {
-                    st.attempts += 1;
-                }
-                self.shared.attempts.fetch_add(1, Ordering::Relaxed);
-                if let Some(c) = self.shared.per_endpoint.get(endpoint.index()) {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                let (attempt_id, key, retry, ep) = (*attempt, request.0, *retry, endpoint.index());
+                self.shared.rec().attempt(
+                    self.plan.zone,
+                    self.plan.offset as usize + endpoint.index(),
+                    key,
+                );
+                let ids = Ids {
+                    request: Some((request.0, *retry)),
+                    key,
+                    zone: self.zone,
+                };
+                let want = if self.want_load {
+                    Want::Load
+                } else {
+                    Want::Nothing
+                };
+                let (attempt_id, ep) = (*attempt, endpoint.index());
                 let pooled = pool.take(ep);
                 let target = pool.targets[ep].clone();
                 let (fut, handle) = futures_util::future::abortable(Box::pin(async move {
-                    let (outcome, conn) = send_attempt(pooled, target, key, retry).await;
-                    (attempt_id, outcome, ep, conn)
+                    let (outcome, conn, report) = send_attempt(pooled, target, ids, want).await;
+                    (Job::Attempt(attempt_id), outcome, ep, conn, report)
                 })
                     as std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>>);
                 pending.push(Box::pin(fut));
@@ -1159,44 +1230,52 @@ impl Actor {
                     });
                 });
             }
-            Output::BalancerProbe { .. } => {}
+            Output::BalancerProbe { endpoint } => {
+                // A Prequal probe: a request to the backend's probe path on a pooled
+                // connection; its answer comes back like an attempt's end.
+                let ep = endpoint.index();
+                if self.addrs.get(ep).is_none() {
+                    return;
+                }
+                let pooled = pool.take(ep);
+                let target = pool.targets[ep].clone();
+                let ids = Ids {
+                    request: None,
+                    key: None,
+                    zone: self.zone,
+                };
+                pending.push(Box::pin(async move {
+                    let (status, conn, report) =
+                        request_once(pooled, &target, Path::Probe, ids, Want::Probe).await;
+                    let outcome = if status.is_some() {
+                        Outcome::Success
+                    } else {
+                        Outcome::LocalError
+                    };
+                    Ok((Job::Probe, outcome, ep, conn, report))
+                }));
+            }
             Output::Finished {
-                request, result, ..
+                request,
+                result,
+                attempts,
+                ..
             } => {
-                let Some((t0, released, _)) = intended.remove(&request.0) else {
+                let Some(f) = intended.remove(&request.0) else {
                     return;
                 };
-                let latency = now.as_nanos().saturating_sub(t0).max(1);
-                let from_send = now.as_nanos().saturating_sub(released).max(1);
                 st.completed += 1;
-                let ok = result.is_success();
-                self.shared.completed.fetch_add(1, Ordering::Relaxed);
-                if !ok {
-                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Ok(mut w) = self.shared.window.lock() {
-                    let _ = w.record(latency);
-                }
-                if t0 < self.warmup {
-                    return;
-                }
-                st.requests += 1;
-                let _ = st.hist.record(latency);
-                let _ = st.hist_from_send.record(from_send);
-                if ok {
-                    st.successes += 1;
-                } else {
-                    *st.failures.entry(result.class().to_owned()).or_insert(0) += 1;
+                let measured =
+                    self.shared
+                        .rec()
+                        .finished(*result, *attempts, f.intended, now.as_nanos());
+                if measured {
+                    let from_send = now.as_nanos().saturating_sub(f.released).max(1);
+                    let _ = st.hist_from_send.record(from_send);
                 }
             }
             Output::Event(e) => {
-                if let PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) = e
-                    && let Some(s) = st.endpoints.get_mut(endpoint.index())
-                {
-                    s.ejections += 1;
-                }
-                let kind = e.kind();
-                *st.events.entry(kind.to_owned()).or_insert(0) += 1;
+                self.shared.rec().event(self.plan.offset as usize, e);
             }
         }
     }

@@ -34,7 +34,16 @@ pub(crate) struct Connection {
     io: Box<dyn Stream>,
     buf: BytesMut,
     request: Vec<u8>,
+    /// The value of the last response's report header (ORCA `endpoint-load-metrics`, or a
+    /// probe's answer), empty when it had none.
+    report: Vec<u8>,
 }
+
+/// Response headers whose value the client keeps (see [`Connection::report`]).
+const REPORT_HEADERS: [&str; 2] = [
+    meshbench_scenario::workload::LOAD_HEADER,
+    meshbench_scenario::workload::PROBE_HEADER,
+];
 
 /// Why an exchange failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,7 +67,13 @@ impl Connection {
             io,
             buf: BytesMut::with_capacity(4096),
             request: Vec::with_capacity(256),
+            report: Vec::new(),
         }
+    }
+
+    /// The last response's report header value (empty without one).
+    pub(crate) fn report(&self) -> &[u8] {
+        &self.report
     }
 
     /// Sends `GET` with the head `head` and `extra` headers (name, value) and reads the whole
@@ -109,6 +124,14 @@ impl Connection {
                     match resp.parse(&self.buf) {
                         Ok(httparse::Status::Complete(len)) => {
                             let status = resp.code.unwrap_or(0);
+                            self.report.clear();
+                            if let Some(h) = resp.headers.iter().find(|h| {
+                                REPORT_HEADERS
+                                    .iter()
+                                    .any(|n| h.name.eq_ignore_ascii_case(n))
+                            }) {
+                                self.report.extend_from_slice(h.value);
+                            }
                             let (framing, keep_alive) = framing(&resp, status);
                             break (status, len, framing, keep_alive);
                         }

@@ -20,6 +20,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshbench_scenario::workload::{
+    LOAD_HEADER, LoadMeter, NetworkModel, PROBE_HEADER, PROBE_PATH, ZONE_HEADER,
+    format_load_report, format_probe,
+};
 use meshbench_scenario::{Dist, FaultChange, FaultState, Scenario};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -42,6 +46,38 @@ struct Station {
     waiting: AtomicU32,
     seed: u64,
     timer: crate::timer::PreciseTimer,
+    /// Its zone, and the network between zones (the scenario's latency, applied here).
+    zone: u16,
+    net: Arc<NetworkModel>,
+    /// What it reports about its load: ORCA headers on responses, Prequal probe answers.
+    meter: std::sync::Mutex<LoadMeter>,
+    /// The meter's time origin.
+    epoch: std::time::Instant,
+    concurrency: u32,
+}
+
+impl Station {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, LoadMeter> {
+        self.meter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One network hop of `request`'s attempt between zones `from` and `to`, as the simulator
+    /// draws it.
+    async fn hop(&self, from: u16, to: u16, request: u64, attempt: u32, lane: Lane) {
+        let ns = self
+            .net
+            .delay_ns(from, to, self.seed, request, attempt, lane);
+        if ns > 0 {
+            let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns);
+            self.timer.sleep_until(until).await;
+        }
+    }
 }
 
 /// A running instance.
@@ -63,6 +99,8 @@ impl Instance {
     /// Stops the instance: the listener closes and every open connection is dropped.
     pub fn kill(&self) {
         self.alive.store(false, Ordering::SeqCst);
+        let now = self.station.now_ns();
+        *self.station.meter() = LoadMeter::new(self.station.concurrency, now);
         if let Some(t) = self.task.lock().ok().and_then(|mut t| t.take()) {
             t.abort();
         }
@@ -160,37 +198,42 @@ impl Backends {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<Self> {
         let timer = crate::timer::PreciseTimer::start();
+        let (zones, stations) = meshbench_scenario::workload::stations(scenario);
+        let net = Arc::new(NetworkModel::of(scenario, &zones));
+        let epoch = std::time::Instant::now();
         let mut instances = Vec::new();
-        for (name, svc) in &scenario.services {
-            for i in 0..svc.instances {
-                let x = svc.instance(i);
-                let station = Arc::new(Station {
-                    dist: x.service_time.clone(),
-                    base_slowdown: x.slowdown,
-                    base_error_rate: x.error_rate,
-                    slowdown_bits: AtomicU64::new(x.slowdown.to_bits()),
-                    error_rate_bits: AtomicU64::new(x.error_rate.to_bits()),
-                    fast_fail_bits: AtomicU64::new(0f64.to_bits()),
-                    permits: Semaphore::new(x.concurrency as usize),
-                    queue_limit: x.queue_limit,
-                    waiting: AtomicU32::new(0),
-                    seed,
-                    timer: timer.clone(),
-                });
-                let listener = TcpListener::bind((bind, 0)).await?;
-                let addr = listener.local_addr()?;
-                let alive = Arc::new(AtomicBool::new(true));
-                let task = tokio::spawn(accept_loop(listener, station.clone(), tls.clone()));
-                instances.push(Instance {
-                    service: name.clone(),
-                    index: i,
-                    addr,
-                    station,
-                    alive,
-                    task: std::sync::Mutex::new(Some(task)),
-                    tls: tls.clone(),
-                });
-            }
+        for x in stations {
+            let station = Arc::new(Station {
+                dist: x.dist.clone(),
+                base_slowdown: x.slowdown,
+                base_error_rate: x.error_rate,
+                slowdown_bits: AtomicU64::new(x.slowdown.to_bits()),
+                error_rate_bits: AtomicU64::new(x.error_rate.to_bits()),
+                fast_fail_bits: AtomicU64::new(0f64.to_bits()),
+                permits: Semaphore::new(x.concurrency as usize),
+                queue_limit: x.queue_limit,
+                waiting: AtomicU32::new(0),
+                seed,
+                timer: timer.clone(),
+                zone: x.zone,
+                net: net.clone(),
+                meter: std::sync::Mutex::new(LoadMeter::new(x.concurrency, 0)),
+                epoch,
+                concurrency: x.concurrency,
+            });
+            let listener = TcpListener::bind((bind, 0)).await?;
+            let addr = listener.local_addr()?;
+            let alive = Arc::new(AtomicBool::new(true));
+            let task = tokio::spawn(accept_loop(listener, station.clone(), tls.clone()));
+            instances.push(Instance {
+                service: x.service,
+                index: x.index,
+                addr,
+                station,
+                alive,
+                task: std::sync::Mutex::new(Some(task)),
+                tls: tls.clone(),
+            });
         }
         Ok(Backends { instances })
     }
@@ -289,6 +332,15 @@ fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
+fn with_load(mut r: Response<Full<Bytes>>, st: &Station) -> Response<Full<Bytes>> {
+    let report = st.meter().report(st.now_ns());
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format_load_report(&report)) {
+        r.headers_mut()
+            .insert(hyper::header::HeaderName::from_static(LOAD_HEADER), v);
+    }
+    r
+}
+
 async fn handle(
     req: Request<Incoming>,
     st: Arc<Station>,
@@ -302,14 +354,32 @@ async fn handle(
         NEXT.fetch_add(1, Ordering::Relaxed)
     });
     let attempt = header_u64(&req, "x-meshbench-attempt").unwrap_or(0) as u32;
+    // The caller's zone (ours when it does not say): the hop's latency is the zone pair's.
+    let from = header_u64(&req, ZONE_HEADER).map_or(st.zone, |z| z as u16);
+    st.hop(from, st.zone, request, attempt, Lane::NetOut).await;
+    if req.uri().path() == PROBE_PATH {
+        // A Prequal probe reads the instance as it is when the probe arrives.
+        let answer = st.meter().probe(st.now_ns());
+        st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
+        let mut r = reply(StatusCode::OK, "ok\n");
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format_probe(&answer)) {
+            r.headers_mut()
+                .insert(hyper::header::HeaderName::from_static(PROBE_HEADER), v);
+        }
+        return Ok(r);
+    }
+    let answer = serve_one(request, attempt, &st).await;
+    st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
+    Ok(with_load(answer, &st))
+}
+
+/// Serves one request at the instance: fast-fail, queue limit, service time, error draw.
+async fn serve_one(request: u64, attempt: u32, st: &Station) -> Response<Full<Bytes>> {
     // A fast-failing instance answers at once (the simulator's draw).
     let fast_fail = f64::from_bits(st.fast_fail_bits.load(Ordering::Relaxed));
     if fast_fail > 0.0 && uniform(st.seed, request, attempt, Lane::FastFail) < fast_fail {
-        return Ok(reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "fast fail
-",
-        ));
+        st.meter().respond(st.now_ns(), 0, true);
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "fast fail\n");
     }
     // Queue limit: requests beyond the concurrency wait; past the limit, 503 at once.
     let permit = match st.permits.try_acquire() {
@@ -317,13 +387,45 @@ async fn handle(
         Err(_) => {
             if st.waiting.fetch_add(1, Ordering::SeqCst) >= st.queue_limit {
                 st.waiting.fetch_sub(1, Ordering::SeqCst);
-                return Ok(reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n"));
+                st.meter().respond(st.now_ns(), 0, true);
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n");
             }
+            let arrived = st.now_ns();
+            st.meter().arrive(arrived);
+            // Leaves the meter if the client gives up while queued (the future is dropped).
+            let guard = LeaveOnDrop { st, started: false };
             let p = st.permits.acquire().await.expect("never closed");
+            std::mem::forget(guard);
             st.waiting.fetch_sub(1, Ordering::SeqCst);
-            p
+            return served(request, attempt, st, p, arrived).await;
         }
     };
+    let arrived = st.now_ns();
+    st.meter().arrive(arrived);
+    served(request, attempt, st, permit, arrived).await
+}
+
+/// Takes a request out of the meter when its future is dropped before it ends.
+struct LeaveOnDrop<'a> {
+    st: &'a Station,
+    started: bool,
+}
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        self.st.meter().leave(self.st.now_ns(), self.started);
+    }
+}
+
+async fn served(
+    request: u64,
+    attempt: u32,
+    st: &Station,
+    permit: tokio::sync::SemaphorePermit<'_>,
+    arrived: u64,
+) -> Response<Full<Bytes>> {
+    st.meter().start(st.now_ns());
+    let guard = LeaveOnDrop { st, started: true };
     let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed));
     let ns = st
         .dist
@@ -332,11 +434,16 @@ async fn handle(
     let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns.max(0.0) as u64);
     st.timer.sleep_until(until).await;
     drop(permit);
+    drop(guard);
     let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
-    if error_rate > 0.0 && uniform(st.seed, request, attempt, Lane::Error) < error_rate {
-        return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n"));
+    let failed = error_rate > 0.0 && uniform(st.seed, request, attempt, Lane::Error) < error_rate;
+    let now = st.now_ns();
+    st.meter().respond(now, now.saturating_sub(arrived), failed);
+    if failed {
+        reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n")
+    } else {
+        reply(StatusCode::OK, "ok\n")
     }
-    Ok(reply(StatusCode::OK, "ok\n"))
 }
 
 /// Starts the control endpoint of `backends` on `bind` (port chosen by the OS): faults on

@@ -812,13 +812,13 @@ impl Cluster {
             }
             while let Some(e) = h.poll_event() {
                 self.dirty = true;
+                let i = e.endpoint.index();
+                if self.hc_passed.len() <= i {
+                    self.hc_passed.resize(i + 1, false);
+                }
                 if e.healthy {
                     // Slow start counts from the last time a host turned healthy (Envoy), except
                     // the first pass of a host present from the start, which is not slow-started.
-                    let i = e.endpoint.index();
-                    if self.hc_passed.len() <= i {
-                        self.hc_passed.resize(i + 1, false);
-                    }
                     let initial = self
                         .view
                         .get(e.endpoint)
@@ -826,8 +826,10 @@ impl Cluster {
                     if self.hc_passed[i] || !initial {
                         self.view.mark_healthy(e.endpoint, now);
                     }
-                    self.hc_passed[i] = true;
                 }
+                // After a pass, or after failing (a host that started healthy), the next pass
+                // is a return to health, which is slow-started.
+                self.hc_passed[i] = true;
                 self.outputs
                     .push_back(Output::Event(PolicyEvent::HealthChanged {
                         endpoint: e.endpoint,

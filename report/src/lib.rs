@@ -75,6 +75,9 @@ pub struct RunResult {
     /// carry keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyShare>,
+    /// Attempts per (proxy zone, endpoint zone), when the scenario has zones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zone_flows: Vec<ZoneFlow>,
     /// The live generator's own counts (live runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveCounts>,
@@ -90,6 +93,17 @@ pub struct KeyShare {
     /// Instance index.
     pub instance: u32,
     /// Attempts of requests with this key that the endpoint received.
+    pub attempts: u64,
+}
+
+/// Attempts that went from proxies in one zone to endpoints in another (or the same) zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ZoneFlow {
+    /// The proxies' zone.
+    pub from: String,
+    /// The endpoints' zone.
+    pub to: String,
+    /// Attempts (warm-up included, as every per-endpoint counter).
     pub attempts: u64,
 }
 
@@ -676,6 +690,38 @@ pub fn write_reports(
         }
         w.flush()?;
     }
+    // zones.csv: attempts per (proxy zone, endpoint zone), when the scenario has zones.
+    if runs.iter().any(|r| !r.zone_flows.is_empty()) {
+        let mut w = csv::Writer::from_path(dir.join("zones.csv"))?;
+        w.write_record(header(&[
+            "strategy",
+            "replication",
+            "from_zone",
+            "to_zone",
+            "attempts",
+            "share_of_from_zone",
+        ]))?;
+        for r in runs {
+            let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+            for f in &r.zone_flows {
+                *totals.entry(&f.from).or_insert(0) += f.attempts;
+            }
+            for f in &r.zone_flows {
+                w.write_record(with_coords(
+                    vec![
+                        r.strategy.clone(),
+                        r.replication.to_string(),
+                        f.from.clone(),
+                        f.to.clone(),
+                        f.attempts.to_string(),
+                        num(f.attempts as f64 / totals[f.from.as_str()].max(1) as f64),
+                    ],
+                    &r.coords,
+                ))?;
+            }
+        }
+        w.flush()?;
+    }
     // One merged latency distribution per strategy (and point).
     for s in summaries {
         let mut h = latency_histogram();
@@ -929,6 +975,16 @@ pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
             m.keys.sort_by(|a, b| {
                 (a.key, &a.service, a.instance).cmp(&(b.key, &b.service, b.instance))
             });
+            for f in &r.zone_flows {
+                match m
+                    .zone_flows
+                    .iter_mut()
+                    .find(|x| x.from == f.from && x.to == f.to)
+                {
+                    Some(x) => x.attempts += f.attempts,
+                    None => m.zone_flows.push(f.clone()),
+                }
+            }
             match (&mut m.live, &r.live) {
                 (Some(a), Some(b)) => a.add(b),
                 (None, Some(b)) => m.live = Some(b.clone()),

@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use mesh_core::outlier::OutlierEvent;
 use mesh_core::{Finish, PolicyEvent};
 
-use crate::{EndpointStats, KeyShare, RunResult, Sample, latency_histogram, quantile_ms};
+use crate::{EndpointStats, KeyShare, RunResult, Sample, ZoneFlow, latency_histogram, quantile_ms};
 
 /// Keys below this index (the hottest ones under Zipf keys, which rank key 0 first) have their
 /// attempts counted per endpoint, for the hot-key table.
@@ -116,6 +116,11 @@ pub struct Recorder {
     last_finish: u64,
     /// Attempts per (hot key, endpoint).
     keys: BTreeMap<(u32, u32), u64>,
+    /// Zone names, each endpoint's zone, and attempts per (proxy zone, endpoint zone), when
+    /// there is more than one zone.
+    zones: Vec<String>,
+    endpoint_zone: Vec<u16>,
+    flows: Vec<u64>,
 }
 
 impl Recorder {
@@ -138,7 +143,22 @@ impl Recorder {
             first_measured: None,
             last_finish: 0,
             keys: BTreeMap::new(),
+            zones: Vec::new(),
+            endpoint_zone: Vec::new(),
+            flows: Vec::new(),
         }
+    }
+
+    /// Counts attempts per (proxy zone, endpoint zone) too: `zones` names the zones and
+    /// `endpoint_zone` gives each endpoint's zone (indices into `zones`). Nothing is counted with
+    /// fewer than two zones.
+    pub fn with_zones(mut self, zones: Vec<String>, endpoint_zone: Vec<u16>) -> Self {
+        if zones.len() > 1 {
+            self.flows = vec![0; zones.len() * zones.len()];
+            self.zones = zones;
+            self.endpoint_zone = endpoint_zone;
+        }
+        self
     }
 
     /// A request arrived at `now_ns`.
@@ -149,9 +169,18 @@ impl Recorder {
         }
     }
 
-    /// An attempt was sent to endpoint `station`; `key` is its request's key, if any.
+    /// An attempt was sent from a proxy in zone `from` to endpoint `station`; `key` is its
+    /// request's key, if any.
     #[inline]
-    pub fn attempt(&mut self, station: usize, key: Option<u32>) {
+    pub fn attempt(&mut self, from: u16, station: usize, key: Option<u32>) {
+        if !self.flows.is_empty()
+            && let Some(&to) = self.endpoint_zone.get(station)
+        {
+            let n = self.zones.len();
+            if let Some(c) = self.flows.get_mut(usize::from(from) * n + usize::from(to)) {
+                *c += 1;
+            }
+        }
         if let Some(e) = self.endpoints.get_mut(station) {
             e.attempts += 1;
         }
@@ -269,6 +298,9 @@ impl Recorder {
         for (k, v) in &o.keys {
             *self.keys.entry(*k).or_insert(0) += v;
         }
+        for (a, b) in self.flows.iter_mut().zip(&o.flows) {
+            *a += b;
+        }
         self.first_measured = match (self.first_measured, o.first_measured) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -311,6 +343,18 @@ impl Recorder {
                     }
                 })
                 .collect(),
+            zone_flows: {
+                let n = self.zones.len();
+                self.flows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &attempts)| ZoneFlow {
+                        from: self.zones[i / n].clone(),
+                        to: self.zones[i % n].clone(),
+                        attempts,
+                    })
+                    .collect()
+            },
             endpoints: self.endpoints,
             timeseries: self.timeseries,
             events: self.events,

@@ -1081,9 +1081,8 @@ fn merge_strategies(
                 ));
             }
         };
-        config
-            .validate()
-            .and_then(|()| check_modeled(s, &config))
+        check_modeled(s, &config)
+            .and_then(|()| config.validate())
             .map_err(|e| locate_policy_error(source, file, &name, e.field, e.message))?;
         out.push((name, config));
     }

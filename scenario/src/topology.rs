@@ -427,7 +427,7 @@ pub struct Client {
     pub keys: Option<Keys>,
 }
 
-/// How requests get their keys: key `k` of `count` is the text `k<k>` (`k0`, `k1`, ...), sent in
+/// How requests get their keys: key `k` of `count` is the text of its index (`0`, `1`, ...), sent in
 /// the `x-meshbench-key` header in live mode and hashed with XXH64 (seed 0), as Envoy's
 /// `hash_policy: header` hashes a header's value. The draw is a common random number of the
 /// request, so every strategy and both drivers give a request the same key.

@@ -101,9 +101,9 @@ impl ProxyPlan {
 /// The header that carries a request's key in live mode.
 pub const KEY_HEADER: &str = "x-meshbench-key";
 
-/// The text of key `k` (`k17`), as sent in [`KEY_HEADER`].
+/// The text of key `k`: its index in decimal (`17`), as sent in [`KEY_HEADER`].
 pub fn key_text(k: u32) -> String {
-    format!("k{k}")
+    k.to_string()
 }
 
 /// The hash of key `k`: XXH64 with seed 0 over its text, as Envoy hashes a header value for
@@ -187,6 +187,126 @@ impl NetworkModel {
     }
 }
 
+/// The zone names of a scenario (one unnamed zone without `zones:`) and its instances, service
+/// by service in name order, then by index.
+pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
+    let zones: Vec<String> = if scenario.zones.is_empty() {
+        vec![String::new()]
+    } else {
+        scenario.zones.keys().cloned().collect()
+    };
+    let zone_id = |name: &str| zones.iter().position(|z| z == name).unwrap_or(0) as u16;
+    let mut out = Vec::new();
+    for (svc_name, svc) in &scenario.services {
+        for i in 0..svc.instances {
+            let x = svc.instance(i);
+            out.push(Station {
+                service: svc_name.clone(),
+                index: i,
+                zone: zone_id(x.zone),
+                concurrency: x.concurrency,
+                queue_limit: x.queue_limit,
+                dist: x.service_time.clone(),
+                slowdown: x.slowdown,
+                error_rate: x.error_rate,
+                meta: x.meta(),
+            });
+        }
+    }
+    (zones, out)
+}
+
+impl NetworkModel {
+    /// The scenario's network over `zones` (as [`stations`] names them).
+    pub fn of(scenario: &Scenario, zones: &[String]) -> Self {
+        let mut table = Vec::with_capacity(zones.len() * zones.len());
+        for a in zones {
+            for b in zones {
+                table.push(scenario.network.between(a, b).clone());
+            }
+        }
+        NetworkModel {
+            zones: zones.len(),
+            table,
+        }
+    }
+}
+
+/// The response header that carries an instance's load report (gRPC ORCA's per-request
+/// report, in its `TEXT` form).
+pub const LOAD_HEADER: &str = "endpoint-load-metrics";
+
+/// A load report as [`LOAD_HEADER`]'s value: `TEXT application_utilization=0.52,
+/// rps_fractional=812.3, eps=1.5` (ORCA's named metrics).
+pub fn format_load_report(r: &LoadReport) -> String {
+    format!(
+        "TEXT application_utilization={:.6}, rps_fractional={:.6}, eps={:.6}",
+        r.utilization, r.qps, r.eps
+    )
+}
+
+/// Reads a [`LOAD_HEADER`] value: `application_utilization` (or, without it,
+/// `cpu_utilization`), `rps_fractional` and `eps`; `None` when it is not a `TEXT` report or has
+/// no utilization.
+pub fn parse_load_report(v: &str) -> Option<LoadReport> {
+    let body = v.trim().strip_prefix("TEXT")?;
+    let (mut app, mut cpu, mut qps, mut eps) = (None, None, 0.0, 0.0);
+    for kv in body.split(',') {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        let Ok(x) = v.trim().parse::<f64>() else {
+            continue;
+        };
+        if !x.is_finite() || x < 0.0 {
+            continue;
+        }
+        match k.trim() {
+            "application_utilization" => app = Some(x),
+            "cpu_utilization" => cpu = Some(x),
+            "rps_fractional" => qps = x,
+            "eps" => eps = x,
+            _ => {}
+        }
+    }
+    Some(LoadReport {
+        qps,
+        eps,
+        utilization: app.or(cpu)?,
+    })
+}
+
+/// The path a live backend answers Prequal probes on.
+pub const PROBE_PATH: &str = "/probe";
+
+/// The response header that carries a probe's answer: `rif=3, latency_ns=5120000`.
+pub const PROBE_HEADER: &str = "x-meshbench-probe";
+
+/// A probe answer as [`PROBE_HEADER`]'s value.
+pub fn format_probe(r: &ProbeReply) -> String {
+    format!("rif={}, latency_ns={}", r.rif, r.latency.as_nanos())
+}
+
+/// Reads a [`PROBE_HEADER`] value.
+pub fn parse_probe(v: &str) -> Option<ProbeReply> {
+    let (mut rif, mut latency) = (None, None);
+    for kv in v.split(',') {
+        match kv.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("rif", v)) => rif = v.parse::<u32>().ok(),
+            Some(("latency_ns", v)) => latency = v.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    Some(ProbeReply {
+        rif: rif?,
+        latency: mesh_core::Duration::from_nanos(latency?),
+    })
+}
+
+/// The request header that names the calling proxy's zone (an index into the scenario's zone
+/// names), so a live backend applies the zone pair's latency.
+pub const ZONE_HEADER: &str = "x-meshbench-zone";
+
 /// One run's world. See the module docs.
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -225,30 +345,11 @@ impl Workload {
     /// The world of `scenario` under policy `config`.
     pub fn of(scenario: &Scenario, config: &ClusterConfig, replication: u32, seed: u64) -> Self {
         let run_seed = Seed::new(seed).fork_index(u64::from(replication));
-        let zones: Vec<String> = if scenario.zones.is_empty() {
-            vec![String::new()]
-        } else {
-            scenario.zones.keys().cloned().collect()
-        };
+        let (zones, stations) = stations(scenario);
         let zone_id = |name: &str| zones.iter().position(|z| z == name).unwrap_or(0) as u16;
-        let mut stations = Vec::new();
         let mut offsets = std::collections::BTreeMap::new();
-        for (svc_name, svc) in &scenario.services {
-            offsets.insert(svc_name.as_str(), stations.len() as u32);
-            for i in 0..svc.instances {
-                let x = svc.instance(i);
-                stations.push(Station {
-                    service: svc_name.clone(),
-                    index: i,
-                    zone: zone_id(x.zone),
-                    concurrency: x.concurrency,
-                    queue_limit: x.queue_limit,
-                    dist: x.service_time.clone(),
-                    slowdown: x.slowdown,
-                    error_rate: x.error_rate,
-                    meta: x.meta(),
-                });
-            }
+        for (i, st) in stations.iter().enumerate().rev() {
+            offsets.insert(st.service.as_str(), i as u32);
         }
         let mut proxies = Vec::new();
         for (client_name, c) in &scenario.clients {
@@ -301,18 +402,9 @@ impl Workload {
                 });
             }
         }
-        let mut table = Vec::with_capacity(zones.len() * zones.len());
-        for a in &zones {
-            for b in &zones {
-                table.push(scenario.network.between(a, b).clone());
-            }
-        }
         Workload {
             seed: run_seed,
-            network: NetworkModel {
-                zones: zones.len(),
-                table,
-            },
+            network: NetworkModel::of(scenario, &zones),
             zones,
             stations,
             proxies,
@@ -479,12 +571,32 @@ mod tests {
 
     #[test]
     fn key_hash_is_xxh64_of_the_key_text() {
-        assert_eq!(key_text(17), "k17");
+        assert_eq!(key_text(17), "17");
         assert_eq!(
             key_hash(17),
-            xxhash_rust::xxh64::xxh64(b"k17", 0),
+            xxhash_rust::xxh64::xxh64(b"17", 0),
             "stable: reports depend on it"
         );
+    }
+
+    #[test]
+    fn load_reports_and_probe_answers_round_trip_through_their_headers() {
+        let r = LoadReport {
+            qps: 812.5,
+            eps: 1.25,
+            utilization: 0.52,
+        };
+        assert_eq!(parse_load_report(&format_load_report(&r)), Some(r));
+        let cpu = parse_load_report("TEXT cpu_utilization=0.3, rps_fractional=10").unwrap();
+        assert_eq!((cpu.utilization, cpu.qps), (0.3, 10.0));
+        assert_eq!(parse_load_report("BIN xyz"), None);
+        assert_eq!(parse_load_report("TEXT rps_fractional=10"), None);
+        let p = ProbeReply {
+            rif: 3,
+            latency: mesh_core::Duration::from_nanos(5_120_000),
+        };
+        assert_eq!(parse_probe(&format_probe(&p)), Some(p));
+        assert_eq!(parse_probe("rif=x"), None);
     }
 
     #[test]

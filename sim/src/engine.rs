@@ -211,7 +211,8 @@ pub fn run_one(
         arrive_until: sc.duration.map_or(u64::MAX, |d| d.as_nanos()),
         arrivals_left: sc.requests.unwrap_or(u64::MAX),
         live: 0,
-        rec: Recorder::new(endpoints, sc.warmup.as_nanos()),
+        rec: Recorder::new(endpoints, sc.warmup.as_nanos())
+            .with_zones(w.zones.clone(), w.stations.iter().map(|x| x.zone).collect()),
         sample_period: sc.sample_period.as_nanos(),
         processed: 0,
         faults: Vec::new(),
@@ -442,7 +443,7 @@ impl Sim {
                         }
                     };
                     self.by_attempt.insert((p, attempt), j);
-                    self.rec.attempt(station as usize, key);
+                    self.rec.attempt(from, station as usize, key);
                     let to = self.stations[station as usize].zone;
                     let d = self
                         .net

@@ -54,6 +54,7 @@ fn options(
     endpoints: BTreeMap<String, Vec<std::net::SocketAddr>>,
 ) -> LiveOptions {
     LiveOptions {
+        point: 0,
         strategy,
         replication: 0,
         seed,

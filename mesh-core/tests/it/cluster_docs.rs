@@ -731,3 +731,55 @@ fn a_host_back_from_failed_health_checks_is_slow_started_but_initial_hosts_are_n
     let s = share_of_1(&mut h);
     assert!((0.05..0.15).contains(&s), "share right after recovery {s}");
 }
+
+#[test]
+fn a_host_that_started_healthy_is_slow_started_when_it_returns_from_failed_checks() {
+    use mesh_core::health::ProbeRequest;
+    let cfg = r#"{"balancer": {"kind": "round_robin", "slow_start_config": {"slow_start_window": "60s"}},
+        "health_check": {"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1,
+                         "no_traffic_interval": "1s", "initial_health": "healthy"}}"#;
+    let mut h = Harness::new(cfg, 2);
+    let answer = |h: &mut Harness, t: u64, fail_ep1: bool| {
+        h.run_until(ms(t));
+        let probes: Vec<ProbeRequest> = h
+            .out
+            .iter()
+            .filter_map(|(at, o)| match o {
+                Output::Probe(p) if *at == ms(t) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(probes.len(), 2, "both hosts probed at {t} ms");
+        for p in probes {
+            let result = if fail_ep1 && p.endpoint == EndpointId(1) {
+                ProbeResult::Error
+            } else {
+                ProbeResult::Pass
+            };
+            h.input(Input::ProbeDone {
+                probe: p.probe,
+                endpoint: p.endpoint,
+                result,
+            });
+        }
+    };
+    let share_of_1 = |h: &mut Harness| {
+        let mut n = 0;
+        for _ in 0..1000 {
+            let (_, out) = h.request();
+            let (a, ep, _) = sends(&out)[0];
+            n += u32::from(ep == EndpointId(1));
+            h.done(a, Outcome::Success);
+        }
+        f64::from(n) / 1000.0
+    };
+    // Healthy from the start (Envoy with hosts known healthy): its first failure is the first
+    // health event, and its return after it is slow-started all the same.
+    answer(&mut h, 0, false);
+    assert!((share_of_1(&mut h) - 0.5).abs() < 0.01);
+    answer(&mut h, 1000, true);
+    answer(&mut h, 2000, false);
+    // Just back: weight x max(time factor, 10%) = 0.1, so about 0.1 / 1.1 of the picks.
+    let s = share_of_1(&mut h);
+    assert!((0.05..0.15).contains(&s), "share right after recovery {s}");
+}

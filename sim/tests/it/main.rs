@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use meshbench_report::{StrategySummary, summarize};
 
 mod faults;
+mod fields;
+mod world;
 
 fn run(file: &str) -> StrategySummary {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,328 @@
+//! The static world from scenario files: weights, priorities with starting health, zones and
+//! zone-aware routing, request keys and hashing, server load reports. Each test states the
+//! published arithmetic (Envoy's docs and source) and checks the simulator reproduces it from a
+//! file.
+
+use std::collections::BTreeMap;
+
+use meshbench_report::RunResult;
+
+fn run_yaml(yaml: &str) -> Vec<RunResult> {
+    let loaded = meshbench_scenario::parse(yaml, "test.yaml", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    meshbench_sim::run_all(&loaded, loaded.scenario.seed, &|| {})
+}
+
+/// Each endpoint's share of attempts, by (service, instance).
+fn shares(r: &RunResult) -> BTreeMap<(String, u32), f64> {
+    let total: u64 = r.endpoints.iter().map(|e| e.attempts).sum();
+    r.endpoints
+        .iter()
+        .map(|e| {
+            (
+                (e.service.clone(), e.instance),
+                e.attempts as f64 / total as f64,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn weighted_round_robin_and_weighted_random_give_each_endpoint_its_weight_share() {
+    let runs = run_yaml(
+        r#"
+name: weights
+seed: 3
+requests: 200000
+strategies:
+  wrr: { balancer: { kind: round_robin } }
+  weighted_random: { balancer: { kind: weighted_random } }
+  least_request: { balancer: { kind: least_request } }
+  random: { balancer: { kind: random } }
+policy: { timeout: 0s, circuit_breakers: { max_requests: 1000000 } }
+services:
+  backend:
+    instances: 4
+    concurrency: 100
+    service_time: { dist: exponential, mean: 1ms }
+    overrides: { 1: { weight: 2 }, 2: { weight: 3 }, 3: { weight: 4 } }
+clients:
+  load: { proxies: 4, target: backend, arrival: { process: poisson, rate: 2000/s } }
+"#,
+    );
+    for r in &runs {
+        let s = shares(r);
+        for i in 0..4u32 {
+            let got = s[&("backend".into(), i)];
+            let want = f64::from(i + 1) / 10.0;
+            match r.strategy.as_str() {
+                "random" => {
+                    // Uniform random ignores weights: the control that shows the weights act.
+                    assert!((got - 0.25).abs() < 0.0125, "random: {i} got {got}");
+                    continue;
+                }
+                "least_request" => {
+                    // Envoy's weighted least request (weight / (active + 1)^bias) also reacts
+                    // to load, so it follows the weights more loosely.
+                    assert!(
+                        (got - want).abs() <= 0.1 * want,
+                        "least_request: {i} got {got}"
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            // envoy-lbsim's tolerance: within 5% of the share.
+            assert!(
+                (got - want).abs() <= 0.05 * want,
+                "{}: endpoint {i} got {got:.4}, weight share {want}",
+                r.strategy
+            );
+        }
+    }
+}
+
+fn priority_split(p0_unhealthy: u32, factor: f64) -> (f64, f64) {
+    let yaml = format!(
+        r#"
+name: priorities
+seed: 9
+requests: 100000
+strategies:
+  s: {{ priority: {{ overprovisioning_factor: {factor} }} }}
+policy: {{ timeout: 0s, circuit_breakers: {{ max_requests: 1000000 }} }}
+services:
+  backend:
+    instances: 200
+    concurrency: 1000
+    service_time: {{ dist: constant, value: 1ms }}
+    overrides:
+      100-199: {{ priority: 1 }}
+{unhealthy}
+clients:
+  load: {{ proxies: 2, target: backend, arrival: {{ process: poisson, rate: 10000/s }} }}
+"#,
+        unhealthy = if p0_unhealthy == 0 {
+            String::new()
+        } else {
+            format!("      0-{}: {{ health: unhealthy }}", p0_unhealthy - 1)
+        }
+    );
+    let r = &run_yaml(&yaml)[0];
+    let total: u64 = r.endpoints.iter().map(|e| e.attempts).sum();
+    let p0: u64 = r
+        .endpoints
+        .iter()
+        .filter(|e| e.instance < 100)
+        .map(|e| e.attempts)
+        .sum();
+    let p0 = p0 as f64 / total as f64;
+    (p0, 1.0 - p0)
+}
+
+#[test]
+fn envoy_priority_load_from_a_scenario_file() {
+    // Envoy's source rule (integer truncation, remainder to the first healthy priority), with
+    // the default overprovisioning factor 1.4: P0 at 72/71/50/25% healthy, P1 all healthy.
+    for (healthy, want_p0) in [(72, 1.00), (71, 0.99), (50, 0.70), (25, 0.35)] {
+        let (p0, p1) = priority_split(100 - healthy, 1.4);
+        assert!(
+            (p0 - want_p0).abs() < 0.005,
+            "P0 {healthy}% healthy: P0 got {p0:.4}, Envoy gives {want_p0}"
+        );
+        assert!((p0 + p1 - 1.0).abs() < 1e-9);
+    }
+    // Without overprovisioning, 72% healthy keeps 72%.
+    let (p0, _) = priority_split(28, 1.0);
+    assert!((p0 - 0.72).abs() < 0.005, "factor 1.0: {p0}");
+}
+
+#[test]
+fn zone_aware_routing_from_a_scenario_file() {
+    // Envoy's worked example: local shares 40/40/20, upstream 25/50/25. Zone a routes
+    // 25/40 = 62.5% locally and spills the rest to b and c in the ratio of their residual
+    // capacity (10 : 5 = 2 : 1); zones b and c have enough upstream locally and stay local.
+    let runs = run_yaml(
+        r#"
+name: zone-aware
+seed: 4
+requests: 300000
+strategies:
+  zone_aware: { zone_aware: {} }
+  plain: {}
+policy: { timeout: 0s, circuit_breakers: { max_requests: 1000000 } }
+zones: { a: {}, b: {}, c: {} }
+network:
+  same_zone: { dist: constant, value: 100us }
+  cross_zone: { dist: constant, value: 1ms }
+services:
+  backend:
+    instances: 8
+    concurrency: 1000
+    service_time: { dist: constant, value: 1ms }
+    zone: { a: 2, b: 4, c: 2 }
+clients:
+  load:
+    proxies: 10
+    zone: { a: 4, b: 4, c: 2 }
+    target: backend
+    arrival: { process: poisson, rate: 10000/s }
+"#,
+    );
+    let flows = |r: &RunResult, from: &str| -> BTreeMap<String, f64> {
+        let mine: Vec<_> = r.zone_flows.iter().filter(|f| f.from == from).collect();
+        let total: u64 = mine.iter().map(|f| f.attempts).sum();
+        mine.iter()
+            .map(|f| (f.to.clone(), f.attempts as f64 / total as f64))
+            .collect()
+    };
+    let za = &runs[0];
+    let a = flows(za, "a");
+    assert!(
+        (a["a"] - 0.625).abs() < 0.01,
+        "zone a local share {}",
+        a["a"]
+    );
+    assert!(
+        (a["b"] - 0.25).abs() < 0.01 && (a["c"] - 0.125).abs() < 0.01,
+        "spill 2:1: {a:?}"
+    );
+    for z in ["b", "c"] {
+        assert!(flows(za, z)[z] > 0.999, "zone {z} routes directly");
+    }
+    // Without zone-aware routing every zone spreads by host count: zone a keeps 25%.
+    let plain = flows(&runs[1], "a");
+    assert!((plain["a"] - 0.25).abs() < 0.01, "{plain:?}");
+}
+
+const HOT_KEYS: &str = r#"
+name: hot
+seed: 8
+duration: 20s
+warmup: 2s
+strategies:
+  ring_hash: { balancer: { kind: ring_hash } }
+  maglev: { balancer: { kind: maglev } }
+  bounded_load: { balancer: { kind: bounded_load, hash_balance_factor: 125 } }
+  p2c: { balancer: { kind: least_request } }
+policy: { timeout: 0s, circuit_breakers: { max_requests: 1000000 } }
+services:
+  backend:
+    instances: 10
+    concurrency: 1000
+    service_time: { dist: exponential, mean: 20ms }
+    SLOW
+clients:
+  load:
+    proxies: 1
+    target: backend
+    arrival: { process: poisson, rate: 5000/s }
+    keys: { dist: zipf, count: 10000, exponent: 1.1 }
+"#;
+
+/// Which endpoint each hot key's attempts went to, and with what share of the key.
+fn key_homes(r: &RunResult) -> BTreeMap<u32, (u32, f64)> {
+    let mut out: BTreeMap<u32, (u32, u64, u64)> = BTreeMap::new();
+    for k in &r.keys {
+        let e = out.entry(k.key).or_insert((k.instance, 0, 0));
+        e.2 += k.attempts;
+        if k.attempts > e.1 {
+            e.0 = k.instance;
+            e.1 = k.attempts;
+        }
+    }
+    out.into_iter()
+        .map(|(k, (i, top, all))| (k, (i, top as f64 / all as f64)))
+        .collect()
+}
+
+#[test]
+fn hashing_keeps_keys_on_their_endpoints_and_bounded_load_caps_the_hottest() {
+    let runs = run_yaml(&HOT_KEYS.replace("SLOW", ""));
+    for r in &runs {
+        let s = shares(r);
+        let max = s.values().copied().fold(0.0, f64::max);
+        let homes = key_homes(r);
+        match r.strategy.as_str() {
+            "ring_hash" | "maglev" => {
+                // The same key always reaches the same endpoint while membership is unchanged.
+                for (k, (_, share)) in &homes {
+                    assert_eq!(*share, 1.0, "{}: key {k} split", r.strategy);
+                }
+                // The hottest key alone is ~13% of requests: some endpoint is far above 10%.
+                assert!(max > 0.15, "{}: max share {max}", r.strategy);
+            }
+            "bounded_load" => {
+                // Bounded loads cap each endpoint's requests in flight at
+                // ceil(hash_balance_factor x the mean); about 100 are in flight here, so no
+                // endpoint takes much more than 1.25 x 10% of the attempts (the ceiling adds
+                // at most one request in ten).
+                assert!(max <= 0.125 * 1.1, "bounded load max share {max}");
+                assert!(
+                    homes.values().any(|h| h.1 < 1.0),
+                    "the hottest keys spill past their endpoint"
+                );
+            }
+            _ => {
+                assert!(max < 0.11, "p2c max share {max}");
+                assert!(homes.values().all(|h| h.1 < 0.5), "p2c has no affinity");
+            }
+        }
+    }
+}
+
+#[test]
+fn ring_hash_and_maglev_keep_a_slow_hosts_hot_keys_on_it() {
+    let fast = run_yaml(&HOT_KEYS.replace("SLOW", ""));
+    for (i, name) in ["ring_hash", "maglev"].iter().enumerate() {
+        let (home, _) = key_homes(&fast[i])[&0];
+        let before = shares(&fast[i])[&("backend".into(), home)];
+        // The hottest key's endpoint becomes 5x slower (still far from saturated).
+        let slow = run_yaml(&HOT_KEYS.replace(
+            "SLOW",
+            &format!("overrides: {{ {home}: {{ slowdown: 5 }} }}"),
+        ));
+        let after = shares(&slow[i])[&("backend".into(), home)];
+        assert_eq!(key_homes(&slow[i])[&0], (home, 1.0), "{name}: key 0 moved");
+        // The share follows the keys, not 1/N and not the latency.
+        assert!(
+            (after - before).abs() < 0.005,
+            "{name}: {before} -> {after}"
+        );
+        assert!(after > 0.15, "{name}: {after}");
+        // P2C, keyless, moves load off the slow host.
+        let p2c = shares(&slow[3])[&("backend".into(), home)];
+        assert!(p2c < 0.09, "p2c share of the slow host {p2c}");
+    }
+}
+
+#[test]
+fn orca_weighted_round_robin_moves_load_off_a_highly_utilized_instance() {
+    let runs = run_yaml(
+        r#"
+name: orca
+seed: 6
+duration: 60s
+warmup: 20s
+strategies:
+  orca: { balancer: { kind: orca_weighted_round_robin } }
+  round_robin: { balancer: { kind: round_robin } }
+policy: { timeout: 0s, circuit_breakers: { max_requests: 1000000 } }
+services:
+  backend:
+    instances: 5
+    concurrency: 4
+    service_time: { dist: exponential, mean: 4ms }
+    overrides: { 2: { slowdown: 3 } }
+clients:
+  load: { proxies: 4, target: backend, arrival: { process: poisson, rate: 2000/s } }
+"#,
+    );
+    let slow = |r: &RunResult| shares(r)[&("backend".into(), 2)];
+    let (orca, rr) = (slow(&runs[0]), slow(&runs[1]));
+    assert!((rr - 0.2).abs() < 0.005, "round robin {rr}");
+    // Weight = qps / utilization = capacity, so the 3x slower instance should settle near a
+    // third of its peers' share: 1/(4 x 3 + 1) ~ 7.7% once the blackout (10 s) has passed.
+    assert!(orca < 0.12, "orca share of the slow instance {orca}");
+    assert!(orca > 0.04, "orca still sends it some load: {orca}");
+}
