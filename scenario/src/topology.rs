@@ -432,7 +432,12 @@ pub struct Client {
 /// `hash_policy: header` hashes a header's value. The draw is a common random number of the
 /// request, so every strategy and both drivers give a request the same key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "dist",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    try_from = "KeysSpec"
+)]
 pub enum Keys {
     /// Every key equally likely.
     Uniform {
@@ -447,6 +452,42 @@ pub enum Keys {
         /// The exponent, >= 0 (0 is uniform; around 1 is typical of caches).
         exponent: f64,
     },
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KeysKind {
+    Uniform,
+    Zipf,
+}
+
+/// Keys as written (a plain struct, so field errors are exactly located).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysSpec {
+    dist: KeysKind,
+    count: u32,
+    exponent: Option<f64>,
+}
+
+impl TryFrom<KeysSpec> for Keys {
+    type Error = String;
+
+    fn try_from(k: KeysSpec) -> Result<Self, String> {
+        Ok(match (k.dist, k.exponent) {
+            (KeysKind::Uniform, None) => Keys::Uniform { count: k.count },
+            (KeysKind::Uniform, Some(_)) => {
+                return Err("`exponent` belongs to `dist: zipf`".into());
+            }
+            (KeysKind::Zipf, Some(exponent)) => Keys::Zipf {
+                count: k.count,
+                exponent,
+            },
+            (KeysKind::Zipf, None) => {
+                return Err("`dist: zipf` needs `exponent` (for example 1.1)".into());
+            }
+        })
+    }
 }
 
 impl Keys {

@@ -635,3 +635,175 @@ fn two_shards_merge_into_the_whole_schedule() {
     assert_eq!(bad.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A metric's replication mean per strategy, from summary.json.
+fn metric(dir: &Path, name: &str) -> std::collections::BTreeMap<String, f64> {
+    let json: serde_json::Value = serde_json::from_slice(&read(dir, "summary.json")).unwrap();
+    json["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["strategy"].as_str().unwrap().to_owned(),
+                s["metrics"][name]["mean"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Replication 0's load share of one instance per strategy, from endpoints.csv.
+fn load_share(dir: &Path, instance: u32) -> std::collections::BTreeMap<String, f64> {
+    let text = String::from_utf8(read(dir, "endpoints.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[1] == "0" && c[3] == instance.to_string())
+                .then(|| (c[0].to_owned(), c[5].parse().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_static_world_scenarios_answer_their_questions_identically_on_1_and_2_threads() {
+    for (file, extra) in [
+        ("weighted-capacity", vec!["endpoints.csv"]),
+        ("zone-outage-failover", vec!["zones.csv"]),
+        ("hot-keys", vec!["keys.csv"]),
+    ] {
+        let path = format!("scenarios/{file}.yaml");
+        let (a, b) = (tmp(&format!("{file}-1")), tmp(&format!("{file}-2")));
+        for (dir, threads) in [(&a, "1"), (&b, "2")] {
+            run_ok(&[
+                "run",
+                &path,
+                "--quiet",
+                "--threads",
+                threads,
+                "--out",
+                dir.to_str().unwrap(),
+            ]);
+        }
+        for f in ["summary.csv", "summary.json", "timeseries.csv"]
+            .into_iter()
+            .chain(extra)
+        {
+            assert_eq!(read(&a, f), read(&b, f), "{file}: {f}, 1 thread vs 2");
+        }
+        let p99 = metric(&a, "p99_ms");
+        let errors = metric(&a, "error_rate");
+        match file {
+            "weighted-capacity" => {
+                // Weight-aware balancers keep the small backends below saturation; random
+                // ignores the weights and overloads them.
+                for s in ["weighted_round_robin", "weighted_random", "p2c"] {
+                    assert!(p99[s] < 100.0, "{s}: p99 {}", p99[s]);
+                    assert!(errors[s] < 1e-3, "{s}: errors {}", errors[s]);
+                }
+                assert!(errors["random_unweighted"] > 0.1);
+                let small = load_share(&a, 0);
+                assert!((small["weighted_round_robin"] - 1.0 / 16.0).abs() < 0.003);
+                assert!((small["random_unweighted"] - 0.125).abs() < 0.003);
+            }
+            "zone-outage-failover" => {
+                // Factor 1.4 keeps 42% on three survivors that serve 40%: they saturate.
+                assert!(p99["overprovisioning_1_4"] > 10.0 * p99["overprovisioning_1_0"]);
+                assert!(errors["no_health_checks"] > 0.5);
+                assert!(read(&a, "zones.csv").len() > 100);
+            }
+            _ => {
+                // Affinity costs balance: the hottest keys' backend saturates under ring hash
+                // and Maglev; bounded loads and P2C keep p99 low.
+                for s in ["bounded_load", "p2c"] {
+                    assert!(p99[s] < 50.0, "{s}: p99 {}", p99[s]);
+                }
+                for s in ["ring_hash", "maglev"] {
+                    assert!(p99[s] > 10.0 * p99["p2c"], "{s}: p99 {}", p99[s]);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&a);
+        let _ = std::fs::remove_dir_all(&b);
+    }
+}
+
+#[test]
+fn static_world_mistakes_are_located_and_inert_fields_refused() {
+    let cases: [(&str, &str, &[&str]); 7] = [
+        (
+            "    instances: 4",
+            "    instances: 4\n    zone: a",
+            &["services.backend.zone", "zone `a` is not declared"],
+        ),
+        (
+            "strategies:",
+            "zones: { east: {}, west: {} }\nstrategies:",
+            &["services.backend", "every service needs `zone`"],
+        ),
+        (
+            "    instances: 4",
+            "    instances: 4\n    overrides: { 2-9: { weight: 2 } }",
+            &["services.backend.overrides.2-9", "instance 9 does not exist"],
+        ),
+        (
+            "  rr: { balancer: { kind: round_robin } }",
+            "  rr: { balancer: { kind: maglev } }",
+            &[
+                "strategies.rr.balancer",
+                "client `load` sends none: give it `keys:`",
+            ],
+        ),
+        (
+            "  rr: { balancer: { kind: round_robin } }",
+            "  rr: { circuit_breakers: { max_connections: 10 } }",
+            &["circuit_breakers.max_connections", "not modeled yet"],
+        ),
+        (
+            "  rr: { balancer: { kind: round_robin } }",
+            "  rr: { zone_aware: {} }",
+            &["strategies.rr.zone_aware", "needs zones"],
+        ),
+        (
+            "    target: backend",
+            "    target: backend\n    keys: { dist: zipf, count: 10, exponen: 1 }",
+            &["clients.load.keys", "exponent"],
+        ),
+    ];
+    for (from, to, want) in cases {
+        let (code, err) = invalid(&GOOD.replace(from, to));
+        assert_eq!(code, 2, "{to}: {err}");
+        assert!(err.contains("bad.yaml:"), "{to}: located: {err}");
+        for w in want {
+            assert!(err.contains(w), "{to}: wanted `{w}` in: {err}");
+        }
+    }
+}
+
+#[test]
+fn live_runs_every_sweep_point() {
+    let dir = tmp("live-sweep");
+    let out = run_ok(&[
+        "live",
+        "scenarios/load-sweep.yaml",
+        "--strategy",
+        "p2c",
+        "--duration",
+        "1s",
+        "--replications",
+        "1",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let _ = out;
+    let summary = String::from_utf8(read(&dir, "summary.csv")).unwrap();
+    let loaded = meshbench_scenario::load(&root().join("scenarios/load-sweep.yaml")).unwrap();
+    assert_eq!(
+        summary.lines().count() - 1,
+        loaded.points.len(),
+        "one row per sweep point: {summary}"
+    );
+    assert!(summary.starts_with(&loaded.sweep_paths[0]), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

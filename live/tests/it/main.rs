@@ -457,3 +457,145 @@ async fn the_fault_timeline_plays_in_real_time_on_in_process_backends() {
     let last = r.result.endpoint_series.last().expect("windows");
     assert!(last[2] >= 200, "backend 2 after its restart: {last:?}");
 }
+
+/// Runs strategy `strategy` of `yaml` against fresh in-process backends.
+async fn run_yaml(yaml: &str, strategy: usize) -> LiveRun {
+    let l = loaded(yaml);
+    let backends = Backends::start(&l.scenario, IpAddr::from([127, 0, 0, 1]), 5)
+        .await
+        .expect("backends start on loopback");
+    let opts = options(strategy, l.scenario.seed, endpoints_of(&backends));
+    let run = meshbench_live::driver::run(&l, opts, Arc::new(AtomicBool::new(false))).await;
+    backends.shutdown();
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_from_the_file_give_each_endpoint_its_share_on_real_sockets() {
+    let _serial = SERIAL.lock().await;
+    let yaml = "name: live-weights
+seed: 3
+duration: 3s
+warmup: 500ms
+strategies:
+  wrr: { balancer: { kind: round_robin } }
+  weighted_random: { balancer: { kind: weighted_random } }
+policy: { timeout: 2s }
+services:
+  backend:
+    instances: 4
+    concurrency: 32
+    service_time: { dist: exponential, mean: 1ms }
+    overrides: { 1: { weight: 2 }, 2: { weight: 3 }, 3: { weight: 4 } }
+clients:
+  load: { proxies: 2, target: backend, arrival: { process: poisson, rate: 2000/s } }
+";
+    for strategy in 0..2 {
+        let run = run_yaml(yaml, strategy).await;
+        for i in 0..4u32 {
+            let (got, want) = (share(&run, i), f64::from(i + 1) / 10.0);
+            // Weighted random draws 6000 times: 5% of a 10% share is 2.6 standard errors.
+            assert!(
+                (got - want).abs() <= 0.05 * want,
+                "{}: endpoint {i} got {got:.4}, weight share {want}",
+                run.result.strategy
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prequal_probes_real_backends_and_beats_random_at_the_tail() {
+    let _serial = SERIAL.lock().await;
+    let yaml = "name: live-prequal
+seed: 4
+duration: 4s
+warmup: 1s
+strategies:
+  prequal: { balancer: { kind: prequal } }
+  random: { balancer: { kind: random } }
+  orca: { balancer: { kind: orca_weighted_round_robin, blackout_period: 500ms, weight_update_period: 100ms } }
+policy: { timeout: 2s }
+network:
+  latency: { dist: constant, value: 100us }
+services:
+  backend:
+    instances: 5
+    concurrency: 4
+    service_time: { dist: exponential, mean: 4ms }
+    overrides: { 1: { slowdown: 5 } }
+clients:
+  load: { proxies: 4, target: backend, arrival: { process: poisson, rate: 1500/s } }
+";
+    let prequal = run_yaml(yaml, 0).await;
+    let random = run_yaml(yaml, 1).await;
+    let orca = run_yaml(yaml, 2).await;
+    let p99 = |r: &LiveRun| r.result.metric("p99_ms");
+    // Random sends the 5x slow backend 20% of requests, past what it serves (its queue grows);
+    // Prequal's probes read its requests in flight and steer around it.
+    assert!(
+        p99(&prequal) < 0.5 * p99(&random),
+        "prequal p99 {:.1} ms vs random {:.1} ms",
+        p99(&prequal),
+        p99(&random)
+    );
+    assert!(share(&prequal, 1) < 0.12, "prequal share {}", share(&prequal, 1));
+    // ORCA reads the backends' endpoint-load-metrics headers: the busy one gets less.
+    assert!(share(&orca, 1) < 0.15, "orca share {}", share(&orca, 1));
+    assert!((share(&random, 1) - 0.2).abs() < 0.03);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_zones_reach_the_backends_and_the_recorder() {
+    let _serial = SERIAL.lock().await;
+    let yaml = "name: live-keys
+seed: 5
+duration: 2s
+warmup: 500ms
+strategies:
+  ring_hash: { balancer: { kind: ring_hash } }
+policy: { timeout: 2s }
+zones: { a: {}, b: {} }
+network:
+  same_zone: { dist: constant, value: 50us }
+  cross_zone: { dist: constant, value: 5ms }
+services:
+  backend:
+    instances: 4
+    concurrency: 32
+    service_time: { dist: constant, value: 1ms }
+    zone: { a: 2, b: 2 }
+clients:
+  load:
+    proxies: 2
+    zone: a
+    target: backend
+    arrival: { process: poisson, rate: 1000/s }
+    keys: { dist: zipf, count: 50, exponent: 1.2 }
+";
+    let run = run_yaml(yaml, 0).await;
+    // Ring hash on the request's key: every hot key stays on one endpoint.
+    let mut homes: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for k in &run.result.keys {
+        homes.entry(k.key).or_default().push(k.instance);
+    }
+    assert!(!homes.is_empty());
+    for (k, at) in &homes {
+        assert_eq!(at.len(), 1, "key {k} reached {at:?}");
+    }
+    // Zone b is 5 ms away each way: requests there take about 11 ms, in zone a about 1.1 ms.
+    let flows: BTreeMap<(String, String), u64> = run
+        .result
+        .zone_flows
+        .iter()
+        .map(|f| ((f.from.clone(), f.to.clone()), f.attempts))
+        .collect();
+    assert!(flows[&("a".into(), "b".into())] > 0 && flows[&("a".into(), "a".into())] > 0);
+    let p99 = run.result.metric("p99_ms");
+    let p50 = run.result.metric("p50_ms");
+    let cross = flows[&("a".into(), "b".into())] as f64 / run.result.attempts.max(1) as f64;
+    if cross > 0.05 {
+        assert!(p99 > 10.0, "cross-zone latency applied: p99 {p99} ms");
+    }
+    assert!(p50 >= 1.0, "p50 {p50}");
+}
