@@ -975,6 +975,20 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
         connections: args.connections,
         tls: live_tls(&args, !targets.is_empty())?,
     };
+    if !targets.is_empty() {
+        // Endpoint metadata (weights, zones, priorities) is per instance in the file: the
+        // targets must be the instances, in order.
+        for c in sc.clients.values() {
+            let n = sc.services[&c.target].instances as usize;
+            anyhow::ensure!(
+                n == targets.len(),
+                "--target gives {} endpoints but service `{}` has {n} instances in the scenario: give one --target per instance, in instance order (or set `instances: {}`)",
+                targets.len(),
+                c.target,
+                targets.len()
+            );
+        }
+    }
     let replications = args.replications.unwrap_or(sc.replications);
     let (results, stats, recordings) = run_live_strategies(
         loaded,

@@ -378,7 +378,7 @@ async fn serve_one(request: u64, attempt: u32, st: &Station) -> Response<Full<By
     // A fast-failing instance answers at once (the simulator's draw).
     let fast_fail = f64::from_bits(st.fast_fail_bits.load(Ordering::Relaxed));
     if fast_fail > 0.0 && uniform(st.seed, request, attempt, Lane::FastFail) < fast_fail {
-        st.meter().respond(st.now_ns(), 0, true);
+        st.meter().respond(st.now_ns(), None, true);
         return reply(StatusCode::SERVICE_UNAVAILABLE, "fast fail\n");
     }
     // Queue limit: requests beyond the concurrency wait; past the limit, 503 at once.
@@ -387,22 +387,22 @@ async fn serve_one(request: u64, attempt: u32, st: &Station) -> Response<Full<By
         Err(_) => {
             if st.waiting.fetch_add(1, Ordering::SeqCst) >= st.queue_limit {
                 st.waiting.fetch_sub(1, Ordering::SeqCst);
-                st.meter().respond(st.now_ns(), 0, true);
+                st.meter().respond(st.now_ns(), None, true);
                 return reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n");
             }
             let arrived = st.now_ns();
-            st.meter().arrive(arrived);
+            let rif = st.meter().arrive(arrived);
             // Leaves the meter if the client gives up while queued (the future is dropped).
             let guard = LeaveOnDrop { st, started: false };
             let p = st.permits.acquire().await.expect("never closed");
             std::mem::forget(guard);
             st.waiting.fetch_sub(1, Ordering::SeqCst);
-            return served(request, attempt, st, p, arrived).await;
+            return served(request, attempt, st, p, (arrived, rif)).await;
         }
     };
     let arrived = st.now_ns();
-    st.meter().arrive(arrived);
-    served(request, attempt, st, permit, arrived).await
+    let rif = st.meter().arrive(arrived);
+    served(request, attempt, st, permit, (arrived, rif)).await
 }
 
 /// Takes a request out of the meter when its future is dropped before it ends.
@@ -422,7 +422,7 @@ async fn served(
     attempt: u32,
     st: &Station,
     permit: tokio::sync::SemaphorePermit<'_>,
-    arrived: u64,
+    (arrived, rif): (u64, u32),
 ) -> Response<Full<Bytes>> {
     st.meter().start(st.now_ns());
     let guard = LeaveOnDrop { st, started: true };
@@ -438,7 +438,8 @@ async fn served(
     let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
     let failed = error_rate > 0.0 && uniform(st.seed, request, attempt, Lane::Error) < error_rate;
     let now = st.now_ns();
-    st.meter().respond(now, now.saturating_sub(arrived), failed);
+    st.meter()
+        .respond(now, Some((now.saturating_sub(arrived), rif)), failed);
     if failed {
         reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n")
     } else {

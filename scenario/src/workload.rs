@@ -427,8 +427,14 @@ pub const LOAD_WINDOW_NS: u64 = 1_000_000_000;
 /// What an instance knows about its own load, measured the same way in the simulator and in
 /// the live backends: requests in flight (queued or in service), utilization (time-averaged
 /// busy servers / concurrency), queries and errors per second over the last whole
-/// [`LOAD_WINDOW_NS`] window (or the current one, before the first ends), and an exponentially
-/// weighted mean of its recent latencies (arrival to response, weight 1/16 per response).
+/// [`LOAD_WINDOW_NS`] window (or the current one, before the first ends), and its latency as a
+/// function of load: an exponentially weighted mean (weight 1/8) of the latencies (arrival to
+/// response) of requests that arrived when [`RIF_BUCKETS`]-capped `r` others were in flight.
+/// A Prequal probe is answered with the requests in flight now and the latency estimate at that
+/// load (Wydrowski et al., NSDI'24, section 3: the server reports its latency at its current
+/// RIF): the nearest load level's estimate updated within the last [`LOAD_WINDOW_NS`], or 0
+/// when none is that recent, so an instance that took no traffic for a while is tried again
+/// instead of being judged forever by an old, unlucky sample.
 /// ORCA load reports ([`LoadMeter::report`]) and Prequal probe answers ([`LoadMeter::probe`])
 /// come from it. Times are ns on any clock that does not go backwards.
 #[derive(Clone, Debug)]
@@ -442,8 +448,15 @@ pub struct LoadMeter {
     done: u64,
     errors: u64,
     last: Option<LoadReport>,
-    latency_ns: f64,
+    /// Latency EWMA per requests-in-flight-at-arrival bucket (0 where none was seen), and when
+    /// each was last updated.
+    latency_ns: [f64; RIF_BUCKETS],
+    latency_at_ns: [u64; RIF_BUCKETS],
 }
+
+/// Load levels (requests in flight) a [`LoadMeter`] keeps a latency estimate for; higher
+/// loads share the last.
+pub const RIF_BUCKETS: usize = 32;
 
 impl LoadMeter {
     /// A meter for an instance serving `concurrency` requests at once, from time `now`.
@@ -458,7 +471,8 @@ impl LoadMeter {
             done: 0,
             errors: 0,
             last: None,
-            latency_ns: 0.0,
+            latency_ns: [0.0; RIF_BUCKETS],
+            latency_at_ns: [0; RIF_BUCKETS],
         }
     }
 
@@ -487,10 +501,12 @@ impl LoadMeter {
         }
     }
 
-    /// A request reached the instance (queued or served).
-    pub fn arrive(&mut self, now: u64) {
+    /// A request reached the instance (queued or served); returns the requests already in
+    /// flight there, which [`LoadMeter::respond`] takes back with its latency.
+    pub fn arrive(&mut self, now: u64) -> u32 {
         self.advance(now);
         self.in_flight += 1;
+        self.in_flight - 1
     }
 
     /// A request entered service.
@@ -499,7 +515,7 @@ impl LoadMeter {
         self.busy += 1;
     }
 
-    /// A request left service (served, failed or reset); `queued_only` when it never started.
+    /// A request left (served, failed or reset); `started` when it had entered service.
     pub fn leave(&mut self, now: u64, started: bool) {
         self.advance(now);
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -508,12 +524,36 @@ impl LoadMeter {
         }
     }
 
-    /// A response left, `latency_ns` after its request arrived; `failed` for a 5xx.
-    pub fn respond(&mut self, now: u64, latency_ns: u64, failed: bool) {
+    /// A response left; `served` is its latency since it arrived and the requests in flight it
+    /// found (`None` for a 503 answered without queueing or service); `failed` for a 5xx.
+    pub fn respond(&mut self, now: u64, served: Option<(u64, u32)>, failed: bool) {
         self.advance(now);
         self.done += 1;
         self.errors += u64::from(failed);
-        self.latency_ns += (latency_ns as f64 - self.latency_ns) / 16.0;
+        if let Some((latency_ns, rif)) = served {
+            let i = (rif as usize).min(RIF_BUCKETS - 1);
+            let b = &mut self.latency_ns[i];
+            if *b == 0.0 || now.saturating_sub(self.latency_at_ns[i]) > LOAD_WINDOW_NS {
+                *b = latency_ns.max(1) as f64;
+            } else {
+                *b += (latency_ns as f64 - *b) / 8.0;
+            }
+            self.latency_at_ns[i] = now;
+        }
+    }
+
+    /// The latency estimate at `rif` requests in flight at `now`: the bucket's, else the
+    /// nearest bucket's (below first), among those updated within the last window; else 0.
+    fn latency_at(&self, rif: u32, now: u64) -> f64 {
+        let at = (rif as usize).min(RIF_BUCKETS - 1);
+        (0..RIF_BUCKETS)
+            .flat_map(|d| [at.checked_sub(d), Some(at + d).filter(|&i| i < RIF_BUCKETS)])
+            .flatten()
+            .find(|&i| {
+                self.latency_ns[i] > 0.0
+                    && now.saturating_sub(self.latency_at_ns[i]) <= LOAD_WINDOW_NS
+            })
+            .map_or(0.0, |i| self.latency_ns[i])
     }
 
     /// The load report sent with a response at `now` (gRPC ORCA's per-request
@@ -531,7 +571,9 @@ impl LoadMeter {
         self.advance(now);
         ProbeReply {
             rif: self.in_flight,
-            latency: mesh_core::Duration::from_nanos(self.latency_ns.round() as u64),
+            latency: mesh_core::Duration::from_nanos(
+                self.latency_at(self.in_flight, now).round() as u64
+            ),
         }
     }
 }
@@ -604,10 +646,10 @@ mod tests {
         let s = 1_000_000_000;
         let mut m = LoadMeter::new(2, 0);
         // One of two servers busy all second, ten responses: utilization 0.5, 10 qps.
-        m.arrive(0);
+        assert_eq!(m.arrive(0), 0);
         m.start(0);
         for i in 1..=10 {
-            m.respond(i * s / 10 - 1, 1_000_000, i == 10);
+            m.respond(i * s / 10 - 1, None, i == 10);
         }
         let r = m.report(s + 1);
         assert!((r.utilization - 0.5).abs() < 1e-6, "{r:?}");
@@ -618,5 +660,22 @@ mod tests {
         assert_eq!(m.probe(s + 1).rif, 1);
         m.leave(s + 2, true);
         assert_eq!(m.probe(s + 3).rif, 0);
+        // Latency by load: 2 ms when idle, 10 ms with three ahead; an idle instance reports the
+        // idle latency, a loaded one the loaded latency, and an unseen load the nearest seen.
+        m.respond(s + 4, Some((2_000_000, 0)), false);
+        m.respond(s + 5, Some((10_000_000, 3)), false);
+        assert_eq!(m.probe(s + 6).latency.as_nanos(), 2_000_000);
+        for _ in 0..4 {
+            m.arrive(s + 7);
+        }
+        assert_eq!(m.probe(s + 8).latency.as_nanos(), 10_000_000);
+        m.arrive(s + 9);
+        assert_eq!(
+            m.probe(s + 10).latency.as_nanos(),
+            10_000_000,
+            "5 in flight: the nearest seen load is 3"
+        );
+        // Two seconds on with no response, the estimates are stale: 0, so it is tried again.
+        assert_eq!(m.probe(3 * s).latency.as_nanos(), 0);
     }
 }

@@ -103,6 +103,8 @@ struct Job {
 #[derive(Clone, Copy, Default)]
 struct Metered {
     arrived: u64,
+    /// Requests in flight at the instance when it arrived.
+    rif: u32,
     load: Option<mesh_core::LoadReport>,
 }
 
@@ -522,28 +524,26 @@ impl Sim {
         {
             // A fast-failing instance answers 503 without queueing or serving.
             if let Some(m) = &mut st.meter {
-                m.respond(now, 0, true);
+                m.respond(now, None, true);
             }
             self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::GatewayError);
         } else if st.busy < st.concurrency {
-            if let Some(m) = &mut st.meter {
-                m.arrive(now);
-            }
+            let rif = st.meter.as_mut().map_or(0, |m| m.arrive(now));
             if let Some(m) = self.metered.get_mut(j as usize) {
                 *m = Metered {
                     arrived: now,
+                    rif,
                     load: None,
                 };
             }
             self.start(j);
         } else if (st.queue.len() as u64) < u64::from(st.queue_limit) {
-            if let Some(m) = &mut st.meter {
-                m.arrive(now);
-            }
+            let rif = st.meter.as_mut().map_or(0, |m| m.arrive(now));
             if let Some(m) = self.metered.get_mut(j as usize) {
                 *m = Metered {
                     arrived: now,
+                    rif,
                     load: None,
                 };
             }
@@ -551,7 +551,7 @@ impl Sim {
         } else {
             // A full queue answers 503 at once.
             if let Some(m) = &mut st.meter {
-                m.respond(now, 0, true);
+                m.respond(now, None, true);
             }
             self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::GatewayError);
@@ -616,8 +616,8 @@ impl Sim {
             m.leave(now, true);
         }
         if let Some(m) = &mut st.meter {
-            let arrived = self.metered[j as usize].arrived;
-            m.respond(now, now - arrived, failed);
+            let Metered { arrived, rif, .. } = self.metered[j as usize];
+            m.respond(now, Some((now - arrived, rif)), failed);
         }
         if self.load_reports {
             self.metered[j as usize].load = st.meter.as_mut().map(|m| m.report(now));

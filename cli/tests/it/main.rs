@@ -744,7 +744,10 @@ fn static_world_mistakes_are_located_and_inert_fields_refused() {
         (
             "    instances: 4",
             "    instances: 4\n    overrides: { 2-9: { weight: 2 } }",
-            &["services.backend.overrides.2-9", "instance 9 does not exist"],
+            &[
+                "services.backend.overrides.2-9",
+                "instance 9 does not exist",
+            ],
         ),
         (
             "  rr: { balancer: { kind: round_robin } }",

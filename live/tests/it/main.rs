@@ -539,7 +539,11 @@ clients:
         p99(&prequal),
         p99(&random)
     );
-    assert!(share(&prequal, 1) < 0.12, "prequal share {}", share(&prequal, 1));
+    assert!(
+        share(&prequal, 1) < 0.12,
+        "prequal share {}",
+        share(&prequal, 1)
+    );
     // ORCA reads the backends' endpoint-load-metrics headers: the busy one gets less.
     assert!(share(&orca, 1) < 0.15, "orca share {}", share(&orca, 1));
     assert!((share(&random, 1) - 0.2).abs() < 0.03);
