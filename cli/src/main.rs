@@ -936,6 +936,18 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
     let sc = &loaded.scenario;
     let seed = args.seed.unwrap_or(sc.seed);
     let chosen = choose_strategies(loaded, args.strategy.as_deref())?;
+    // Live runs in real time: its schedule ends at a duration, not after a request count.
+    anyhow::ensure!(
+        sc.requests.is_none() || args.duration.is_some(),
+        "the scenario sets `requests: {}`, but live mode runs for a duration: pass --duration (for example {:.0}s, the time these requests take to arrive)",
+        sc.requests.unwrap_or(0),
+        (sc.requests.unwrap_or(0) as f64
+            / sc.clients
+                .values()
+                .map(|c| c.arrival.mean_rate())
+                .sum::<f64>())
+        .ceil()
+    );
     let targets: Vec<std::net::SocketAddr> = args
         .targets
         .iter()

@@ -168,6 +168,43 @@ impl ZoneAwareConfig {
     }
 }
 
+/// Envoy's locality-weighted load balancing (`locality_weighted_lb_config`,
+/// `locality_weight.rst`): within the chosen priority, a locality (zone) is picked by EDF over
+/// its effective weight `weight x min(1, overprovisioning_factor x healthy / total)` (see
+/// [`LocalityPicker`]), then a host within it by the balancer. The weights are EDS data (each
+/// `LocalityLbEndpoints.load_balancing_weight`); a scenario's workload builder fills them in
+/// from its `zones:`. Zones without a weight here weigh 1.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalityWeightedConfig {
+    /// Each zone's weight.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locality_weights: BTreeMap<String, u32>,
+}
+
+impl LocalityWeightedConfig {
+    /// At most [`crate::cluster::MAX_ZONES`] zones, not all of weight 0.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.locality_weights.len() > crate::cluster::MAX_ZONES {
+            return Err(ConfigError::new(
+                "locality_weights",
+                format!(
+                    "at most {} zones, got {}",
+                    crate::cluster::MAX_ZONES,
+                    self.locality_weights.len()
+                ),
+            ));
+        }
+        if !self.locality_weights.is_empty() && self.locality_weights.values().all(|&w| w == 0) {
+            return Err(ConfigError::new(
+                "locality_weights",
+                "at least one zone needs a weight above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why zone-aware routing does not apply (Envoy's stats name each case).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoZoneRouting {

@@ -532,6 +532,28 @@ fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioErr
     }
     let warnings = check(&scenario, &at)?;
     let strategies = merge_strategies(&scenario, source, file)?;
+    // A zone weight acts only through locality-weighted balancing.
+    if let Some((name, z)) = scenario.zones.iter().find(|(_, z)| z.weight != 1)
+        && strategies
+            .iter()
+            .all(|(_, c)| c.locality_weighted_lb.is_none())
+    {
+        return Err(at(
+            &format!("zones.{name}.weight"),
+            format!(
+                "is {} but no strategy sets `locality_weighted_lb`, the only policy that reads zone weights (add `locality_weighted_lb: {{}}` to a strategy, or remove the weight)",
+                z.weight
+            ),
+            None,
+        ));
+    }
+    if let Some((name, _)) = scenario.zones.iter().find(|(_, z)| z.weight == 0) {
+        return Err(at(
+            &format!("zones.{name}.weight"),
+            "must be >= 1 (Envoy's locality load_balancing_weight)".into(),
+            None,
+        ));
+    }
     Ok((scenario, strategies, warnings))
 }
 
@@ -1130,6 +1152,20 @@ fn check_modeled(s: &Scenario, c: &ClusterConfig) -> Result<(), mesh_core::Confi
         if s.zones.is_empty() {
             return Err(ConfigError::new(
                 "zone_aware",
+                "needs zones: add a `zones:` section and give every service and client a `zone`",
+            ));
+        }
+    }
+    if let Some(l) = &c.locality_weighted_lb {
+        if !l.locality_weights.is_empty() {
+            return Err(ConfigError::new(
+                "locality_weighted_lb.locality_weights",
+                "is set from the scenario: each zone's `weight` under `zones:` (remove it)",
+            ));
+        }
+        if s.zones.is_empty() {
+            return Err(ConfigError::new(
+                "locality_weighted_lb",
                 "needs zones: add a `zones:` section and give every service and client a `zone`",
             ));
         }

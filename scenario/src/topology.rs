@@ -18,10 +18,21 @@ fn one() -> u32 {
     1
 }
 
-/// A zone (locality). In files: `zones: { a: {}, b: {} }`; nothing to set yet.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// A zone (locality). In files: `zones: { a: {}, b: { weight: 2 } }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Zone {}
+pub struct Zone {
+    /// The locality's weight (Envoy's `LocalityLbEndpoints.load_balancing_weight`), read by
+    /// `locality_weighted_lb`, >= 1. Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone { weight: 1 }
+    }
+}
 
 /// Network latency between client proxies and instances, one way, drawn per hop (request and
 /// response separately) from the common random numbers.

@@ -384,6 +384,13 @@ impl Workload {
                     z.local_zone.clone_from(&zone);
                     z.local_cluster.clone_from(&local_cluster);
                 }
+                if let Some(l) = &mut config.locality_weighted_lb {
+                    l.locality_weights = scenario
+                        .zones
+                        .iter()
+                        .map(|(name, z)| (name.clone(), z.weight))
+                        .collect();
+                }
                 proxies.push(ProxyPlan {
                     client: client_name.clone(),
                     index: p,

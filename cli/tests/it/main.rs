@@ -730,6 +730,23 @@ fn the_static_world_scenarios_answer_their_questions_identically_on_1_and_2_thre
 
 #[test]
 fn static_world_mistakes_are_located_and_inert_fields_refused() {
+    let zoned = GOOD
+        .replace("strategies:", "zones: { a: { weight: 2 } }\nstrategies:")
+        .replace("    instances: 4", "    instances: 4\n    zone: a")
+        .replace("    target: backend", "    target: backend\n    zone: a");
+    let (code, err) = invalid(&zoned);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("zones.a.weight") && err.contains("no strategy sets `locality_weighted_lb`"),
+        "{err}"
+    );
+    assert!(
+        invalid(&zoned.replace(
+            "{ kind: round_robin }",
+            "{ kind: round_robin }, locality_weighted_lb: {}"
+        ))
+        .0 == 0
+    );
     let cases: [(&str, &str, &[&str]); 7] = [
         (
             "    instances: 4",
@@ -809,4 +826,12 @@ fn live_runs_every_sweep_point() {
     );
     assert!(summary.starts_with(&loaded.sweep_paths[0]), "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
+    // A scenario sized by request count has no end time for real time: refused, with the hint.
+    let counted = meshbench(&[
+        "live",
+        "scenarios/validation/mm1-random-0.5.yaml",
+        "--quiet",
+    ]);
+    assert_eq!(counted.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&counted.stderr).contains("pass --duration"));
 }

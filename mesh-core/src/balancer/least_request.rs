@@ -1,18 +1,15 @@
-//! Least request (power of d choices) and join-shortest-queue.
+//! Least request (power of d choices); join-shortest-queue is in `jsq.rs`.
 //!
 //! `LeastRequest` follows Envoy's `LEAST_REQUEST` (`least_request_lb.cc`, `least_request.proto`):
 //! with equal weights and no host in slow start it samples `choice_count` hosts and keeps the one
 //! with the fewest active requests, ties keeping the earlier sample (`N_CHOICES`). Envoy samples
 //! **with replacement**, so with 2 hosts it returns the busier one 25% of the time; tower's P2C
 //! samples two distinct hosts. `sampling` chooses, because at small N the two differ by several
-//! percent (reference/validation.md). When weights differ, or a host is in slow start, Envoy
+//! percent (at N = 2, with replacement sends the busier host a quarter of the picks). When weights differ, or a host is in slow start, Envoy
 //! switches to EDF with weight `w / (active + 1)^active_request_bias` x slow-start factor, the
 //! weight computed when a host is re-added after its pick.
 //!
-//! `JoinShortestQueue` scans every host and breaks ties uniformly at random (Envoy's
-//! `FULL_SCAN`, which samples ties by reservoir).
-//!
-//! Both count only the requests this balancer dispatched, as one Envoy worker or one Linkerd
+//! It counts only the requests this balancer dispatched, as one Envoy worker or one Linkerd
 //! balancer does.
 
 use serde::{Deserialize, Serialize};
@@ -246,71 +243,5 @@ impl Balancer for LeastRequest {
 
     fn kind(&self) -> &'static str {
         "least_request"
-    }
-}
-
-/// Full scan for the fewest active requests, random tie-break.
-#[derive(Debug)]
-pub struct JoinShortestQueue {
-    hosts: HostSet,
-    active: ActiveCounts,
-    rng: Rng,
-}
-
-impl JoinShortestQueue {
-    /// A balancer with an empty host set.
-    pub fn new(seed: Seed) -> Self {
-        JoinShortestQueue {
-            hosts: HostSet::default(),
-            active: ActiveCounts::default(),
-            rng: seed.rng(),
-        }
-    }
-}
-
-impl Balancer for JoinShortestQueue {
-    fn set_endpoints(&mut self, endpoints: &[Candidate], _now: Instant) {
-        self.hosts.update(endpoints);
-        self.active.ensure(&self.hosts);
-    }
-
-    fn pick(&mut self, _cx: &PickCtx, _now: Instant) -> Option<EndpointId> {
-        // Two passes: find the minimum and count its ties, then take a uniformly drawn tie.
-        // One random draw per pick instead of one per tie (reservoir sampling).
-        let active = &self.active;
-        let (min, ties) = self.hosts.hosts.iter().map(|c| active.get(c.id)).fold(
-            (u32::MAX, 0u32),
-            |(m, t), a| match a.cmp(&m) {
-                core::cmp::Ordering::Less => (a, 1),
-                core::cmp::Ordering::Equal => (m, t + 1),
-                core::cmp::Ordering::Greater => (m, t),
-            },
-        );
-        if ties == 0 {
-            return None;
-        }
-        let k = if ties == 1 {
-            0
-        } else {
-            below(&mut self.rng, ties)
-        };
-        self.hosts
-            .hosts
-            .iter()
-            .filter(|c| active.get(c.id) == min)
-            .nth(k as usize)
-            .map(|c| c.id)
-    }
-
-    fn on_dispatch(&mut self, ep: EndpointId, _now: Instant) {
-        self.active.inc(ep);
-    }
-
-    fn on_complete(&mut self, ep: EndpointId, _sent: Instant, _o: Outcome, _now: Instant) {
-        self.active.dec(ep);
-    }
-
-    fn kind(&self) -> &'static str {
-        "join_shortest_queue"
     }
 }

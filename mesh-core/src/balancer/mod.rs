@@ -12,8 +12,10 @@
 //! * the same config, seed and call sequence give the same picks;
 //! * no balancer reads a clock or allocates per pick on its steady-state path.
 
+mod bounded_load;
 pub(crate) mod edf;
 mod hash;
+mod jsq;
 mod least_request;
 mod maglev;
 mod orca;
@@ -23,20 +25,22 @@ mod random;
 mod ring_hash;
 mod round_robin;
 mod slow_start;
+mod weighted_random;
 
 use serde::{Deserialize, Serialize};
 
-pub use least_request::{
-    JoinShortestQueue, LeastRequest, LeastRequestConfig, MAX_CHOICE_COUNT, Sampling,
-};
+pub use bounded_load::{BoundedLoad, BoundedLoadConfig};
+pub use jsq::JoinShortestQueue;
+pub use least_request::{LeastRequest, LeastRequestConfig, MAX_CHOICE_COUNT, Sampling};
 pub use maglev::{MAX_TABLE_SIZE, Maglev, MaglevConfig};
 pub use orca::{OrcaWeightedRoundRobin, OrcaWrrConfig};
 pub use peak_ewma::{PeakEwma, PeakEwmaConfig};
 pub use prequal::{Prequal, PrequalConfig};
-pub use random::{Random, WeightedRandom};
-pub use ring_hash::{BoundedLoad, BoundedLoadConfig, MAX_RING_SIZE, RingHash, RingHashConfig};
+pub use random::Random;
+pub use ring_hash::{MAX_RING_SIZE, RingHash, RingHashConfig};
 pub use round_robin::{RoundRobin, RoundRobinConfig};
 pub use slow_start::SlowStartConfig;
+pub use weighted_random::WeightedRandom;
 
 use crate::endpoint::{Candidate, EndpointId, Outcome};
 use crate::error::ConfigError;

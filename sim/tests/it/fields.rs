@@ -122,6 +122,7 @@ const VARIANTS: &[&str] = &[
     "{ retries: { retry_back_off: { kind: none } } }",
     "{ retries: { budget: { kind: envoy } } }",
     "{ retries: { budget: { kind: grpc_throttle, max_tokens: 10, token_ratio: 0.1 } } }",
+    "{ zone_aware: null, locality_weighted_lb: {} }",
 ];
 
 /// What a case expects.
@@ -620,6 +621,17 @@ fn cases() -> Vec<(&'static str, String, String, Expect)> {
             "priority: { overprovisioning_factor: 1.0, healthy_panic_threshold: 90 }",
             "{ priority: { overprovisioning_factor: 1.0, healthy_panic_threshold: 90 }, zone_aware: { fail_traffic_on_panic: true } }",
         ),
+        plain(
+            "locality_weighted_lb",
+            "{ zone_aware: null, locality_weighted_lb: {} }",
+        ),
+        (
+            "locality_weighted_lb.locality_weights",
+            "{ zone_aware: null }".into(),
+            "{ zone_aware: null, locality_weighted_lb: { locality_weights: { a: 1, b: 2 } } }"
+                .into(),
+            Refused("is set from the scenario"),
+        ),
         (
             "zone_aware.local_zone",
             "{}".into(),
@@ -667,7 +679,7 @@ fn leaves(v: &Value, path: &str, out: &mut BTreeSet<String>) {
                     out.insert(p.clone());
                 }
                 // A map keyed by zone is one field, not one per zone.
-                if !p.ends_with("local_cluster") {
+                if !p.ends_with("local_cluster") && !p.ends_with("locality_weights") {
                     leaves(x, &p, out);
                 }
             }

@@ -1,5 +1,5 @@
-//! The simulator against queueing theory (../shared/reference/validation.md): every shipped
-//! validation scenario, run in full, must land within the 99% confidence interval of its
+//! The simulator against queueing theory (M/M/1, M/M/c, round robin over N, the supermarket
+//! model): every shipped validation scenario, run in full, must land within the 99% confidence interval of its
 //! replications around the closed form, with an interval narrow enough to mean something.
 
 use std::path::PathBuf;

@@ -326,3 +326,57 @@ clients:
     assert!(orca < 0.12, "orca share of the slow instance {orca}");
     assert!(orca > 0.04, "orca still sends it some load: {orca}");
 }
+
+fn locality_split(unhealthy_in_a: u32) -> f64 {
+    let yaml = format!(
+        r#"
+name: locality
+seed: 12
+requests: 200000
+strategies:
+  locality: {{ balancer: {{ kind: random }}, locality_weighted_lb: {{}} }}
+policy: {{ timeout: 0s, circuit_breakers: {{ max_requests: 1000000 }} }}
+zones: {{ a: {{ weight: 3 }}, b: {{}} }}
+services:
+  backend:
+    instances: 8
+    concurrency: 1000
+    service_time: {{ dist: constant, value: 1ms }}
+    zone: {{ a: 4, b: 4 }}
+{unhealthy}
+clients:
+  load: {{ proxies: 2, zone: a, target: backend, arrival: {{ process: poisson, rate: 10000/s }} }}
+"#,
+        unhealthy = if unhealthy_in_a == 0 {
+            String::new()
+        } else {
+            format!(
+                "    overrides: {{ 0-{}: {{ health: unhealthy }} }}",
+                unhealthy_in_a - 1
+            )
+        }
+    );
+    let r = &run_yaml(&yaml)[0];
+    let total: u64 = r.endpoints.iter().map(|e| e.attempts).sum();
+    let a: u64 = r
+        .endpoints
+        .iter()
+        .filter(|e| e.instance < 4)
+        .map(|e| e.attempts)
+        .sum();
+    a as f64 / total as f64
+}
+
+#[test]
+fn locality_weighted_balancing_from_zone_weights_in_the_file() {
+    // Envoy's effective locality weight: weight x min(1, 1.4 x healthy / total). Zone a weighs
+    // 3 and zone b 1: all healthy, a takes 3/4; with half of a's hosts unhealthy, a's effective
+    // weight is 3 x 0.7 = 2.1 and it takes 2.1 / 3.1 = 67.7%.
+    let all = locality_split(0);
+    assert!((all - 0.75).abs() < 0.005, "all healthy: zone a {all}");
+    let half = locality_split(2);
+    assert!(
+        (half - 2.1 / 3.1).abs() < 0.005,
+        "half of a unhealthy: zone a {half}"
+    );
+}
