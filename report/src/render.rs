@@ -1091,9 +1091,147 @@ pub fn render_dir(dir: &Path) -> Res<Vec<String>> {
             n = plot.name
         );
     }
-    let html = html_page(&data, &sections);
+    let tables = world_tables(dir)?;
+    let html = html_page(&data, &format!("{tables}{sections}"));
     std::fs::write(dir.join("index.html"), html)?;
     Ok(written)
+}
+
+/// Where the hot keys went (keys.csv) and how traffic crossed zones (zones.csv), as HTML
+/// tables, when the run has them. Sweep points are told apart by their coordinates.
+fn world_tables(dir: &Path) -> Res<String> {
+    let mut out = String::new();
+    let col = |header: &[String], name: &str| -> Res<usize> {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| err(format!("{}: no `{name}` column", dir.display())))
+    };
+    let keys = dir.join("keys.csv");
+    if keys.exists() {
+        let (header, rows) = read_csv(&keys)?;
+        let (st, rep, key, inst, att) = (
+            col(&header, "strategy")?,
+            col(&header, "replication")?,
+            col(&header, "key")?,
+            col(&header, "instance")?,
+            col(&header, "attempts")?,
+        );
+        // (sweep point + strategy) -> key -> (instance -> attempts), in file order.
+        let mut table: Vec<(String, std::collections::BTreeMap<u32, Vec<(String, u64)>>)> =
+            Vec::new();
+        for r in &rows {
+            if r.get(rep).map(String::as_str) != Some("0") {
+                continue;
+            }
+            let label = r[..st].join(", ") + if st > 0 { ": " } else { "" } + &r[st];
+            let k: u32 = r[key]
+                .parse()
+                .map_err(|_| err(format!("{}: bad key", keys.display())))?;
+            let n: u64 = r[att]
+                .parse()
+                .map_err(|_| err(format!("{}: bad attempts", keys.display())))?;
+            let pos = match table.iter().position(|(l, _)| *l == label) {
+                Some(p) => p,
+                None => {
+                    table.push((label, Default::default()));
+                    table.len() - 1
+                }
+            };
+            table[pos]
+                .1
+                .entry(k)
+                .or_default()
+                .push((r[inst].clone(), n));
+        }
+        let max_key = table
+            .iter()
+            .flat_map(|(_, m)| m.keys().copied())
+            .max()
+            .unwrap_or(0);
+        out.push_str("<h2>Hot keys: where each went (replication 0)</h2>\n<p class=\"meta\">For each of the hottest keys (key 0 is the hottest under Zipf keys): the instance that took most of its attempts, that instance's share of them (100% is perfect affinity), and over how many instances the key spread.</p>\n<table><thead><tr><th>strategy</th>");
+        for k in 0..=max_key {
+            let _ = write!(out, "<th>key {k}</th>");
+        }
+        out.push_str("</tr></thead><tbody>");
+        for (label, m) in &table {
+            let _ = write!(out, "<tr><td>{}</td>", escape(label));
+            for k in 0..=max_key {
+                match m.get(&k) {
+                    Some(at) => {
+                        let total: u64 = at.iter().map(|a| a.1).sum();
+                        let (home, top) =
+                            at.iter().max_by_key(|a| a.1).cloned().unwrap_or_default();
+                        let _ = write!(
+                            out,
+                            "<td>#{} {:.0}% ({} inst.)</td>",
+                            escape(&home),
+                            100.0 * top as f64 / total.max(1) as f64,
+                            at.len()
+                        );
+                    }
+                    None => out.push_str("<td>-</td>"),
+                }
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    let zones = dir.join("zones.csv");
+    if zones.exists() {
+        let (header, rows) = read_csv(&zones)?;
+        let (st, from, to, att) = (
+            col(&header, "strategy")?,
+            col(&header, "from_zone")?,
+            col(&header, "to_zone")?,
+            col(&header, "attempts")?,
+        );
+        let mut names: Vec<String> = rows.iter().map(|r| r[to].clone()).collect();
+        names.sort();
+        names.dedup();
+        // (sweep point + strategy, from zone) -> to zone -> attempts, over replications.
+        let mut flows: Vec<((String, String), std::collections::BTreeMap<String, u64>)> =
+            Vec::new();
+        for r in &rows {
+            let label = r[..st].join(", ") + if st > 0 { ": " } else { "" } + &r[st];
+            let n: u64 = r[att]
+                .parse()
+                .map_err(|_| err(format!("{}: bad attempts", zones.display())))?;
+            let k = (label, r[from].clone());
+            let pos = match flows.iter().position(|(l, _)| *l == k) {
+                Some(p) => p,
+                None => {
+                    flows.push((k, Default::default()));
+                    flows.len() - 1
+                }
+            };
+            *flows[pos].1.entry(r[to].clone()).or_insert(0) += n;
+        }
+        out.push_str("<h2>Traffic between zones (share of each proxy zone's attempts, all replications)</h2>\n<table><thead><tr><th>strategy</th><th>from zone</th>");
+        for z in &names {
+            let _ = write!(out, "<th>to {}</th>", escape(z));
+        }
+        out.push_str("</tr></thead><tbody>");
+        for ((label, from), m) in &flows {
+            let total: u64 = m.values().sum();
+            if total == 0 {
+                continue;
+            }
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td>",
+                escape(label),
+                escape(from)
+            );
+            for z in &names {
+                let n = m.get(z).copied().unwrap_or(0);
+                let _ = write!(out, "<td>{:.1}%</td>", 100.0 * n as f64 / total as f64);
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    Ok(out)
 }
 
 fn html_page(data: &ReportData, sections: &str) -> String {
