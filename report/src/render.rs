@@ -1097,6 +1097,9 @@ pub fn render_dir(dir: &Path) -> Res<Vec<String>> {
     Ok(written)
 }
 
+/// Per hot key, the instances that took its attempts and how many.
+type KeyHomes = std::collections::BTreeMap<u32, Vec<(String, u64)>>;
+
 /// Where the hot keys went (keys.csv) and how traffic crossed zones (zones.csv), as HTML
 /// tables, when the run has them. Sweep points are told apart by their coordinates.
 fn world_tables(dir: &Path) -> Res<String> {
@@ -1118,8 +1121,7 @@ fn world_tables(dir: &Path) -> Res<String> {
             col(&header, "attempts")?,
         );
         // (sweep point + strategy) -> key -> (instance -> attempts), in file order.
-        let mut table: Vec<(String, std::collections::BTreeMap<u32, Vec<(String, u64)>>)> =
-            Vec::new();
+        let mut table: Vec<(String, KeyHomes)> = Vec::new();
         for r in &rows {
             if r.get(rep).map(String::as_str) != Some("0") {
                 continue;
