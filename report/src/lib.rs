@@ -8,11 +8,11 @@
 //! files.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 
 mod recorder;
 mod render;
+mod schema;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -22,6 +22,7 @@ pub use render::{
     Plot, ReportData, Series, TimeRow, colour, pixels, plots, png, read_hgrm, register_font,
     render_dir, svg,
 };
+pub use schema::{MetricEntry, SCHEMA_VERSION, SchemaError, StrategyEntry, Summary};
 
 /// Failure classes of a finished request, as counted in [`RunResult::failures`].
 pub const FAILURE_CLASSES: [&str; 7] = [
@@ -359,7 +360,7 @@ fn num(v: f64) -> String {
 }
 
 /// What the report files say about the run as a whole.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunInfo {
     /// Scenario name.
     pub scenario: String,
@@ -377,7 +378,7 @@ pub struct RunInfo {
 }
 
 /// One fault of the timeline as reports show it.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct FaultWindow {
     /// `service` or `service/index`.
     pub target: String,
@@ -497,81 +498,7 @@ pub fn write_reports(
     }
     w.flush()?;
     // summary.json
-    #[derive(Serialize)]
-    struct Json<'a> {
-        #[serde(flatten)]
-        info: &'a RunInfo,
-        strategies: Vec<JsonStrategy<'a>>,
-    }
-    #[derive(Serialize)]
-    struct JsonStrategy<'a> {
-        strategy: &'a str,
-        point: usize,
-        coords: &'a [String],
-        replications: usize,
-        metrics: BTreeMap<&'a str, JsonMetric>,
-        failures: BTreeMap<String, u64>,
-        events: BTreeMap<String, u64>,
-    }
-    #[derive(Serialize)]
-    struct JsonMetric {
-        mean: f64,
-        ci95: Option<f64>,
-        values: Vec<f64>,
-    }
-    let round = |v: f64| {
-        if v.is_finite() {
-            (v * 1e6).round() / 1e6
-        } else {
-            0.0
-        }
-    };
-    let json = Json {
-        info,
-        strategies: summaries
-            .iter()
-            .map(|s| {
-                let mine = runs
-                    .iter()
-                    .filter(|r| r.strategy == s.strategy && r.point == s.point);
-                let mut failures = BTreeMap::new();
-                let mut events = BTreeMap::new();
-                for r in mine {
-                    for (k, v) in &r.failures {
-                        *failures.entry(k.clone()).or_insert(0) += v;
-                    }
-                    for (k, v) in &r.events {
-                        *events.entry(k.clone()).or_insert(0) += v;
-                    }
-                }
-                JsonStrategy {
-                    strategy: &s.strategy,
-                    point: s.point,
-                    coords: &s.coords,
-                    replications: s.replications,
-                    metrics: s
-                        .metrics
-                        .iter()
-                        .map(|(n, m)| {
-                            (
-                                n.as_str(),
-                                JsonMetric {
-                                    mean: round(m.mean),
-                                    ci95: m.ci95.map(round),
-                                    values: m.values.iter().map(|&v| round(v)).collect(),
-                                },
-                            )
-                        })
-                        .collect(),
-                    failures,
-                    events,
-                }
-            })
-            .collect(),
-    };
-    let mut f = std::fs::File::create(dir.join("summary.json"))?;
-    serde_json::to_writer_pretty(&mut f, &json)?;
-    writeln!(f)?;
+    Summary::new(info, summaries, runs).write(dir)?;
     // endpoints.csv
     let mut w = csv::Writer::from_path(dir.join("endpoints.csv"))?;
     w.write_record(header(&[
@@ -815,18 +742,7 @@ pub fn compare(
     b: &Path,
     out: &Path,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let read = |d: &Path| -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
-        let p = d.join("summary.json");
-        let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        Ok(serde_json::from_slice(&bytes)?)
-    };
-    let (ja, jb) = (read(a)?, read(b)?);
-    let key = |s: &serde_json::Value| {
-        (
-            s["strategy"].as_str().unwrap_or("").to_owned(),
-            s["coords"].to_string(),
-        )
-    };
+    let (ja, jb) = (Summary::read(a)?, Summary::read(b)?);
     let metrics = [
         "p50_ms",
         "p99_ms",
@@ -836,36 +752,21 @@ pub fn compare(
         "error_rate",
     ];
     let mut rows: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for sa in ja["strategies"].as_array().cloned().unwrap_or_default() {
-        let Some(sb) = jb["strategies"]
-            .as_array()
-            .and_then(|v| v.iter().find(|s| key(s) == key(&sa)).cloned())
+    for sa in &ja.strategies {
+        let Some(sb) = jb
+            .strategies
+            .iter()
+            .find(|s| s.strategy == sa.strategy && s.coords == sa.coords)
         else {
             continue;
         };
-        let coords = sa["coords"]
-            .as_array()
-            .map(|c| {
-                c.iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
+        let coords = sa.coords.join(", ");
         let label = if coords.is_empty() {
-            key(&sa).0
+            sa.strategy.clone()
         } else {
-            format!("{} @ {coords}", key(&sa).0)
+            format!("{} @ {coords}", sa.strategy)
         };
-        let vals = metrics
-            .iter()
-            .map(|m| {
-                (
-                    sa["metrics"][m]["mean"].as_f64().unwrap_or(f64::NAN),
-                    sb["metrics"][m]["mean"].as_f64().unwrap_or(f64::NAN),
-                )
-            })
-            .collect();
+        let vals = metrics.iter().map(|m| (sa.mean(m), sb.mean(m))).collect();
         rows.push((label, vals));
     }
     if rows.is_empty() {
@@ -932,8 +833,7 @@ pub struct ResultDir {
 pub fn read_result_dir(dir: &Path) -> Result<ResultDir, String> {
     let read =
         |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
-    let info: RunInfo = serde_json::from_slice(&read("summary.json")?)
-        .map_err(|e| format!("{}: {e}", dir.join("summary.json").display()))?;
+    let info = Summary::read(dir).map_err(|e| e.to_string())?.info;
     let runs: Vec<RunResult> = serde_json::from_slice(&read("runs.json")?)
         .map_err(|e| format!("{}: {e}", dir.join("runs.json").display()))?;
     let scenario = String::from_utf8_lossy(&read("scenario.yaml")?).into_owned();

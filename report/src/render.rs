@@ -82,7 +82,7 @@ pub struct Series {
 #[derive(Clone, Debug, Default)]
 pub struct ReportData {
     /// summary.json, parsed.
-    pub summary: serde_json::Value,
+    pub summary: crate::Summary,
     /// Series in report order.
     pub series: Vec<Series>,
     /// timeseries.csv rows: (strategy, point coords, replication, columns by name).
@@ -126,37 +126,16 @@ pub fn read_hgrm(text: &str) -> Vec<(f64, f64)> {
 impl ReportData {
     /// Reads a result directory written by [`crate::write_reports`].
     pub fn read(dir: &Path) -> Res<Self> {
-        let summary: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(dir.join("summary.json"))
-                .map_err(|e| err(format!("{}: {e}", dir.join("summary.json").display())))?,
-        )?;
-        let sweep_paths: Vec<String> = summary["sweep_paths"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let summary = crate::Summary::read(dir).map_err(|e| err(e.to_string()))?;
+        let sweep_paths: Vec<String> = summary.info.sweep_paths.clone();
         let sweep = !sweep_paths.is_empty();
         let nsweep = sweep_paths.len();
-        let strategies = summary["strategies"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
         let mut order: Vec<String> = Vec::new();
         let mut series = Vec::new();
-        for s in &strategies {
-            let name = s["strategy"].as_str().unwrap_or("?").to_owned();
-            let point = s["point"].as_u64().unwrap_or(0) as usize;
-            let coords: Vec<String> = s["coords"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+        for s in &summary.strategies {
+            let name = s.strategy.clone();
+            let point = s.point;
+            let coords = s.coords.clone();
             if !order.contains(&name) {
                 order.push(name.clone());
             }
@@ -229,17 +208,12 @@ impl ReportData {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let faults = summary["faults"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|f| {
-                        let until = f["until_s"].as_f64().unwrap_or(f64::INFINITY);
-                        Some((f["from_s"].as_f64()?, until))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let faults = summary
+            .info
+            .faults
+            .iter()
+            .map(|f| (f.from_s, f.until_s.unwrap_or(f64::INFINITY)))
+            .collect();
         Ok(ReportData {
             scenario: std::fs::read_to_string(dir.join("scenario.yaml")).unwrap_or_default(),
             summary,
@@ -258,19 +232,7 @@ impl ReportData {
     }
 
     fn coords_of(&self, point: usize) -> Vec<String> {
-        self.summary["strategies"]
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|s| s["point"].as_u64() == Some(point as u64))
-                    .and_then(|s| s["coords"].as_array())
-                    .map(|c| {
-                        c.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-            })
-            .unwrap_or_default()
+        self.summary.coords_of(point)
     }
 }
 
@@ -876,27 +838,17 @@ where
 {
     // x: the first sweep path's values in order; one curve per strategy (and per value of the
     // other paths).
-    let strategies = data.summary["strategies"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let strategies = &data.summary.strategies;
     let mut xs: Vec<String> = Vec::new();
     let mut curves: BTreeMap<(usize, String), Curve> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
-    for s in &strategies {
-        let name = s["strategy"].as_str().unwrap_or("?").to_owned();
+    for s in strategies {
+        let name = s.strategy.clone();
         if !order.contains(&name) {
             order.push(name.clone());
         }
         let ci = order.iter().position(|n| *n == name).unwrap_or(0);
-        let coords: Vec<String> = s["coords"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let coords = &s.coords;
         let Some(x) = coords.first() else { continue };
         let xi = match xs.iter().position(|v| v == x) {
             Some(i) => i,
@@ -911,9 +863,9 @@ where
         } else {
             format!("{name} @ {rest}")
         };
-        let m = &s["metrics"][metric];
-        let mean = m["mean"].as_f64().unwrap_or(0.0);
-        let ci95 = m["ci95"].as_f64().unwrap_or(0.0);
+        let m = s.metrics.get(metric);
+        let mean = m.map_or(0.0, |m| m.mean);
+        let ci95 = m.and_then(|m| m.ci95).unwrap_or(0.0);
         curves
             .entry((ci, rest.clone()))
             .or_insert((label, ci, Vec::new()))
@@ -1238,7 +1190,7 @@ fn world_tables(dir: &Path) -> Res<String> {
 
 fn html_page(data: &ReportData, sections: &str) -> String {
     let s = &data.summary;
-    let name = s["scenario"].as_str().unwrap_or("scenario");
+    let name = s.info.scenario.as_str();
     let mut table = String::from("<table><thead><tr>");
     for p in &data.sweep_paths {
         let _ = write!(table, "<th>{}</th>", escape(p));
@@ -1259,8 +1211,8 @@ fn html_page(data: &ReportData, sections: &str) -> String {
     }
     table.push_str("</tr></thead><tbody>");
     let order: Vec<String> = data.series.iter().map(|x| x.strategy.clone()).collect();
-    for st in s["strategies"].as_array().cloned().unwrap_or_default() {
-        let strategy = st["strategy"].as_str().unwrap_or("?");
+    for st in &s.strategies {
+        let strategy = st.strategy.as_str();
         let c = colour(
             order
                 .iter()
@@ -1268,8 +1220,8 @@ fn html_page(data: &ReportData, sections: &str) -> String {
                 .map_or(0, |i| data.series[i].colour),
         );
         table.push_str("<tr>");
-        for v in st["coords"].as_array().cloned().unwrap_or_default() {
-            let _ = write!(table, "<td>{}</td>", escape(v.as_str().unwrap_or("")));
+        for v in &st.coords {
+            let _ = write!(table, "<td>{}</td>", escape(v));
         }
         let _ = write!(
             table,
@@ -1280,10 +1232,10 @@ fn html_page(data: &ReportData, sections: &str) -> String {
             escape(strategy)
         );
         for (k, _) in cols {
-            let m = &st["metrics"][k];
-            let mean = m["mean"].as_f64().unwrap_or(f64::NAN);
+            let m = st.metrics.get(k);
+            let mean = m.map_or(f64::NAN, |m| m.mean);
             let digits = if k == "throughput_rps" { 0 } else { 3 };
-            let cell = match m["ci95"].as_f64() {
+            let cell = match m.and_then(|m| m.ci95) {
                 Some(ci) => format!("{mean:.digits$} ± {ci:.digits$}"),
                 None => format!("{mean:.digits$}"),
             };
@@ -1324,9 +1276,9 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.8em; }}
 </html>
 "#,
         title = escape(name),
-        seed = s["seed"].as_u64().unwrap_or(0),
-        reps = s["replications"].as_u64().unwrap_or(0),
-        version = escape(s["meshbench_version"].as_str().unwrap_or("?")),
+        seed = s.info.seed,
+        reps = s.info.replications,
+        version = escape(&s.info.meshbench_version),
         table = table,
         sections = sections,
         scenario = escape(&data.scenario),

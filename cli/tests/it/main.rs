@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use meshbench_report::Summary;
+
 fn meshbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshbench"))
         .args(args)
@@ -35,19 +37,17 @@ fn run_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// A result directory's summary.json, through the one typed schema.
+fn summary(dir: &Path) -> Summary {
+    Summary::read(dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The p99 of each strategy in a summary.json.
 fn p99s(dir: &Path) -> Vec<(String, f64)> {
-    let json: serde_json::Value = serde_json::from_slice(&read(dir, "summary.json")).unwrap();
-    json["strategies"]
-        .as_array()
-        .unwrap()
+    summary(dir)
+        .strategies
         .iter()
-        .map(|s| {
-            (
-                s["strategy"].as_str().unwrap().to_owned(),
-                s["metrics"]["p99_ms"]["mean"].as_f64().unwrap(),
-            )
-        })
+        .map(|s| (s.strategy.clone(), s.mean("p99_ms")))
         .collect()
 }
 
@@ -311,17 +311,8 @@ fn a_crash_and_a_gray_failure_hurt_plain_p2c_and_outlier_detection_with_retries_
         "--out",
         dir.to_str().unwrap(),
     ]);
-    let summary: serde_json::Value = serde_json::from_slice(&read(&dir, "summary.json")).unwrap();
-    let errors = |name: &str| {
-        summary["strategies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["strategy"] == name)
-            .unwrap()["metrics"]["error_rate"]["mean"]
-            .as_f64()
-            .unwrap()
-    };
+    let sum = summary(&dir);
+    let errors = |name: &str| sum.entry(name, 0).unwrap().mean("error_rate");
     // Plain P2C keeps sending to the crashed and the fast-failing host (a tenth of 10 s each of
     // 50 s: ~4%); ejection cuts that to the few requests before 5 consecutive failures; retries
     // on another host take the rest.
@@ -333,7 +324,7 @@ fn a_crash_and_a_gray_failure_hurt_plain_p2c_and_outlier_detection_with_retries_
     assert!(p2c > 0.03 && p2c < 0.08, "{p2c}");
     assert!(outlier < p2c / 10.0, "{outlier} vs {p2c}");
     assert!(retry < outlier / 10.0, "{retry} vs {outlier}");
-    assert_eq!(summary["faults"].as_array().unwrap().len(), 2);
+    assert_eq!(sum.info.faults.len(), 2);
     // The fast-failing host looks idle to least request and gets more than its tenth while it
     // fails (a black hole): per-window attempts from endpoint_timeseries.csv.
     let csv = String::from_utf8(read(&dir, "endpoint_timeseries.csv")).unwrap();
@@ -562,17 +553,13 @@ fn live_over_mtls_and_http2_with_a_throwaway_pki() {
         "--out",
         dir.to_str().unwrap(),
     ]);
-    let json: serde_json::Value = serde_json::from_slice(&read(&dir, "summary.json")).unwrap();
-    let s = &json["strategies"][0];
-    assert!(s["metrics"]["requests"]["mean"].as_f64().unwrap() > 1000.0);
+    let sum = summary(&dir);
+    let s = &sum.strategies[0];
+    assert!(s.mean("requests") > 1000.0);
     // The slow backend may time a few requests out at the start; TLS itself must never fail
     // (a failed handshake is a local error).
-    assert!(
-        s["failures"].get("local_error").is_none(),
-        "{}",
-        s["failures"]
-    );
-    assert!(s["metrics"]["error_rate"]["mean"].as_f64().unwrap() < 0.1);
+    assert!(!s.failures.contains_key("local_error"), "{:?}", s.failures);
+    assert!(s.mean("error_rate") < 0.1);
     // --tls with --target but no CA is refused up front.
     let bad = meshbench(&[
         "live",
@@ -617,14 +604,7 @@ fn two_shards_merge_into_the_whole_schedule() {
         "the shards split the schedule"
     );
     run_ok(&["merge", &dir("s0"), &dir("s1"), "--out", &dir("merged")]);
-    let requests = |n: &str| -> f64 {
-        let j: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(base.join(n).join("summary.json")).unwrap())
-                .unwrap();
-        j["strategies"][0]["metrics"]["requests"]["mean"]
-            .as_f64()
-            .unwrap()
-    };
+    let requests = |n: &str| -> f64 { summary(&base.join(n)).strategies[0].mean("requests") };
     assert_eq!(
         requests("merged"),
         requests("s0") + requests("s1"),
@@ -638,17 +618,10 @@ fn two_shards_merge_into_the_whole_schedule() {
 
 /// A metric's replication mean per strategy, from summary.json.
 fn metric(dir: &Path, name: &str) -> std::collections::BTreeMap<String, f64> {
-    let json: serde_json::Value = serde_json::from_slice(&read(dir, "summary.json")).unwrap();
-    json["strategies"]
-        .as_array()
-        .unwrap()
+    summary(dir)
+        .strategies
         .iter()
-        .map(|s| {
-            (
-                s["strategy"].as_str().unwrap().to_owned(),
-                s["metrics"][name]["mean"].as_f64().unwrap(),
-            )
-        })
+        .map(|s| (s.strategy.clone(), s.mean(name)))
         .collect()
 }
 
