@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant as WallClock;
 
 use anyhow::Context as _;
+
+mod check;
 use clap::{Parser, Subcommand};
 use meshbench_report::{RunInfo, comparison_table, summarize, write_reports};
 
@@ -13,9 +15,16 @@ use meshbench_report::{RunInfo, comparison_table, summarize, write_reports};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Study service-mesh data-plane policies in a deterministic simulator.
+/// Study service-mesh data-plane policies in a deterministic simulator and against live
+/// endpoints.
 #[derive(Parser, Debug)]
-#[command(name = "meshbench", version, about, long_about = None)]
+#[command(
+    name = "meshbench",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok; 1 a check or threshold failed (including a run in which every request failed); 2 bad input or usage; 130 interrupted (what was measured is written and marked partial)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -110,6 +119,34 @@ enum Command {
         dir: PathBuf,
     },
     /// Print and plot the difference between two result directories (B relative to A).
+    /// Check a result directory against thresholds (the scenario's `thresholds:` and
+    /// `--threshold`) and a baseline; prints a markdown table. Exit codes: 0 every check passed,
+    /// 1 a check failed, 2 bad input or usage.
+    Check {
+        /// The result directory (of `meshbench run` or `meshbench live`).
+        dir: PathBuf,
+        /// A threshold for every strategy, such as `p99<20ms`, `error_rate<0.1%`,
+        /// `throughput>900/s`, `retry_amplification<1.2`; repeat for more.
+        #[arg(long = "threshold")]
+        thresholds: Vec<String>,
+        /// A baseline: a result directory or a summary.json. A metric regresses when it is
+        /// worse by more than the tolerance and the confidence intervals say the change is real.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Allowed relative change: `5%` (the default) for every metric, or `p99=10%` for one;
+        /// repeat for more.
+        #[arg(long = "tolerance")]
+        tolerance: Vec<String>,
+        /// Write the checks as JUnit XML here too.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Append the markdown table to this file too (for example `$GITHUB_STEP_SUMMARY`).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write DIR's summary as the new baseline (at --baseline) instead of comparing.
+        #[arg(long, requires = "baseline")]
+        update_baseline: bool,
+    },
     Compare {
         /// The baseline result directory.
         a: PathBuf,
@@ -177,7 +214,7 @@ fn main() -> ExitCode {
                 }
             };
             match live(&loaded, args) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::from(2)
@@ -264,6 +301,30 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Check {
+            dir,
+            thresholds,
+            baseline,
+            tolerance,
+            junit,
+            markdown,
+            update_baseline,
+        } => match check_command(
+            &dir,
+            &thresholds,
+            baseline.as_deref(),
+            &tolerance,
+            junit.as_deref(),
+            markdown.as_deref(),
+            update_baseline,
+        ) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Compare { a, b, out } => {
             let out = out.unwrap_or_else(|| b.join("compare"));
             match meshbench_report::compare(&a, &b, &out) {
@@ -294,7 +355,8 @@ fn main() -> ExitCode {
                 }
             };
             match run(&loaded, seed, out.as_deref(), threads, quiet) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
@@ -314,7 +376,7 @@ fn run(
     out: Option<&Path>,
     threads: Option<usize>,
     quiet: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
@@ -383,7 +445,101 @@ fn run(
             ),
         )?;
     }
-    Ok(())
+    end_of_run_checks(&dir, sc, quiet)
+}
+
+/// The scenario's thresholds (and the default check that some request succeeded) on a run
+/// just written: prints what failed and returns whether everything passed.
+fn end_of_run_checks(
+    dir: &Path,
+    sc: &meshbench_scenario::Scenario,
+    quiet: bool,
+) -> anyhow::Result<bool> {
+    let summary = meshbench_report::Summary::read(dir).map_err(|e| anyhow::anyhow!(e))?;
+    let rows = check::thresholds(&summary, &sc.thresholds, &[]).map_err(|e| anyhow::anyhow!(e))?;
+    let failed: Vec<&check::Row> = rows.iter().filter(|r| !r.passed).collect();
+    if !failed.is_empty() {
+        eprintln!(
+            "FAILED: {} of {} checks (exit code 1):",
+            failed.len(),
+            rows.len()
+        );
+        for r in &failed {
+            eprintln!(
+                "  {}: {}: {} (limit or baseline: {})",
+                r.strategy, r.check, r.value, r.against
+            );
+        }
+    } else if !quiet && !rows.is_empty() {
+        eprintln!("thresholds: all {} passed", rows.len());
+    }
+    Ok(failed.is_empty())
+}
+
+/// `meshbench check`: returns whether every check passed.
+fn check_command(
+    dir: &Path,
+    extra: &[String],
+    baseline: Option<&Path>,
+    tolerance: &[String],
+    junit: Option<&Path>,
+    markdown: Option<&Path>,
+    update_baseline: bool,
+) -> anyhow::Result<bool> {
+    let summary = meshbench_report::Summary::read(dir).map_err(|e| anyhow::anyhow!(e))?;
+    if update_baseline {
+        let path = check::baseline_file(baseline.expect("clap requires --baseline"));
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        summary
+            .write_to(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln_ok(
+            &mut std::io::stdout().lock(),
+            &format!("baseline written to {}", path.display()),
+        )?;
+        return Ok(true);
+    }
+    let extra: Vec<meshbench_scenario::thresholds::Threshold> = extra
+        .iter()
+        .map(|t| meshbench_scenario::thresholds::Threshold::parse(t))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--threshold {e}"))?;
+    let scenario = check::scenario_thresholds(dir).map_err(|e| anyhow::anyhow!(e))?;
+    let mut rows =
+        check::thresholds(&summary, &scenario, &extra).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(b) = baseline {
+        let base = check::read_baseline(b).map_err(|e| anyhow::anyhow!(e))?;
+        let (default, per) = check::tolerances(tolerance).map_err(|e| anyhow::anyhow!(e))?;
+        rows.extend(check::baseline(&summary, &base, default, &per));
+    } else if !tolerance.is_empty() {
+        anyhow::bail!("--tolerance needs --baseline");
+    }
+    if rows.is_empty() {
+        anyhow::bail!(
+            "nothing to check in {}: give --threshold or --baseline, or `thresholds:` in the scenario",
+            dir.display()
+        );
+    }
+    let title = summary.info.scenario.clone();
+    let table = check::markdown(&title, &rows);
+    write!(std::io::stdout().lock(), "{table}")?;
+    if let Some(path) = markdown {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(table.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = junit {
+        std::fs::write(path, check::junit(&title, &rows))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(rows.iter().all(|r| r.passed))
 }
 
 use std::io::Write as _;
@@ -930,7 +1086,10 @@ fn seed_of(seed: u64, replication: u32) -> u64 {
         .value()
 }
 
-fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<()> {
+/// A live run: 0 when it completed and every check passed, 1 when a check failed (a run in
+/// which every request failed fails its default check), 130 when interrupted (what was measured
+/// is written and marked partial).
+fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let sc = &loaded.scenario;
@@ -1080,7 +1239,15 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<(
             if partial { " (partial)" } else { "" }
         )?;
     }
-    Ok(())
+    let passed = end_of_run_checks(&dir, sc, args.quiet)?;
+    Ok(if partial {
+        eprintln!("interrupted: the report in {} is partial", dir.display());
+        ExitCode::from(130)
+    } else if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The scenario's fault timeline as reports show it (shaded windows on the time plots).

@@ -136,9 +136,14 @@ impl Summary {
 
     /// Writes it as `dir/summary.json` (pretty, with a final newline).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        self.write_to(&dir.join("summary.json"))
+    }
+
+    /// Writes it to `path` (pretty, with a final newline).
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
-        std::fs::write(dir.join("summary.json"), text)
+        std::fs::write(path, text)
     }
 
     /// Reads `dir/summary.json`, refusing other schema versions.

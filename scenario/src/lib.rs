@@ -42,6 +42,7 @@ mod dist;
 mod error;
 mod faults;
 mod locate;
+pub mod thresholds;
 mod topology;
 mod units;
 pub mod workload;
@@ -106,6 +107,11 @@ pub struct Scenario {
     /// The fault timeline (see [`Fault`]). Default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
+    /// Pass/fail conditions on the results, checked at the end of `run` and `live` and by
+    /// `meshbench check`: `all` or a strategy name -> thresholds such as `p99 < 20ms` (see
+    /// [`thresholds`]). Default none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, Vec<String>>,
     /// A parameter sweep: field path -> list of values; every combination (cartesian product,
     /// first path slowest) is run as its own point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -817,6 +823,7 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
         }
     }
     check_faults(s, at, &mut warnings)?;
+    check_thresholds(s, at)?;
     Ok(warnings)
 }
 
@@ -927,6 +934,37 @@ fn check_keys(k: &Keys, field: &str, at: &At<'_>) -> Result<(), ScenarioError> {
             format!("must be a number in 0..=10, got {exponent}"),
             None,
         ));
+    }
+    Ok(())
+}
+
+/// Thresholds name `all` or a strategy, and each parses.
+fn check_thresholds(s: &Scenario, at: &At<'_>) -> Result<(), ScenarioError> {
+    let names: Vec<String> = s
+        .strategies
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    for (key, list) in &s.thresholds {
+        if key != "all" && !names.contains(key) {
+            return Err(at(
+                &format!("thresholds.{key}"),
+                format!(
+                    "no strategy `{key}`: thresholds are keyed by `all` or a strategy ({})",
+                    names.join(", ")
+                ),
+                nearest(key, names.iter().map(String::as_str).chain(["all"])),
+            ));
+        }
+        for (n, t) in list.iter().enumerate() {
+            thresholds::Threshold::parse(t).map_err(|m| {
+                at(
+                    &format!("thresholds.{key}.{n}"),
+                    m,
+                    suggest_from_message(""),
+                )
+            })?;
+        }
     }
     Ok(())
 }

@@ -808,3 +808,227 @@ fn live_runs_every_sweep_point() {
     assert_eq!(counted.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&counted.stderr).contains("pass --duration"));
 }
+
+#[test]
+fn check_fails_a_worse_candidate_passes_an_identical_rerun_and_refuses_bad_input() {
+    let base = tmp("check");
+    std::fs::create_dir_all(&base).unwrap();
+    let d = |n: &str| base.join(n).to_str().unwrap().to_owned();
+    run_ok(&[
+        "run",
+        "scenarios/one-slow-backend.yaml",
+        "--quiet",
+        "--out",
+        &d("a"),
+    ]);
+    run_ok(&[
+        "run",
+        "scenarios/one-slow-backend.yaml",
+        "--quiet",
+        "--out",
+        &d("b"),
+    ]);
+    // Round robin standing in for P2C: the candidate made worse on purpose.
+    let worse = std::fs::read_to_string(root().join("scenarios/one-slow-backend.yaml"))
+        .unwrap()
+        .replace(
+            "p2c:         { balancer: { kind: least_request, choice_count: 2 } }",
+            "p2c:         { balancer: { kind: round_robin } }",
+        );
+    let worse_file = base.join("worse.yaml");
+    std::fs::write(&worse_file, worse).unwrap();
+    run_ok(&[
+        "run",
+        worse_file.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        &d("worse"),
+    ]);
+
+    // An unchanged seeded rerun compares exactly equal.
+    let same = meshbench(&["check", &d("b"), "--baseline", &d("a")]);
+    assert_eq!(same.status.code(), Some(0));
+    let table = String::from_utf8(same.stdout).unwrap();
+    assert!(table.contains("32 of 32 checks passed"), "{table}");
+    assert!(
+        !table.contains("FAIL") && table.matches("(+0.00%)").count() == 32,
+        "{table}"
+    );
+
+    // The worse candidate fails, in a readable markdown table and in JUnit XML.
+    let junit = base.join("junit.xml");
+    let bad = meshbench(&[
+        "check",
+        &d("worse"),
+        "--baseline",
+        &d("a"),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let table = String::from_utf8(bad.stdout).unwrap();
+    assert!(
+        table.starts_with("### meshbench check: one-slow-backend"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| **FAIL** | p2c | p99_ms vs baseline (±5.0%) |"),
+        "{table}"
+    );
+    assert!(table.contains("| pass | peak_ewma | p99_ms"), "{table}");
+    let xml = String::from_utf8(read(&base, "junit.xml")).unwrap();
+    assert!(
+        xml.contains("failures=\"7\"") && xml.contains("<failure message="),
+        "{xml}"
+    );
+
+    // Any tolerance lets relative changes through, but not errors where there were none.
+    let tolerant = meshbench(&[
+        "check",
+        &d("worse"),
+        "--baseline",
+        &d("a"),
+        "--tolerance",
+        "1000000%",
+    ]);
+    assert_eq!(tolerant.status.code(), Some(1));
+    let table = String::from_utf8(tolerant.stdout).unwrap();
+    assert!(
+        table.contains("1 failed") && table.contains("(from 0)"),
+        "{table}"
+    );
+    let per_metric = meshbench(&[
+        "check",
+        &d("worse"),
+        "--baseline",
+        &d("a"),
+        "--tolerance",
+        "1000000%",
+        "--tolerance",
+        "error_rate=1000000%",
+    ]);
+    assert_eq!(
+        per_metric.status.code(),
+        Some(1),
+        "0 -> 9.8% is no relative change"
+    );
+    // Thresholds from the command line: pass and fail.
+    let ok = meshbench(&[
+        "check",
+        &d("a"),
+        "--threshold",
+        "error_rate<10%",
+        "--threshold",
+        "throughput>2000/s",
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let slow = meshbench(&["check", &d("a"), "--threshold", "p99<100ms"]);
+    assert_eq!(slow.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&slow.stdout).contains("| **FAIL** | round_robin | p99 < 100ms |")
+    );
+
+    // Bad input: exit 2, named.
+    let typo = meshbench(&["check", &d("a"), "--threshold", "p98<3ms"]);
+    assert_eq!(typo.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        e.contains("no metric `p98`") && e.contains("did you mean"),
+        "{e}"
+    );
+    let garbage = base.join("garbage.json");
+    std::fs::write(&garbage, "{\"schema_version\": 1, \"scenario\": ").unwrap();
+    let broken = meshbench(&["check", &d("a"), "--baseline", garbage.to_str().unwrap()]);
+    assert_eq!(broken.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&broken.stderr);
+    assert!(e.contains("garbage.json") && e.contains("line 1"), "{e}");
+    let old = base.join("old.json");
+    std::fs::write(&old, "{\"scenario\": \"x\", \"strategies\": []}").unwrap();
+    let e = meshbench(&["check", &d("a"), "--baseline", old.to_str().unwrap()]);
+    assert_eq!(e.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("no schema_version"));
+
+    // --update-baseline writes the baseline; the next check passes against it.
+    let file = base.join("baseline/one-slow-backend.json");
+    let up = meshbench(&[
+        "check",
+        &d("worse"),
+        "--baseline",
+        file.to_str().unwrap(),
+        "--update-baseline",
+    ]);
+    assert_eq!(up.status.code(), Some(0));
+    let again = meshbench(&["check", &d("worse"), "--baseline", file.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn run_exits_1_when_a_scenario_threshold_fails() {
+    let dir = tmp("thresholds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("t.yaml");
+    std::fs::write(
+        &file,
+        GOOD.to_owned() + "thresholds:\n  all: [\"error_rate < 0.1%\"]\n  rr: [\"p99 < 1us\"]\n",
+    )
+    .unwrap();
+    let out = meshbench(&[
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("FAILED: 1 of 2 checks") && e.contains("rr: p99 < 1us"),
+        "{e}"
+    );
+    assert!(
+        dir.join("o/summary.json").exists(),
+        "results are written before the verdict"
+    );
+    // A typo in a threshold is bad input, located.
+    std::fs::write(
+        &file,
+        GOOD.to_owned() + "thresholds:\n  rx: [\"p99 < 1ms\"]\n",
+    )
+    .unwrap();
+    let (code, err) = invalid(&std::fs::read_to_string(&file).unwrap());
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("thresholds.rx") && err.contains("did you mean `rr`"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_live_run_whose_every_request_is_refused_fails_and_says_why() {
+    let dir = tmp("refused");
+    let out = meshbench(&[
+        "live",
+        "scenarios/bench/nginx.yaml",
+        "--target",
+        "http://127.0.0.1:9",
+        "--duration",
+        "1s",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("every request failed") && e.contains("local_error"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
