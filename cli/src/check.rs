@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use meshbench_report::{MetricEntry, StrategyEntry, Summary, t_975};
+use meshbench_report::{StrategyEntry, Summary};
 use meshbench_scenario::thresholds::{Threshold, thresholds_for};
 
 /// One checked condition.
@@ -108,27 +108,6 @@ pub(crate) const COMPARED: [(&str, bool); 8] = [
     ("retry_amplification", true),
 ];
 
-/// Whether two replication means differ at 5% by Welch's t-test, from their 95% CIs.
-fn significant(a: &MetricEntry, b: &MetricEntry) -> bool {
-    let (na, nb) = (a.values.len(), b.values.len());
-    match (a.ci95, b.ci95) {
-        (Some(ca), Some(cb)) if na >= 2 && nb >= 2 => {
-            // The CI half-width is t(n-1) x s / sqrt(n): recover each standard error.
-            let (sa, sb) = (ca / t_975(na - 1), cb / t_975(nb - 1));
-            let se = (sa * sa + sb * sb).sqrt();
-            if se == 0.0 {
-                return a.mean != b.mean;
-            }
-            let df = (sa * sa + sb * sb).powi(2)
-                / (sa.powi(4) / (na - 1) as f64 + sb.powi(4) / (nb - 1) as f64);
-            let t = (a.mean - b.mean).abs() / se;
-            t > t_975((df.floor() as usize).max(1))
-        }
-        // One replication: nothing to test with; the tolerance decides.
-        _ => true,
-    }
-}
-
 /// Compares the candidate with the baseline, metric by metric; `tolerance` is the default
 /// allowed relative change, `per_metric` overrides it.
 pub(crate) fn baseline(
@@ -158,15 +137,10 @@ pub(crate) fn baseline(
                 continue;
             };
             let tol = per_metric.get(metric).copied().unwrap_or(tolerance);
-            let change = if x.mean == y.mean {
-                0.0
-            } else if x.mean == 0.0 {
-                f64::INFINITY.copysign(y.mean)
-            } else {
-                (y.mean - x.mean) / x.mean.abs()
-            };
+            let change = meshbench_report::relative_change(x.mean, y.mean);
             let worse = if higher_is_worse { change } else { -change };
-            let regressed = worse > tol && significant(x, y);
+            // With one replication there is nothing to test: the tolerance decides.
+            let regressed = worse > tol && x.differs_from(y).unwrap_or(true);
             let change_text = if change.is_infinite() {
                 "from 0".to_owned()
             } else {

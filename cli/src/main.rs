@@ -155,6 +155,10 @@ enum Command {
         /// Where to write compare.csv and the plots (default: B/compare/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Fail (exit 1) when B regresses from A beyond this tolerance, as `meshbench check
+        /// B --baseline A` does: `5%`, or `p99=10%` for one metric; repeat for more.
+        #[arg(long = "tolerance")]
+        tolerance: Vec<String>,
     },
 }
 
@@ -325,14 +329,30 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Compare { a, b, out } => {
+        Command::Compare {
+            a,
+            b,
+            out,
+            tolerance,
+        } => {
             let out = out.unwrap_or_else(|| b.join("compare"));
             match meshbench_report::compare(&a, &b, &out) {
                 Ok(table) => {
                     let mut o = std::io::stdout().lock();
                     let _ = write!(o, "{table}");
                     let _ = writeln_ok(&mut o, &format!("written to {}", out.display()));
-                    ExitCode::SUCCESS
+                    if tolerance.is_empty() {
+                        return ExitCode::SUCCESS;
+                    }
+                    drop(o);
+                    match check_command(&b, &[], Some(&a), &tolerance, None, None, false) {
+                        Ok(true) => ExitCode::SUCCESS,
+                        Ok(false) => ExitCode::FAILURE,
+                        Err(e) => {
+                            eprintln!("error: {e:#}");
+                            ExitCode::from(2)
+                        }
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

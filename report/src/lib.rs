@@ -22,7 +22,9 @@ pub use render::{
     Plot, ReportData, Series, TimeRow, colour, pixels, plots, png, read_hgrm, register_font,
     render_dir, svg,
 };
-pub use schema::{MetricEntry, SCHEMA_VERSION, SchemaError, StrategyEntry, Summary};
+pub use schema::{
+    MetricEntry, SCHEMA_VERSION, SchemaError, StrategyEntry, Summary, relative_change,
+};
 
 /// Failure classes of a finished request, as counted in [`RunResult::failures`].
 pub const FAILURE_CLASSES: [&str; 7] = [
@@ -752,6 +754,7 @@ pub fn compare(
         "error_rate",
     ];
     let mut rows: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut tests: Vec<Vec<Option<bool>>> = Vec::new();
     for sa in &ja.strategies {
         let Some(sb) = jb
             .strategies
@@ -767,6 +770,15 @@ pub fn compare(
             format!("{} @ {coords}", sa.strategy)
         };
         let vals = metrics.iter().map(|m| (sa.mean(m), sb.mean(m))).collect();
+        tests.push(
+            metrics
+                .iter()
+                .map(|m| match (sa.metrics.get(*m), sb.metrics.get(*m)) {
+                    (Some(x), Some(y)) => x.differs_from(y),
+                    _ => None,
+                })
+                .collect(),
+        );
         rows.push((label, vals));
     }
     if rows.is_empty() {
@@ -781,28 +793,54 @@ pub fn compare(
     let mut w = csv::Writer::from_path(out.join("compare.csv"))?;
     let mut header = vec!["strategy".to_owned()];
     for m in metrics {
-        header.extend([format!("{m}_a"), format!("{m}_b"), format!("{m}_change")]);
+        header.extend([
+            format!("{m}_a"),
+            format!("{m}_b"),
+            format!("{m}_change"),
+            format!("{m}_significant"),
+        ]);
     }
     w.write_record(&header)?;
-    let change = |x: f64, y: f64| if x != 0.0 { (y - x) / x } else { f64::NAN };
+    let change_text = |c: f64| {
+        if c.is_infinite() {
+            "from 0".to_owned()
+        } else {
+            format!("{:+.2}%", 100.0 * c)
+        }
+    };
+    let sig_text = |t: Option<bool>| match t {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "n/a (1 replication)",
+    };
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(8).max(8);
     let mut table = format!(
-        "{:<28} {}\n",
+        "B ({}) relative to A ({}); significant: Welch's t-test at 5% over the replications\n\n{:<width$}  {:<20} {:>14} {:>14} {:>10}  significant\n",
+        b.display(),
+        a.display(),
         "strategy",
-        metrics.map(|m| format!("{m:>22}")).join("")
+        "metric",
+        "A",
+        "B",
+        "change"
     );
-    for (label, vals) in &rows {
+    for ((label, vals), sig) in rows.iter().zip(&tests) {
         let mut rec = vec![label.clone()];
-        let mut line = format!("{label:<28} ");
-        for &(x, y) in vals {
-            rec.extend([num(x), num(y), num(change(x, y))]);
-            line.push_str(&format!(
-                "{:>22}",
-                format!("{x:.3}->{y:.3} ({:+.1}%)", 100.0 * change(x, y))
+        for (m, (&(x, y), &t)) in metrics.iter().zip(vals.iter().zip(sig)) {
+            let c = relative_change(x, y);
+            rec.extend([
+                num(x),
+                num(y),
+                if c.is_finite() { num(c) } else { String::new() },
+                t.map_or(String::new(), |t| t.to_string()),
+            ]);
+            table.push_str(&format!(
+                "{label:<width$}  {m:<20} {x:>14.4} {y:>14.4} {:>10}  {}\n",
+                change_text(c),
+                sig_text(t)
             ));
         }
         w.write_record(&rec)?;
-        table.push_str(&line);
-        table.push('\n');
     }
     w.flush()?;
     render::compare_plot(&rows, &metrics, out)?;

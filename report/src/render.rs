@@ -1325,18 +1325,28 @@ pub(crate) fn compare_plot(
             .configure_mesh()
             .light_line_style(TRANSPARENT)
             .disable_x_mesh()
-            .x_labels(n * 2)
-            .x_label_formatter(&|x| {
-                let i = x.floor();
-                if (x - i - 0.5).abs() < 0.26 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("relative change (%)")
+            .x_labels(0)
+            .x_label_formatter(&|_| String::new())
+            .x_desc("metric")
+            .y_desc("relative change, B vs A (%)")
             .axis_desc_style(("sans-serif", 15))
             .draw()
+            .map_err(err)?;
+        // The metric names under their groups of bars (a float axis puts its own ticks
+        // anywhere; these sit at each group's centre).
+        chart
+            .draw_series(names.iter().enumerate().map(|(i, name)| {
+                Text::new(
+                    name.clone(),
+                    (i as f64 + 0.5, -lim * 0.93),
+                    ("sans-serif", 14).into_font().color(&BLACK).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
+                )
+            }))
             .map_err(err)?;
         let width = 0.8 / rows.len().max(1) as f64;
         for (i, (label, vals)) in rows.iter().enumerate() {

@@ -202,6 +202,39 @@ impl Summary {
     }
 }
 
+impl MetricEntry {
+    /// Whether this and `other` differ at the 5% level by Welch's t-test on their replications
+    /// (the standard errors recovered from the 95% CIs); `None` when either side has fewer than
+    /// two replications, so there is nothing to test with.
+    pub fn differs_from(&self, other: &MetricEntry) -> Option<bool> {
+        let (na, nb) = (self.values.len(), other.values.len());
+        let (ca, cb) = (self.ci95?, other.ci95?);
+        if na < 2 || nb < 2 {
+            return None;
+        }
+        let (sa, sb) = (ca / crate::t_975(na - 1), cb / crate::t_975(nb - 1));
+        let var = sa * sa + sb * sb;
+        if var == 0.0 {
+            return Some(self.mean != other.mean);
+        }
+        let df = var.powi(2) / (sa.powi(4) / (na - 1) as f64 + sb.powi(4) / (nb - 1) as f64);
+        let t = (self.mean - other.mean).abs() / var.sqrt();
+        Some(t > crate::t_975((df.floor() as usize).max(1)))
+    }
+}
+
+/// The relative change from `a` to `b`: 0 when equal (0 -> 0 included), infinite (signed)
+/// from 0 to anything else.
+pub fn relative_change(a: f64, b: f64) -> f64 {
+    if a == b {
+        0.0
+    } else if a == 0.0 {
+        f64::INFINITY.copysign(b)
+    } else {
+        (b - a) / a.abs()
+    }
+}
+
 impl StrategyEntry {
     /// A metric's mean (`NaN` when absent).
     pub fn mean(&self, metric: &str) -> f64 {

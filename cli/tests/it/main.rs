@@ -953,6 +953,39 @@ fn check_fails_a_worse_candidate_passes_an_identical_rerun_and_refuses_bad_input
     assert_eq!(e.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&e.stderr).contains("no schema_version"));
 
+    // compare: one aligned line per metric, no NaN, the significance, and check's exit code
+    // with --tolerance.
+    let cmp = meshbench(&["compare", &d("a"), &d("worse"), "--out", &d("cmp")]);
+    assert_eq!(cmp.status.code(), Some(0));
+    let text = String::from_utf8(cmp.stdout).unwrap();
+    assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+    assert!(text.contains("from 0") && text.contains("yes"), "{text}");
+    let at: std::collections::BTreeSet<Option<usize>> = text
+        .lines()
+        .filter(|l| l.contains("p99_ms") || l.starts_with("strategy"))
+        .map(|l| l.find("p99_ms").or_else(|| l.find("metric")))
+        .collect();
+    assert_eq!(at.len(), 1, "the metric column is aligned: {text}");
+    let gate = meshbench(&[
+        "compare",
+        &d("a"),
+        &d("worse"),
+        "--out",
+        &d("cmp"),
+        "--tolerance",
+        "5%",
+    ]);
+    assert_eq!(gate.status.code(), Some(1));
+    let same = meshbench(&[
+        "compare",
+        &d("a"),
+        &d("b"),
+        "--out",
+        &d("cmp2"),
+        "--tolerance",
+        "5%",
+    ]);
+    assert_eq!(same.status.code(), Some(0));
     // --update-baseline writes the baseline; the next check passes against it.
     let file = base.join("baseline/one-slow-backend.json");
     let up = meshbench(&[
