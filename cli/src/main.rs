@@ -48,6 +48,12 @@ enum Command {
         /// No progress bar, no table; errors and warnings only.
         #[arg(long)]
         quiet: bool,
+        /// Run share I of N of the (sweep point x strategy x replication) runs, chosen by a hash
+        /// of each run's key; `meshbench merge` of all N shard directories is byte-identical to
+        /// the unsharded run. Without it, read from JOB_COMPLETION_INDEX / JOB_COMPLETIONS
+        /// (Kubernetes Indexed Jobs) or SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(u32, u32)>,
     },
     /// Check a scenario without running it (exit code 2 when it is invalid).
     Validate {
@@ -101,8 +107,9 @@ enum Command {
     /// Combine result directories of sharded runs (`live --shard i/n`) exactly: counts and HDR
     /// histograms add; writes a full report.
     Merge {
-        /// The result directories.
-        #[arg(required = true, num_args = 2..)]
+        /// The result directories: the shards of a simulated run (`run --shard I/N`, all N of
+        /// them), or live runs (`live --shard I/N`) of one scenario.
+        #[arg(required = true, num_args = 1..)]
         dirs: Vec<PathBuf>,
         /// Where to write the merged report.
         #[arg(long)]
@@ -366,6 +373,7 @@ fn main() -> ExitCode {
             out,
             threads,
             quiet,
+            shard,
         } => {
             let loaded = match meshbench_scenario::load(&file) {
                 Ok(l) => l,
@@ -374,7 +382,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match run(&loaded, seed, out.as_deref(), threads, quiet) {
+            let shard = match shard.map_or_else(shard_from_env, |s| Ok(Some(s))) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match run(&loaded, seed, out.as_deref(), threads, quiet, shard) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
@@ -396,6 +411,7 @@ fn run(
     out: Option<&Path>,
     threads: Option<usize>,
     quiet: bool,
+    shard: Option<(u32, u32)>,
 ) -> anyhow::Result<bool> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
@@ -406,7 +422,17 @@ fn run(
         || PathBuf::from("reports").join(&sc.name),
         Path::to_path_buf,
     );
-    let runs = loaded.points.len() * loaded.strategies.len() * sc.replications as usize;
+    let all_jobs = meshbench_sim::jobs(loaded);
+    let names: Vec<String> = loaded.strategies.iter().map(|(n, _)| n.clone()).collect();
+    let jobs: Vec<(usize, usize, u32)> = match shard {
+        Some((i, n)) => all_jobs
+            .iter()
+            .copied()
+            .filter(|&(p, s, r)| meshbench_sim::shard_of(p, &names[s], r, n) == i)
+            .collect(),
+        _ => all_jobs.clone(),
+    };
+    let runs = jobs.len();
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -425,11 +451,12 @@ fn run(
         .context("starting the worker threads")?;
     let started = WallClock::now();
     let tick = || bar.inc(1);
-    let results = pool.install(|| meshbench_sim::run_all(loaded, seed, &tick));
+    let results = pool.install(|| meshbench_sim::run_jobs(loaded, seed, &jobs, &tick));
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
-    let names: Vec<String> = loaded.strategies.iter().map(|(n, _)| n.clone()).collect();
-    let summaries = summarize(&results, &names);
+    let mut summaries = summarize(&results, &names);
+    summaries.retain(|s| s.replications > 0);
+    let sharded = shard;
     let info = RunInfo {
         scenario: sc.name.clone(),
         seed,
@@ -437,9 +464,21 @@ fn run(
         replications: sc.replications,
         sweep_paths: loaded.sweep_paths.clone(),
         faults: fault_windows(&sc.faults),
+        shard: sharded.map(|(index, count)| meshbench_report::ShardInfo {
+            index,
+            count,
+            runs_total: all_jobs.len(),
+            strategies: names.clone(),
+            scenario_digest: digest(&loaded.source),
+        }),
     };
     write_reports(&dir, &info, &loaded.source, &summaries, &results)
         .with_context(|| format!("writing the report to {}", dir.display()))?;
+    if sharded.is_some() {
+        // A shard keeps its runs whole (counters, time series, lossless histograms) for merge.
+        meshbench_report::write_runs(&dir, &results)
+            .with_context(|| format!("writing {}", dir.display()))?;
+    }
     meshbench_report::render_dir(&dir)
         .map_err(|e| anyhow::anyhow!("drawing the plots in {}: {e}", dir.display()))?;
     if !quiet {
@@ -465,7 +504,72 @@ fn run(
             ),
         )?;
     }
+    if let Some((i, n)) = sharded {
+        if !quiet {
+            eprintln!(
+                "shard {i}/{n}: {} of {} runs; merge the {n} shard directories with `meshbench merge`, then check the merged one",
+                results.len(),
+                all_jobs.len()
+            );
+        }
+        return Ok(true);
+    }
     end_of_run_checks(&dir, sc, quiet)
+}
+
+/// 64-bit FNV-1a of a text, in hex: tells shards of different scenario files apart.
+fn digest(text: &str) -> String {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    format!("{h:016x}")
+}
+
+/// The shard from a batch system's environment: Kubernetes Indexed Jobs
+/// (`JOB_COMPLETION_INDEX`, with `JOB_COMPLETIONS` set in the Job's spec) or Slurm job arrays
+/// (`SLURM_ARRAY_TASK_ID` less `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`).
+fn shard_from_env() -> Result<Option<(u32, u32)>, String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let num = |k: &str, v: String| -> Result<u32, String> {
+        v.trim()
+            .parse()
+            .map_err(|_| format!("{k}={v}: not a non-negative integer"))
+    };
+    let pair = |(ik, i): (&str, u32), (nk, n): (&str, u32)| {
+        if n == 0 || i >= n {
+            Err(format!("{ik}={i} with {nk}={n}: need 0 <= index < count"))
+        } else {
+            Ok(Some((i, n)))
+        }
+    };
+    match (var("JOB_COMPLETION_INDEX"), var("JOB_COMPLETIONS")) {
+        (Some(i), Some(n)) => {
+            return pair(
+                ("JOB_COMPLETION_INDEX", num("JOB_COMPLETION_INDEX", i)?),
+                ("JOB_COMPLETIONS", num("JOB_COMPLETIONS", n)?),
+            );
+        }
+        (Some(_), None) => {
+            return Err(
+                "JOB_COMPLETION_INDEX is set but JOB_COMPLETIONS is not: set it in the Job's env to the Job's completions (or pass --shard I/N)".into(),
+            );
+        }
+        _ => {}
+    }
+    if let (Some(id), Some(n)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
+        let min = var("SLURM_ARRAY_TASK_MIN")
+            .map(|m| num("SLURM_ARRAY_TASK_MIN", m))
+            .transpose()?
+            .unwrap_or(0);
+        let id = num("SLURM_ARRAY_TASK_ID", id)?;
+        return pair(
+            ("SLURM_ARRAY_TASK_ID", id.saturating_sub(min)),
+            ("SLURM_ARRAY_TASK_COUNT", num("SLURM_ARRAY_TASK_COUNT", n)?),
+        );
+    }
+    Ok(None)
 }
 
 /// The scenario's thresholds (and the default check that some request succeeded) on a run
@@ -856,6 +960,9 @@ fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<String> {
             first.info.seed
         );
     }
+    if first.info.shard.is_some() || sets.iter().any(|s| s.info.shard.is_some()) {
+        return merge_shards(dirs, &sets, out);
+    }
     let runs =
         meshbench_report::merge_runs(&sets.iter().map(|s| s.runs.clone()).collect::<Vec<_>>());
     let mut names: Vec<String> = Vec::new();
@@ -868,6 +975,92 @@ fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<String> {
     write_reports(out, &first.info, &first.scenario, &summaries, &runs)
         .with_context(|| format!("writing {}", out.display()))?;
     meshbench_report::write_runs(out, &runs)
+        .with_context(|| format!("writing {}", out.display()))?;
+    meshbench_report::render_dir(out).map_err(|e| anyhow::anyhow!("drawing the plots: {e}"))?;
+    Ok(comparison_table(&summaries))
+}
+
+/// Merges the shards of a simulated run set (`run --shard`): every shard of one scenario, seed
+/// and shard count exactly once, every run exactly once; the result is the unsharded run's
+/// directory, byte for byte.
+fn merge_shards(
+    dirs: &[PathBuf],
+    sets: &[meshbench_report::ResultDir],
+    out: &Path,
+) -> anyhow::Result<String> {
+    let mut infos = Vec::new();
+    for (d, s) in dirs.iter().zip(sets) {
+        let Some(sh) = &s.info.shard else {
+            anyhow::bail!(
+                "{} is not a shard of a simulated run (it has no shard record): merge simulator shards (`run --shard I/N`) with each other only",
+                d.display()
+            );
+        };
+        infos.push((d, sh));
+    }
+    let (_, first) = infos[0];
+    for (d, sh) in &infos {
+        anyhow::ensure!(
+            sh.count == first.count
+                && sh.scenario_digest == first.scenario_digest
+                && sh.runs_total == first.runs_total
+                && sh.strategies == first.strategies,
+            "{} is shard {}/{} of scenario text {}, which does not fit with {}/{} of scenario text {} ({}): merge shards of one scenario file, seed and shard count",
+            d.display(),
+            sh.index,
+            sh.count,
+            sh.scenario_digest,
+            first.index,
+            first.count,
+            first.scenario_digest,
+            dirs[0].display()
+        );
+    }
+    let mut seen = vec![None; first.count as usize];
+    for (d, sh) in &infos {
+        if let Some(prev) = seen[sh.index as usize].replace(*d) {
+            anyhow::bail!(
+                "shard {}/{} given twice: {} and {}",
+                sh.index,
+                sh.count,
+                prev.display(),
+                d.display()
+            );
+        }
+    }
+    let missing: Vec<String> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_none())
+        .map(|(i, _)| format!("{i}/{}", first.count))
+        .collect();
+    anyhow::ensure!(missing.is_empty(), "missing shards: {}", missing.join(", "));
+    let order = |r: &meshbench_report::RunResult| {
+        (
+            r.point,
+            first
+                .strategies
+                .iter()
+                .position(|n| *n == r.strategy)
+                .unwrap_or(usize::MAX),
+            r.replication,
+        )
+    };
+    let mut runs: Vec<meshbench_report::RunResult> =
+        sets.iter().flat_map(|s| s.runs.iter().cloned()).collect();
+    runs.sort_by_key(|r| order(r));
+    let before = runs.len();
+    runs.dedup_by_key(|r| order(r));
+    anyhow::ensure!(
+        before == runs.len() && runs.len() == first.runs_total,
+        "the shards hold {before} runs ({} distinct) of the set's {}: a shard directory was run with another build or edited",
+        runs.len(),
+        first.runs_total
+    );
+    let summaries = summarize(&runs, &first.strategies);
+    let mut info = sets[0].info.clone();
+    info.shard = None;
+    write_reports(out, &info, &sets[0].scenario, &summaries, &runs)
         .with_context(|| format!("writing {}", out.display()))?;
     meshbench_report::render_dir(out).map_err(|e| anyhow::anyhow!("drawing the plots: {e}"))?;
     Ok(comparison_table(&summaries))
@@ -1208,6 +1401,7 @@ fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<E
         replications,
         sweep_paths: loaded.sweep_paths.clone(),
         faults: fault_windows(&sc.faults),
+        shard: None,
     };
     write_reports(&dir, &info, &loaded.source, &summaries, &results)
         .with_context(|| format!("writing the report to {}", dir.display()))?;

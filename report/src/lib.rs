@@ -377,6 +377,25 @@ pub struct RunInfo {
     /// The fault timeline, for shading plots (empty without faults).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultWindow>,
+    /// Set when this directory holds one shard of a simulated run set (`run --shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+}
+
+/// Which share of a simulated run set a result directory holds, so `merge` can check that a
+/// set of shards fits together.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ShardInfo {
+    /// This shard's index, `0..count`.
+    pub index: u32,
+    /// The number of shards.
+    pub count: u32,
+    /// Runs in the whole set (sweep points x strategies x replications).
+    pub runs_total: usize,
+    /// The strategies in file order (the order merged results take).
+    pub strategies: Vec<String>,
+    /// FNV-1a of the scenario text, so shards of different scenarios (or durations) never merge.
+    pub scenario_digest: String,
 }
 
 /// One fault of the timeline as reports show it.

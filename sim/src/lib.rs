@@ -24,11 +24,10 @@ pub use engine::run_one;
 /// Progress callback: called once per finished run.
 pub type Progress<'a> = &'a (dyn Fn() + Sync);
 
-/// Runs every sweep point x strategy x replication, in parallel on the current rayon pool;
-/// results come back ordered by point, then strategy (file order), then replication.
-pub fn run_all(loaded: &Loaded, seed: u64, progress: Progress<'_>) -> Vec<RunResult> {
-    use rayon::prelude::*;
-    let jobs: Vec<(usize, usize, u32)> = loaded
+/// Every run of a scenario as (sweep point, strategy index, replication), ordered by point, then
+/// strategy (file order), then replication.
+pub fn jobs(loaded: &Loaded) -> Vec<(usize, usize, u32)> {
+    loaded
         .points
         .iter()
         .enumerate()
@@ -36,7 +35,35 @@ pub fn run_all(loaded: &Loaded, seed: u64, progress: Progress<'_>) -> Vec<RunRes
             (0..point.strategies.len())
                 .flat_map(move |s| (0..point.scenario.replications).map(move |r| (p, s, r)))
         })
-        .collect();
+        .collect()
+}
+
+/// The shard (of `count`) that runs (`point`, `strategy`, `replication`): a hash of the run's
+/// key (`Seed::new(point).fork(strategy).fork_index(replication)`, SplitMix64 and FNV-1a as
+/// `mesh_core::seed` documents them) modulo `count`, so a run's shard depends only on its key
+/// and the shard count, never on the order runs are listed in.
+pub fn shard_of(point: usize, strategy: &str, replication: u32, count: u32) -> u32 {
+    let h = mesh_core::Seed::new(point as u64)
+        .fork(strategy)
+        .fork_index(u64::from(replication))
+        .value();
+    (h % u64::from(count.max(1))) as u32
+}
+
+/// Runs every sweep point x strategy x replication, in parallel on the current rayon pool;
+/// results come back ordered by point, then strategy (file order), then replication.
+pub fn run_all(loaded: &Loaded, seed: u64, progress: Progress<'_>) -> Vec<RunResult> {
+    run_jobs(loaded, seed, &jobs(loaded), progress)
+}
+
+/// Runs the given (point, strategy, replication) jobs in parallel; results in the jobs' order.
+pub fn run_jobs(
+    loaded: &Loaded,
+    seed: u64,
+    jobs: &[(usize, usize, u32)],
+    progress: Progress<'_>,
+) -> Vec<RunResult> {
+    use rayon::prelude::*;
     // One run per task (runs differ in length by orders of magnitude across a sweep), so idle
     // threads always find work; `collect` keeps the order fixed.
     jobs.par_iter()

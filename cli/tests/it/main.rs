@@ -1065,3 +1065,89 @@ fn a_live_run_whose_every_request_is_refused_fails_and_says_why() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn simulator_shards_merge_into_the_unsharded_directory_byte_for_byte() {
+    let base = tmp("shards");
+    let d = |n: &str| base.join(n).to_str().unwrap().to_owned();
+    let file = "scenarios/load-sweep.yaml";
+    run_ok(&["run", file, "--quiet", "--out", &d("all")]);
+    let files = |dir: &str| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let whole = files(&d("all"));
+    for n in 1..=3u32 {
+        let mut shards = Vec::new();
+        for i in 0..n {
+            let out = d(&format!("n{n}-{i}"));
+            run_ok(&[
+                "run",
+                file,
+                "--quiet",
+                "--shard",
+                &format!("{i}/{n}"),
+                "--out",
+                &out,
+            ]);
+            shards.push(out);
+        }
+        let merged = d(&format!("m{n}"));
+        let mut args = vec!["merge"];
+        args.extend(shards.iter().map(String::as_str));
+        args.extend(["--out", &merged]);
+        run_ok(&args);
+        let got = files(&merged);
+        assert_eq!(
+            got.iter().map(|f| &f.0).collect::<Vec<_>>(),
+            whole.iter().map(|f| &f.0).collect::<Vec<_>>(),
+            "N = {n}: the same files"
+        );
+        for (a, b) in got.iter().zip(&whole) {
+            assert!(a.1 == b.1, "N = {n}: {} differs", a.0);
+        }
+    }
+    // The batch systems' variables choose the shard when --shard is absent.
+    let k8s = Command::new(env!("CARGO_BIN_EXE_meshbench"))
+        .args(["run", file, "--quiet", "--out", &d("k8s")])
+        .env("JOB_COMPLETION_INDEX", "2")
+        .env("JOB_COMPLETIONS", "3")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(k8s.status.success());
+    assert_eq!(
+        read(&base.join("k8s"), "runs.json"),
+        read(&base.join("n3-2"), "runs.json")
+    );
+    // Shard sets that do not fit are refused.
+    for (dirs, want) in [
+        (vec![d("n3-0"), d("n3-1")], "missing shards: 2/3"),
+        (
+            vec![d("n3-0"), d("n3-0"), d("n3-1"), d("n3-2")],
+            "given twice",
+        ),
+        (vec![d("n3-0"), d("n2-1"), d("n3-2")], "does not fit"),
+        (vec![d("n2-0"), d("all")], "runs.json"),
+    ] {
+        let mut args = vec!["merge".to_owned()];
+        args.extend(dirs);
+        args.extend(["--out".to_owned(), d("bad")]);
+        let out = meshbench(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(2));
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(want), "wanted `{want}`: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
