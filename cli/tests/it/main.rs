@@ -1151,3 +1151,43 @@ fn simulator_shards_merge_into_the_unsharded_directory_byte_for_byte() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn the_example_ci_and_batch_files_are_valid_and_consistent() {
+    let yaml = |p: &str| -> yaml_serde::Value {
+        let text = std::fs::read_to_string(root().join(p)).unwrap();
+        yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let wf = yaml("examples/ci/meshbench.yml");
+    assert!(
+        wf["on"].get("pull_request").is_some(),
+        "runs on pull requests"
+    );
+    let steps = wf["jobs"]["meshbench"]["steps"]
+        .as_sequence()
+        .expect("steps");
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.get("run").is_some() || s.get("uses").is_some())
+    );
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(
+        runs.iter()
+            .any(|r| r.contains("meshbench check") && r.contains("--baseline"))
+    );
+    let job = yaml("examples/kubernetes/sweep-job.yaml");
+    assert_eq!(job["kind"].as_str(), Some("Job"));
+    assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
+    let completions = job["spec"]["completions"].as_u64().unwrap();
+    let env = &job["spec"]["template"]["spec"]["containers"][0]["env"][0];
+    assert_eq!(env["name"].as_str(), Some("JOB_COMPLETIONS"));
+    assert_eq!(
+        env["value"].as_str(),
+        Some(completions.to_string().as_str())
+    );
+    assert_eq!(
+        yaml("examples/kubernetes/merge-job.yaml")["kind"].as_str(),
+        Some("Job")
+    );
+}
