@@ -8,9 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use meshbench_report::{StrategyEntry, Summary};
+
+use crate::writeln_ok;
 use meshbench_scenario::thresholds::{Threshold, thresholds_for};
 
 /// One checked condition.
@@ -292,4 +296,97 @@ pub(crate) fn scenario_thresholds(dir: &Path) -> Result<BTreeMap<String, Vec<Str
     }
     let doc: Only = yaml_serde::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(doc.thresholds)
+}
+
+/// The scenario's thresholds (and the default check that some request succeeded) on a run
+/// just written: prints what failed and returns whether everything passed.
+pub(crate) fn end_of_run_checks(
+    dir: &Path,
+    sc: &meshbench_scenario::Scenario,
+    quiet: bool,
+) -> anyhow::Result<bool> {
+    let summary = meshbench_report::Summary::read(dir).map_err(|e| anyhow::anyhow!(e))?;
+    let rows = self::thresholds(&summary, &sc.thresholds, &[]).map_err(|e| anyhow::anyhow!(e))?;
+    let failed: Vec<&Row> = rows.iter().filter(|r| !r.passed).collect();
+    if !failed.is_empty() {
+        eprintln!(
+            "FAILED: {} of {} checks (exit code 1):",
+            failed.len(),
+            rows.len()
+        );
+        for r in &failed {
+            eprintln!(
+                "  {}: {}: {} (limit or baseline: {})",
+                r.strategy, r.check, r.value, r.against
+            );
+        }
+    } else if !quiet && !rows.is_empty() {
+        eprintln!("thresholds: all {} passed", rows.len());
+    }
+    Ok(failed.is_empty())
+}
+
+/// `meshbench check`: returns whether every check passed.
+pub(crate) fn check_command(
+    dir: &Path,
+    extra: &[String],
+    baseline: Option<&Path>,
+    tolerance: &[String],
+    junit: Option<&Path>,
+    markdown: Option<&Path>,
+    update_baseline: bool,
+) -> anyhow::Result<bool> {
+    let summary = meshbench_report::Summary::read(dir).map_err(|e| anyhow::anyhow!(e))?;
+    if update_baseline {
+        let path = self::baseline_file(baseline.expect("clap requires --baseline"));
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        summary
+            .write_to(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln_ok(
+            &mut std::io::stdout().lock(),
+            &format!("baseline written to {}", path.display()),
+        )?;
+        return Ok(true);
+    }
+    let extra: Vec<meshbench_scenario::thresholds::Threshold> = extra
+        .iter()
+        .map(|t| meshbench_scenario::thresholds::Threshold::parse(t))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--threshold {e}"))?;
+    let scenario = self::scenario_thresholds(dir).map_err(|e| anyhow::anyhow!(e))?;
+    let mut rows = self::thresholds(&summary, &scenario, &extra).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(b) = baseline {
+        let base = self::read_baseline(b).map_err(|e| anyhow::anyhow!(e))?;
+        let (default, per) = self::tolerances(tolerance).map_err(|e| anyhow::anyhow!(e))?;
+        rows.extend(self::baseline(&summary, &base, default, &per));
+    } else if !tolerance.is_empty() {
+        anyhow::bail!("--tolerance needs --baseline");
+    }
+    if rows.is_empty() {
+        anyhow::bail!(
+            "nothing to check in {}: give --threshold or --baseline, or `thresholds:` in the scenario",
+            dir.display()
+        );
+    }
+    let title = summary.info.scenario.clone();
+    let table = self::markdown(&title, &rows);
+    write!(std::io::stdout().lock(), "{table}")?;
+    if let Some(path) = markdown {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(table.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = junit {
+        std::fs::write(path, self::junit(&title, &rows))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(rows.iter().all(|r| r.passed))
 }

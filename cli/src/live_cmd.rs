@@ -1,0 +1,657 @@
+//! `meshbench live`, `serve` and `fidelity`: the scenario on real sockets.
+
+use std::io::Write as _;
+
+use super::*;
+
+/// Runs every sweep point x chosen strategy x replication live, one after another (the
+/// simulator's order), each against fresh in-process backends (or `targets`); stops early when
+/// `stop` is set.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_live_strategies(
+    loaded: &meshbench_scenario::Loaded,
+    chosen: &[usize],
+    replications: u32,
+    targets: &[std::net::SocketAddr],
+    seed: u64,
+    duration: Option<mesh_core::Duration>,
+    record: bool,
+    quiet: bool,
+    wire: &Wire,
+    rt: &tokio::runtime::Runtime,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<LiveResults> {
+    use std::sync::atomic::Ordering;
+    let mut results = Vec::new();
+    let mut recordings = Vec::new();
+    let mut stats = Vec::new();
+    let sweep = !loaded.sweep_paths.is_empty();
+    'all: for (point, pt) in loaded.points.iter().enumerate() {
+        let sc = &pt.scenario;
+        for &s in chosen {
+            for replication in 0..replications {
+                if stop.load(Ordering::SeqCst) {
+                    break 'all;
+                }
+                let run = rt.block_on(async {
+                    // Fresh backends per run: empty queues, the replication's draws.
+                    let backends = if targets.is_empty() {
+                        Some(std::sync::Arc::new(
+                            meshbench_live::Backends::start_with(
+                                sc,
+                                std::net::IpAddr::from([127, 0, 0, 1]),
+                                seed_of(seed, replication),
+                                wire.tls.as_ref().and_then(|t| t.server.clone()),
+                            )
+                            .await?,
+                        ))
+                    } else {
+                        None
+                    };
+                    let mut endpoints = std::collections::BTreeMap::new();
+                    for c in sc.clients.values() {
+                        let addrs = match &backends {
+                            Some(b) => b.of(&c.target).iter().map(|i| i.addr).collect(),
+                            None => targets.to_vec(),
+                        };
+                        endpoints.insert(c.target.clone(), addrs);
+                    }
+                    let opts = meshbench_live::LiveOptions {
+                        point,
+                        strategy: s,
+                        replication,
+                        seed,
+                        duration: duration.map(|d| std::time::Duration::from_nanos(d.as_nanos())),
+                        endpoints,
+                        record,
+                        progress: !quiet,
+                        drain: std::time::Duration::from_secs(5),
+                        http2: wire.http2,
+                        connections: wire.connections,
+                        tls: wire.tls.as_ref().map(|t| t.client.clone()),
+                        shard: wire.shard,
+                        backends: backends.clone(),
+                    };
+                    if !quiet {
+                        let at = if sweep {
+                            format!(" at {}", point_label(loaded, point))
+                        } else {
+                            String::new()
+                        };
+                        eprintln!(
+                            "live: strategy {}{at}, replication {}/{replications}",
+                            pt.strategies[s].0,
+                            replication + 1
+                        );
+                    }
+                    let run = meshbench_live::driver::run(loaded, opts, stop.clone()).await;
+                    if let Some(b) = backends {
+                        b.shutdown();
+                    }
+                    anyhow::Ok(run)
+                })?;
+                let label = meshbench_report::run_label(&pt.strategies[s].0, point, sweep);
+                stats.push((label, run.stats));
+                results.push(run.result);
+                recordings.extend(run.recordings);
+            }
+        }
+    }
+    Ok((results, stats, recordings))
+}
+
+/// A sweep point as `path=value, ...`.
+pub(crate) fn point_label(loaded: &meshbench_scenario::Loaded, point: usize) -> String {
+    loaded
+        .sweep_paths
+        .iter()
+        .zip(&loaded.points[point].coords)
+        .map(|(p, c)| format!("{p}={c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) type LiveResults = (
+    Vec<meshbench_report::RunResult>,
+    Vec<(String, meshbench_live::LiveStats)>,
+    Vec<meshbench_live::Recording>,
+);
+
+/// The strategy indices to run: one by name (with a suggestion for a typo), or all.
+pub(crate) fn choose_strategies(
+    loaded: &meshbench_scenario::Loaded,
+    strategy: Option<&str>,
+) -> anyhow::Result<Vec<usize>> {
+    Ok(match strategy {
+        Some(name) => vec![
+            loaded
+                .strategies
+                .iter()
+                .position(|(n, _)| n == name)
+                .with_context(|| {
+                    let names: Vec<&str> =
+                        loaded.strategies.iter().map(|(n, _)| n.as_str()).collect();
+                    format!(
+                        "no strategy `{name}` (strategies: {}){}",
+                        names.join(", "),
+                        meshbench_scenario::nearest(name, names.iter().copied())
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default()
+                    )
+                })?,
+        ],
+        None => (0..loaded.strategies.len()).collect(),
+    })
+}
+
+pub(crate) fn fidelity(
+    loaded: &meshbench_scenario::Loaded,
+    duration: Option<mesh_core::Duration>,
+    strategy: Option<&str>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let chosen = choose_strategies(loaded, strategy)?;
+    let sc = &loaded.scenario;
+    let seed = sc.seed;
+    // The simulator on the same arrival period and warm-up as the live run, one replication.
+    let d = duration
+        .or(sc.duration)
+        .unwrap_or(mesh_core::Duration::from_secs(10));
+    let warmup = mesh_core::Duration::from_nanos(sc.warmup.as_nanos().min(d.as_nanos() / 2));
+    let mut sim_loaded = loaded.clone();
+    sim_loaded.strategies = chosen
+        .iter()
+        .map(|&i| loaded.strategies[i].clone())
+        .collect();
+    for sc2 in std::iter::once(&mut sim_loaded.scenario)
+        .chain(sim_loaded.points.iter_mut().map(|p| &mut p.scenario))
+    {
+        sc2.duration = Some(d);
+        sc2.requests = None;
+        sc2.warmup = warmup;
+        sc2.replications = 1;
+    }
+    let strategies = sim_loaded.strategies.clone();
+    for p in &mut sim_loaded.points {
+        p.strategies = strategies.clone();
+    }
+    let sim = meshbench_sim::run_all(&sim_loaded, seed, &|| {});
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (live, stats, _) = run_live_strategies(
+        loaded,
+        &chosen,
+        1,
+        &[],
+        seed,
+        Some(d),
+        false,
+        true,
+        &Wire::default(),
+        &rt,
+        &stop,
+    )?;
+    let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-fidelity", sc.name)));
+    std::fs::create_dir_all(&dir)?;
+    let mut csv = String::from("strategy,metric,sim,live,relative_difference\n");
+    let mut o = std::io::stdout().lock();
+    writeln!(
+        o,
+        "{:<14} {:<22} {:>12} {:>12} {:>10}",
+        "strategy", "metric", "sim", "live", "live/sim"
+    )?;
+    for (s, l) in sim.iter().zip(&live) {
+        let share = |r: &meshbench_report::RunResult| -> Vec<f64> {
+            let total: u64 = r.endpoints.iter().map(|e| e.attempts).sum();
+            r.endpoints
+                .iter()
+                .map(|e| e.attempts as f64 / total.max(1) as f64)
+                .collect()
+        };
+        let (ss, ls) = (share(s), share(l));
+        let max_share_gap = ss
+            .iter()
+            .zip(&ls)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let rows = [
+            ("p50_ms", s.metric("p50_ms"), l.metric("p50_ms")),
+            ("p90_ms", s.metric("p90_ms"), l.metric("p90_ms")),
+            ("p99_ms", s.metric("p99_ms"), l.metric("p99_ms")),
+            ("error_rate", s.metric("error_rate"), l.metric("error_rate")),
+            ("max_load_share_gap", 0.0, max_share_gap),
+        ];
+        for (m, a, b) in rows {
+            let rel = if m == "max_load_share_gap" || a == 0.0 {
+                String::from("-")
+            } else {
+                format!("{:+.1}%", 100.0 * (b - a) / a)
+            };
+            writeln!(
+                o,
+                "{:<14} {:<22} {:>12.4} {:>12.4} {:>10}",
+                s.strategy, m, a, b, rel
+            )?;
+            csv.push_str(&format!(
+                "{},{m},{a:.6},{b:.6},{}\n",
+                s.strategy,
+                if a == 0.0 {
+                    String::new()
+                } else {
+                    format!("{:.6}", (b - a) / a)
+                }
+            ));
+        }
+    }
+    for (n, st) in &stats {
+        writeln!(
+            o,
+            "{n}: live achieved {:.1}/s of {:.0}/s, pacing error p99 {:.0} us",
+            st.achieved_rps, st.target_rps, st.pacing_error_us[1]
+        )?;
+        if let Some(w) = st.contention_warning() {
+            eprintln!("warning: {n}: {w}");
+        }
+    }
+    std::fs::write(dir.join("fidelity.csv"), csv)?;
+    writeln!(o, "written to {}", dir.join("fidelity.csv").display())?;
+    Ok(())
+}
+
+/// How live mode talks to endpoints.
+#[derive(Default)]
+pub(crate) struct Wire {
+    shard: (u32, u32),
+    http2: bool,
+    connections: Option<u32>,
+    tls: Option<LiveTls>,
+}
+
+/// TLS for a live run: the client side, and the in-process backends' side when they are ours.
+pub(crate) struct LiveTls {
+    client: meshbench_live::tls::TlsClient,
+    server: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+pub(crate) fn read_pem(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("{what} {}", path.display()))
+}
+
+/// TLS settings from the flags: with in-process backends, `--tls` makes a throwaway PKI for
+/// both sides; with `--target`, `--ca` (and for mTLS `--client-cert`/`--client-key`) configure
+/// the client.
+pub(crate) fn live_tls(args: &LiveArgs, external: bool) -> anyhow::Result<Option<LiveTls>> {
+    use meshbench_live::tls;
+    let server_name = |name: &str| {
+        rustls::pki_types::ServerName::try_from(name.to_owned())
+            .with_context(|| format!("--server-name {name}: not a DNS name or IP address"))
+    };
+    if external {
+        let Some(ca) = &args.ca else {
+            if args.tls {
+                anyhow::bail!(
+                    "--tls with --target needs --ca FILE (the CA that signed the targets' certificates)"
+                );
+            }
+            return Ok(None);
+        };
+        let ca = read_pem(ca, "--ca")?;
+        let client_pair = match (&args.client_cert, &args.client_key) {
+            (Some(c), Some(k)) => {
+                Some((read_pem(c, "--client-cert")?, read_pem(k, "--client-key")?))
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("--client-cert and --client-key go together"),
+        };
+        let config = tls::client_config(
+            &ca,
+            client_pair.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            args.http2,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        let name = args
+            .server_name
+            .clone()
+            .unwrap_or_else(|| "localhost".to_owned());
+        return Ok(Some(LiveTls {
+            client: tls::TlsClient {
+                config,
+                server_name: server_name(&name)?,
+            },
+            server: None,
+        }));
+    }
+    if !args.tls {
+        return Ok(None);
+    }
+    let pki = tls::generate_pki().map_err(|e| anyhow::anyhow!(e))?;
+    let mtls = args.mtls;
+    let server = tls::server_config(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+        mtls.then_some(pki.ca_pem.as_str()),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let client = tls::client_config(
+        &pki.ca_pem,
+        mtls.then_some((pki.client_cert_pem.as_str(), pki.client_key_pem.as_str())),
+        args.http2,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Some(LiveTls {
+        client: tls::TlsClient {
+            config: client,
+            server_name: server_name("localhost")?,
+        },
+        server: Some(server),
+    }))
+}
+
+/// `meshbench live` options.
+#[derive(clap::Args, Debug)]
+pub(crate) struct LiveArgs {
+    /// Endpoints of the target service (`http://127.0.0.1:8080`), in instance order; repeat.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// Only this strategy (default: all, one after another).
+    #[arg(long)]
+    strategy: Option<String>,
+    /// Replications per strategy and sweep point (default: the scenario's `replications`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    replications: Option<u32>,
+    /// Arrival period (default: the scenario's duration), e.g. `10s`.
+    #[arg(long)]
+    duration: Option<mesh_core::Duration>,
+    /// Base seed (default: the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output directory (default: reports/NAME-live/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Record every Cluster's inputs and outputs here (JSON Lines) for `meshbench replay`.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// No progress line, no table.
+    #[arg(long)]
+    quiet: bool,
+    /// HTTP/2 over cleartext (h2c) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// Closed loop with this many virtual users (each sends its next request when the last
+    /// finishes) instead of the scenario's open-loop arrivals.
+    #[arg(long)]
+    connections: Option<u32>,
+    /// Run share I of N of the open-loop schedule (`--shard 0/2` here, `--shard 1/2` on
+    /// another machine); `meshbench merge` combines the result directories exactly.
+    #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+    shard: (u32, u32),
+    /// TLS. With in-process backends, a throwaway CA and certificates are made for the run.
+    #[arg(long)]
+    tls: bool,
+    /// With in-process backends and --tls: require client certificates (mTLS).
+    #[arg(long)]
+    mtls: bool,
+    /// With --target: the CA (PEM) that signed the targets' certificates; implies TLS.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// With --target: a client certificate chain (PEM) for mTLS.
+    #[arg(long)]
+    client_cert: Option<PathBuf>,
+    /// With --target: the client certificate's key (PEM).
+    #[arg(long)]
+    client_key: Option<PathBuf>,
+    /// With --target: the name to check the targets' certificates against (default localhost).
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+pub(crate) fn serve(
+    loaded: &meshbench_scenario::Loaded,
+    bind: std::net::IpAddr,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    faults: bool,
+) -> anyhow::Result<()> {
+    let tls = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => {
+            let ca = client_ca.map(|p| read_pem(&p, "--client-ca")).transpose()?;
+            Some(
+                meshbench_live::tls::server_config(
+                    &read_pem(&c, "--tls-cert")?,
+                    &read_pem(&k, "--tls-key")?,
+                    ca.as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            )
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let rt = runtime()?;
+    rt.block_on(async {
+        let backends = std::sync::Arc::new(
+            meshbench_live::Backends::start_with(
+                &loaded.scenario,
+                bind,
+                seed_of(loaded.scenario.seed, 0),
+                tls,
+            )
+            .await?,
+        );
+        let (control, _task) =
+            meshbench_live::server::start_control(backends.clone(), bind).await?;
+        let mut o = std::io::stdout().lock();
+        for i in &backends.instances {
+            writeln!(o, "{}/{}  {scheme}://{}", i.service, i.index, i.addr)?;
+        }
+        writeln!(
+            o,
+            "control: http://{control}/instances, POST /kill|/restart|/slowdown|/errors|/fast_fail?service=S&instance=I[&factor=F|&rate=P]"
+        )?;
+        let timeline = &loaded.scenario.faults;
+        let _faults = (faults && !timeline.is_empty()).then(|| {
+            backends.run_faults(loaded.scenario.fault_changes(), std::time::Instant::now())
+        });
+        if !timeline.is_empty() {
+            if faults {
+                writeln!(o, "fault timeline: {} faults, time zero is now:", timeline.len())?;
+                for f in fault_windows(timeline) {
+                    let until = f.until_s.map_or("the end".to_owned(), |u| format!("{u} s"));
+                    writeln!(o, "  {} s to {until}: {} {}", f.from_s, f.target, f.kind)?;
+                }
+            } else {
+                writeln!(o, "fault timeline: off (--no-faults)")?;
+            }
+        }
+        writeln!(
+            o,
+            "serving {} instances; Ctrl-C stops",
+            backends.instances.len()
+        )?;
+        drop(o);
+        tokio::signal::ctrl_c().await?;
+        backends.shutdown();
+        Ok(())
+    })
+}
+
+/// The seed the backends draw from: the simulator's run seed of `replication`, so live service
+/// times match the simulator's draws.
+pub(crate) fn seed_of(seed: u64, replication: u32) -> u64 {
+    mesh_core::Seed::new(seed)
+        .fork_index(u64::from(replication))
+        .value()
+}
+
+/// A live run: 0 when it completed and every check passed, 1 when a check failed (a run in
+/// which every request failed fails its default check), 130 when interrupted (what was measured
+/// is written and marked partial).
+pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<Done> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sc = &loaded.scenario;
+    let seed = args.seed.unwrap_or(sc.seed);
+    let chosen = choose_strategies(loaded, args.strategy.as_deref())?;
+    // Live runs in real time: its schedule ends at a duration, not after a request count.
+    anyhow::ensure!(
+        sc.requests.is_none() || args.duration.is_some(),
+        "the scenario sets `requests: {}`, but live mode runs for a duration: pass --duration (for example {:.0}s, the time these requests take to arrive)",
+        sc.requests.unwrap_or(0),
+        (sc.requests.unwrap_or(0) as f64
+            / sc.clients
+                .values()
+                .map(|c| c.arrival.mean_rate())
+                .sum::<f64>())
+        .ceil()
+    );
+    let targets: Vec<std::net::SocketAddr> = args
+        .targets
+        .iter()
+        .map(|t| {
+            let hostport = t.trim_start_matches("http://").trim_end_matches('/');
+            std::net::ToSocketAddrs::to_socket_addrs(hostport)
+                .ok()
+                .and_then(|mut a| a.next())
+                .with_context(|| format!("--target {t}: expected http://HOST:PORT"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
+    if !targets.is_empty() && !sc.faults.is_empty() && !args.quiet {
+        eprintln!(
+            "note: the scenario's fault timeline is not applied to --target endpoints (`meshbench serve` plays it on its own backends)"
+        );
+    }
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "interrupted: finishing in-flight requests, then writing what was measured"
+                );
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let wire = Wire {
+        shard: args.shard,
+        http2: args.http2,
+        connections: args.connections,
+        tls: live_tls(&args, !targets.is_empty())?,
+    };
+    if !targets.is_empty() {
+        // Endpoint metadata (weights, zones, priorities) is per instance in the file: the
+        // targets must be the instances, in order.
+        for c in sc.clients.values() {
+            let n = sc.services[&c.target].instances as usize;
+            anyhow::ensure!(
+                n == targets.len(),
+                "--target gives {} endpoints but service `{}` has {n} instances in the scenario: give one --target per instance, in instance order (or set `instances: {}`)",
+                targets.len(),
+                c.target,
+                targets.len()
+            );
+        }
+    }
+    let replications = args.replications.unwrap_or(sc.replications);
+    let (results, stats, recordings) = run_live_strategies(
+        loaded,
+        &chosen,
+        replications,
+        &targets,
+        seed,
+        args.duration,
+        args.record.is_some(),
+        args.quiet,
+        &wire,
+        &rt,
+        &stop,
+    )?;
+    let planned = loaded.points.len() * chosen.len() * replications as usize;
+    let partial = stats.iter().any(|s| s.1.partial) || results.len() < planned;
+    let names: Vec<String> = chosen
+        .iter()
+        .map(|&i| loaded.strategies[i].0.clone())
+        .collect();
+    let summaries = summarize(&results, &names);
+    let info = RunInfo {
+        scenario: format!("{} (live)", sc.name),
+        seed,
+        meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        replications,
+        sweep_paths: loaded.sweep_paths.clone(),
+        faults: fault_windows(&sc.faults),
+        shard: None,
+    };
+    write_reports(&dir, &info, &loaded.source, &summaries, &results)
+        .with_context(|| format!("writing the report to {}", dir.display()))?;
+    let live_json = serde_json::json!({
+        "partial": partial,
+        "strategies": stats.iter().map(|(n, s)| serde_json::json!({"strategy": n, "live": s})).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        dir.join("live.json"),
+        serde_json::to_string_pretty(&live_json)?,
+    )?;
+    meshbench_report::write_runs(&dir, &results)?;
+    meshbench_report::render_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("drawing the plots in {}: {e}", dir.display()))?;
+    if let Some(path) = &args.record {
+        meshbench_live::write_recordings(path, &recordings)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !args.quiet {
+        let mut o = std::io::stdout().lock();
+        write!(o, "{}", comparison_table(&summaries))?;
+        for (n, s) in &stats {
+            writeln!(
+                o,
+                "{n}: target {:.0}/s, scheduled {} ({:.1}/s), sent {}, completed {}, never completed {}, pacing error p50 {:.0} us, p99 {:.0} us, max {:.0} us{}",
+                s.target_rps,
+                s.scheduled,
+                s.achieved_rps,
+                s.sent,
+                s.completed,
+                s.never_completed,
+                s.pacing_error_us[0],
+                s.pacing_error_us[1],
+                s.pacing_error_us[2],
+                if s.partial {
+                    " (partial: interrupted)"
+                } else {
+                    ""
+                }
+            )?;
+            if let Some(w) = s.contention_warning() {
+                eprintln!("warning: {n}: {w}");
+            }
+        }
+        writeln!(
+            o,
+            "report: {}{}",
+            dir.display(),
+            if partial { " (partial)" } else { "" }
+        )?;
+    }
+    let passed = end_of_run_checks(&dir, sc, args.quiet)?;
+    Ok(if partial {
+        eprintln!("interrupted: the report in {} is partial", dir.display());
+        Done::Interrupted
+    } else {
+        Done::passed(passed)
+    })
+}
