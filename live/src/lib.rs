@@ -72,5 +72,12 @@ pub fn replay_file(path: &Path) -> Result<ReplayReport, String> {
             }
         }
     }
+    if report.proxies == 0 {
+        return Err(format!(
+            "{}: no recording in it (an empty file replays nothing, so it proves nothing): record one with `meshbench live FILE --record {}`",
+            path.display(),
+            path.display()
+        ));
+    }
     Ok(report)
 }

@@ -286,6 +286,19 @@ impl Backends {
     }
 }
 
+/// The pause after a failed `accept`: long enough for connections to close and free their
+/// descriptors (EMFILE), short enough to recover at once; reported once a second at most.
+async fn accept_backoff(e: &std::io::Error) {
+    static LAST_REPORT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_secs());
+    if LAST_REPORT.swap(now, Ordering::Relaxed) != now {
+        eprintln!("serve: accept failed ({e}); backing off 50 ms");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
 async fn accept_loop(
     listener: TcpListener,
     station: Arc<Station>,
@@ -294,8 +307,14 @@ async fn accept_loop(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut conns = JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors (EMFILE/ENFILE) or a transient network error: back
+                // off instead of spinning on a listener that stays readable, then try again.
+                accept_backoff(&e).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let station = station.clone();
@@ -464,8 +483,12 @@ pub async fn start_control(
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_backoff(&e).await;
+                    continue;
+                }
             };
             let backends = backends.clone();
             tokio::spawn(async move {

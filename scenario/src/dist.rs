@@ -375,13 +375,8 @@ impl Dist {
     pub fn load_files(&mut self, dir: &std::path::Path) -> Result<(), (String, String)> {
         match self {
             Dist::Empirical { file, samples } => {
-                let path = dir.join(&*file);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    (
-                        "file".to_owned(),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
+                let path = under(dir, file).map_err(|m| ("file".to_owned(), m))?;
+                let text = read_samples_file(&path).map_err(|m| ("file".to_owned(), m))?;
                 let v = parse_samples(&text)
                     .map_err(|m| ("file".to_owned(), format!("{}: {m}", path.display())))?;
                 *samples = Arc::new(v);
@@ -398,6 +393,79 @@ impl Dist {
             _ => Ok(()),
         }
     }
+}
+
+/// A short, escaped excerpt of a line for an error message: at most 32 characters, control
+/// and non-ASCII characters escaped, so an error never reproduces a file.
+fn excerpt(s: &str) -> String {
+    let mut out: String = s.chars().take(32).flat_map(char::escape_default).collect();
+    if s.chars().count() > 32 {
+        out.push_str("...");
+    }
+    out
+}
+
+/// `file` resolved under the scenario's directory `dir`: relative, and (links followed) still
+/// inside it, so a scenario cannot make meshbench read files elsewhere.
+fn under(dir: &std::path::Path, file: &str) -> Result<std::path::PathBuf, String> {
+    let rel = std::path::Path::new(file);
+    let outside = || {
+        format!(
+            "`{}` is outside the scenario's directory: samples files are read from the scenario's directory or below (copy the file there)",
+            excerpt(file)
+        )
+    };
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(outside());
+    }
+    let path = dir.join(rel);
+    if let (Ok(real), Ok(base)) = (path.canonicalize(), dir.canonicalize())
+        && !real.starts_with(&base)
+    {
+        return Err(outside());
+    }
+    Ok(path)
+}
+
+/// Largest samples file read (64 MiB: about 8 million samples).
+pub(crate) const MAX_SAMPLES_FILE: u64 = 64 << 20;
+
+/// Reads a samples file: a regular file (not a device, FIFO or directory, which could block or
+/// never end) of at most [`MAX_SAMPLES_FILE`] bytes, as UTF-8 text. Errors name the path but
+/// never quote the file.
+fn read_samples_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file: give a CSV file of samples",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_SAMPLES_FILE {
+        return Err(format!(
+            "{} is {} bytes, more than the {} a samples file may have",
+            path.display(),
+            meta.len(),
+            MAX_SAMPLES_FILE
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SAMPLES_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{} is not UTF-8 text (byte {}): give a CSV file of samples",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// Parses empirical samples: one per line, first field of a CSV row.
@@ -417,7 +485,8 @@ fn parse_samples(text: &str) -> Result<Vec<u64>, String> {
                 Some("s") => 1e9,
                 _ => {
                     return Err(format!(
-                        "header `{field}` does not name a unit (e.g. `latency_ms`); values need units"
+                        "line 1: header `{}` does not name a unit (e.g. `latency_ms`); values need units",
+                        excerpt(field)
                     ));
                 }
             });
@@ -427,7 +496,13 @@ fn parse_samples(text: &str) -> Result<Vec<u64>, String> {
             (Some(scale), Ok(v)) if v.is_finite() && v >= 0.0 => (v * scale).round() as u64,
             _ => field
                 .parse::<Duration>()
-                .map_err(|e| format!("line {}: {e}", n + 1))?
+                .map_err(|_| {
+                    format!(
+                        "line {}: `{}` is not a duration with a unit (e.g. `1.2ms`)",
+                        n + 1,
+                        excerpt(field)
+                    )
+                })?
                 .as_nanos(),
         };
         out.push(ns);

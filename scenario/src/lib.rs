@@ -66,7 +66,8 @@ pub use units::{Probability, Rate};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// Names the report directory (`reports/<name>/`).
+    /// Names the report directory (`reports/<name>/`): 1 to 100 of `A-Z a-z 0-9 . _ -`, not
+    /// starting with `.`.
     pub name: String,
     /// Free text for the report.
     #[serde(default)]
@@ -590,6 +591,7 @@ type At<'a> = dyn Fn(&str, String, Option<String>) -> ScenarioError + 'a;
 /// Cross-field checks; returns warnings.
 fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
     let mut warnings = Vec::new();
+    check_name(&s.name).map_err(|m| at("name", m, None))?;
     match (s.duration, s.requests) {
         (None, None) => {
             return Err(at(
@@ -936,6 +938,33 @@ fn check_keys(k: &Keys, field: &str, at: &At<'_>) -> Result<(), ScenarioError> {
         ));
     }
     Ok(())
+}
+
+/// Longest scenario name.
+pub const MAX_NAME: usize = 100;
+
+/// A scenario name is a directory name under `reports/`: 1 to [`MAX_NAME`] characters from
+/// `A-Z a-z 0-9 . _ -`, not starting with `.` (so no separators, no `..`, nothing absolute or
+/// hidden).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = name
+            .chars()
+            .take(40)
+            .flat_map(char::escape_default)
+            .collect();
+        Err(format!(
+            "`{shown}` cannot name a report directory: use 1 to {MAX_NAME} of A-Z a-z 0-9 . _ - (not starting with `.`), or pass --out"
+        ))
+    }
 }
 
 /// Thresholds name `all` or a strategy, and each parses.

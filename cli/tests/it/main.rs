@@ -1191,3 +1191,43 @@ fn the_example_ci_and_batch_files_are_valid_and_consistent() {
         Some("Job")
     );
 }
+
+#[test]
+fn names_files_and_recordings_cannot_escape_their_place() {
+    for name in ["../x", "/tmp/x", "a/b", ".hidden", ""] {
+        let (code, err) = invalid(&GOOD.replace("name: t", &format!("name: \"{name}\"")));
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(
+            err.contains("bad.yaml:1:") && err.contains("name"),
+            "{name}: {err}"
+        );
+    }
+    // An empirical distribution reads regular files only, and never quotes one.
+    let with_file = |file: &str| {
+        GOOD.replace(
+            "service_time: { dist: exponential, mean: 5ms }",
+            &format!("service_time: {{ dist: empirical, file: \"{file}\" }}"),
+        )
+    };
+    for outside in ["/etc/passwd", "/dev/zero", "../../../etc/passwd"] {
+        let (code, err) = invalid(&with_file(outside));
+        assert_eq!(code, 2, "{outside}");
+        assert!(
+            err.contains("outside the scenario's directory"),
+            "{outside}: {err}"
+        );
+        assert!(!err.contains("root:x:0:0"), "quoted the file: {err}");
+    }
+    let (code, err) = invalid(&with_file("."));
+    assert_eq!(code, 2);
+    assert!(err.contains("not a regular file"), "{err}");
+    // An empty recording proves nothing: an error, not "identical".
+    let dir = tmp("empty-replay");
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let out = meshbench(&["replay", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no recording"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
