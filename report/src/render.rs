@@ -102,11 +102,13 @@ pub struct ReportData {
 fn read_csv(path: &Path) -> Res<(Vec<String>, Vec<Vec<String>>)> {
     let mut r =
         csv::Reader::from_path(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-    let header: Vec<String> = r.headers()?.iter().map(str::to_owned).collect();
+    let at = |e: csv::Error| err(format!("{}: {e}", path.display()));
+    let header: Vec<String> = r.headers().map_err(at)?.iter().map(str::to_owned).collect();
     let rows = r
         .records()
         .map(|rec| rec.map(|rec| rec.iter().map(str::to_owned).collect()))
-        .collect::<Result<Vec<Vec<String>>, _>>()?;
+        .collect::<Result<Vec<Vec<String>>, _>>()
+        .map_err(at)?;
     Ok((header, rows))
 }
 
@@ -118,9 +120,98 @@ pub fn read_hgrm(text: &str) -> Vec<(f64, f64)> {
             let mut f = l.split_whitespace();
             let v = f.next()?.parse::<f64>().ok()?;
             let q = f.next()?.parse::<f64>().ok()?;
-            Some((v, q))
+            // Values a histogram of at most an hour cannot hold are not meshbench's: skip them
+            // rather than stretch an axis to 1e308.
+            (v.is_finite() && (0.0..=3.6e6).contains(&v) && (0.0..=1.0).contains(&q))
+                .then_some((v, q))
         })
         .collect()
+}
+
+/// A CSV file of a result directory whose rows have been checked for length.
+struct Table<'a> {
+    file: std::path::PathBuf,
+    header: &'a [String],
+    nsweep: usize,
+}
+
+/// Largest value a result file may hold (counts and milliseconds alike): beyond it, the file is
+/// not one meshbench wrote.
+const MAX_VALUE: f64 = 1e15;
+
+impl<'a> Table<'a> {
+    /// Checks that the header and every row have the sweep columns plus `cols` more.
+    fn new(
+        dir: &Path,
+        name: &str,
+        header: &'a [String],
+        rows: &[Vec<String>],
+        nsweep: usize,
+        cols: usize,
+    ) -> Res<Self> {
+        let file = dir.join(name);
+        let need = nsweep + cols;
+        if header.len() < need {
+            return Err(err(format!(
+                "{}:1: {} columns in the header, expected at least {need}",
+                file.display(),
+                header.len()
+            )));
+        }
+        for (n, r) in rows.iter().enumerate() {
+            if r.len() < need {
+                return Err(err(format!(
+                    "{}:{}: {} columns, expected at least {need} ({})",
+                    file.display(),
+                    n + 2,
+                    r.len(),
+                    header[..need].join(",")
+                )));
+            }
+        }
+        Ok(Table {
+            file,
+            header,
+            nsweep,
+        })
+    }
+
+    fn split<'r>(&self, row: &'r [String]) -> (Vec<String>, &'r [String]) {
+        (row[..self.nsweep].to_vec(), &row[self.nsweep..])
+    }
+
+    fn bad(
+        &self,
+        row: usize,
+        col: usize,
+        v: &str,
+        what: &str,
+    ) -> Box<dyn std::error::Error + Send + Sync> {
+        let shown: String = v.chars().take(32).flat_map(char::escape_default).collect();
+        err(format!(
+            "{}:{}: column `{}`: `{shown}` is not {what}",
+            self.file.display(),
+            row + 2,
+            self.header.get(col).map_or("?", String::as_str)
+        ))
+    }
+
+    /// A finite number in 0..=MAX_VALUE (an empty cell is 0, as the writers leave them).
+    fn number(&self, row: usize, col: usize, v: &str) -> Res<f64> {
+        if v.is_empty() {
+            return Ok(0.0);
+        }
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && (0.0..=MAX_VALUE).contains(&x) => Ok(x),
+            _ => Err(self.bad(row, col, v, "a finite number in range")),
+        }
+    }
+
+    /// A count (a non-negative integer).
+    fn count(&self, row: usize, col: usize, v: &str) -> Res<u32> {
+        v.parse::<u32>()
+            .map_err(|_| self.bad(row, col, v, "a non-negative integer"))
+    }
 }
 
 impl ReportData {
@@ -160,52 +251,54 @@ impl ReportData {
                 cdf,
             });
         }
-        let split = |row: &[String]| -> (Vec<String>, Vec<String>) {
-            (row[..nsweep].to_vec(), row[nsweep..].to_vec())
-        };
+        // Every row is checked before it is used: a short row, or a number that is not a
+        // finite number in range, is an error naming the file, line and column, never a panic.
         let (h, rows) = read_csv(&dir.join("timeseries.csv"))?;
+        let ts = Table::new(dir, "timeseries.csv", &h, &rows, nsweep, 3)?;
         let h = h[nsweep..].to_vec();
-        let timeseries = rows
-            .iter()
-            .map(|row| {
-                let (coords, rest) = split(row);
-                let cols: BTreeMap<String, f64> = h
-                    .iter()
-                    .zip(&rest)
-                    .skip(2)
-                    .filter_map(|(k, v)| v.parse().ok().map(|v| (k.clone(), v)))
-                    .collect();
-                (rest[0].clone(), coords, rest[1].parse().unwrap_or(0), cols)
-            })
-            .collect();
-        let (_, rows) = read_csv(&dir.join("endpoints.csv"))?;
-        let endpoints = rows
-            .iter()
-            .map(|row| {
-                let (coords, r) = split(row);
-                (
-                    r[0].clone(),
-                    coords,
-                    r[1].parse().unwrap_or(0),
-                    format!("{}/{}", r[2], r[3]),
-                    r[5].parse().unwrap_or(0.0),
-                )
-            })
-            .collect();
+        let mut timeseries = Vec::with_capacity(rows.len());
+        for (n, row) in rows.iter().enumerate() {
+            let (coords, rest) = ts.split(row);
+            let mut cols = BTreeMap::new();
+            for (i, (k, v)) in h.iter().zip(rest).enumerate().skip(2) {
+                cols.insert(k.clone(), ts.number(n, nsweep + i, v)?);
+            }
+            timeseries.push((
+                rest[0].clone(),
+                coords,
+                ts.count(n, nsweep + 1, &rest[1])?,
+                cols,
+            ));
+        }
+        let (h, rows) = read_csv(&dir.join("endpoints.csv"))?;
+        let ep = Table::new(dir, "endpoints.csv", &h, &rows, nsweep, 6)?;
+        let mut endpoints = Vec::with_capacity(rows.len());
+        for (n, row) in rows.iter().enumerate() {
+            let (coords, r) = ep.split(row);
+            endpoints.push((
+                r[0].clone(),
+                coords,
+                ep.count(n, nsweep + 1, &r[1])?,
+                format!("{}/{}", r[2], r[3]),
+                ep.number(n, nsweep + 5, &r[5])?,
+            ));
+        }
         let endpoint_series = match read_csv(&dir.join("endpoint_timeseries.csv")) {
-            Ok((_, rows)) => rows
-                .iter()
-                .map(|row| {
-                    let (coords, r) = split(row);
-                    (
+            Ok((h, rows)) => {
+                let es = Table::new(dir, "endpoint_timeseries.csv", &h, &rows, nsweep, 4)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (n, row) in rows.iter().enumerate() {
+                    let (coords, r) = es.split(row);
+                    out.push((
                         r[0].clone(),
                         coords,
-                        r[1].parse().unwrap_or(0.0),
-                        r[2].parse().unwrap_or(0),
-                        r[3].parse().unwrap_or(0.0),
-                    )
-                })
-                .collect(),
+                        es.number(n, nsweep + 1, &r[1])?,
+                        es.count(n, nsweep + 2, &r[2])? as usize,
+                        es.number(n, nsweep + 3, &r[3])?,
+                    ));
+                }
+                out
+            }
             Err(_) => Vec::new(),
         };
         let faults = summary

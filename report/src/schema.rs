@@ -182,7 +182,24 @@ impl Summary {
                 )));
             }
         }
-        serde_json::from_slice(bytes).map_err(|e| at(e.to_string()))
+        let summary: Summary = serde_json::from_slice(bytes).map_err(|e| at(e.to_string()))?;
+        // Values meshbench never writes (non-finite, or beyond 1e15 in any unit) would only
+        // stretch plots and tables into nonsense: refuse them by name.
+        for st in &summary.strategies {
+            for (name, m) in &st.metrics {
+                let bad = std::iter::once(m.mean)
+                    .chain(m.ci95)
+                    .chain(m.values.iter().copied())
+                    .find(|v| !v.is_finite() || v.abs() > 1e15);
+                if let Some(v) = bad {
+                    return Err(at(format!(
+                        "strategy `{}` (point {}), metric `{name}`: {v} is not a value meshbench writes (finite, at most 1e15)",
+                        st.strategy, st.point
+                    )));
+                }
+            }
+        }
+        Ok(summary)
     }
 
     /// The entry of `strategy` at sweep point `point`.

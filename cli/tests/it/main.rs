@@ -1231,3 +1231,112 @@ fn names_files_and_recordings_cannot_escape_their_place() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no recording"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn corrupted_result_files_give_located_errors_not_panics() {
+    let base = tmp("corrupt");
+    std::fs::create_dir_all(&base).unwrap();
+    let good = base.join("good");
+    run_ok(&[
+        "run",
+        "scenarios/one-slow-backend.yaml",
+        "--quiet",
+        "--out",
+        good.to_str().unwrap(),
+    ]);
+    let copy = |name: &str| -> PathBuf {
+        let d = base.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&good).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        d
+    };
+    // A short row in endpoints.csv, a non-number in timeseries.csv, a huge number in
+    // summary.json, a truncated summary.json, an .hgrm value of 1e308, an empty directory.
+    type Corrupt = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Corrupt, &str)> = vec![
+        (
+            "short",
+            Box::new(|d: &Path| {
+                let t = std::fs::read_to_string(d.join("endpoints.csv")).unwrap();
+                std::fs::write(d.join("endpoints.csv"), t + "p2c,0,backend\n").unwrap();
+            }),
+            "endpoints.csv:",
+        ),
+        (
+            "nan",
+            Box::new(|d: &Path| {
+                let t = std::fs::read_to_string(d.join("timeseries.csv")).unwrap();
+                let mut lines: Vec<String> = t.lines().map(str::to_owned).collect();
+                let mut cells: Vec<String> = lines[1].split(',').map(str::to_owned).collect();
+                cells[5] = "NaN".into();
+                lines[1] = cells.join(",");
+                std::fs::write(d.join("timeseries.csv"), lines.join("\n") + "\n").unwrap();
+            }),
+            "timeseries.csv:2: column `p50_ms`",
+        ),
+        (
+            "huge",
+            Box::new(|d: &Path| {
+                let t = std::fs::read_to_string(d.join("summary.json")).unwrap();
+                let at = t.find("\"mean\": ").unwrap() + "\"mean\": ".len();
+                let end = at + t[at..].find(',').unwrap();
+                let t = format!("{}1e300{}", &t[..at], &t[end..]);
+                std::fs::write(d.join("summary.json"), t).unwrap();
+            }),
+            "is not a value meshbench writes",
+        ),
+        (
+            "truncated",
+            Box::new(|d: &Path| {
+                let t = std::fs::read_to_string(d.join("summary.json")).unwrap();
+                std::fs::write(d.join("summary.json"), &t[..t.len() / 2]).unwrap();
+            }),
+            "summary.json",
+        ),
+        (
+            "empty",
+            Box::new(|d: &Path| {
+                for e in std::fs::read_dir(d).unwrap() {
+                    std::fs::remove_file(e.unwrap().path()).unwrap();
+                }
+            }),
+            "summary.json",
+        ),
+    ];
+    for (name, corrupt, want) in cases {
+        let d = copy(name);
+        corrupt(&d);
+        let ds = d.to_str().unwrap();
+        for args in [
+            vec!["report", ds],
+            vec!["check", ds, "--threshold", "p99<1s"],
+            vec![
+                "compare",
+                good.to_str().unwrap(),
+                ds,
+                "--out",
+                &format!("{ds}-cmp"),
+            ],
+        ] {
+            // check and compare read summary.json only.
+            if (name == "short" || name == "nan") && args[0] != "report" {
+                continue;
+            }
+            let out = meshbench(&args);
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {e}");
+            assert!(e.contains(want), "{name} {args:?}: wanted `{want}`: {e}");
+            assert!(!e.contains("panicked"), "{name} {args:?}: {e}");
+        }
+    }
+    // An absurd .hgrm value is ignored, not plotted to 1e308 (and never hangs).
+    let d = copy("hgrm");
+    std::fs::write(d.join("latency.p2c.hgrm"), "1e308 0.5 1 2\n").unwrap();
+    run_ok(&["report", d.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&base);
+}
