@@ -529,10 +529,40 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
-    if !targets.is_empty() && !sc.faults.is_empty() && !args.quiet {
-        eprintln!(
-            "note: the scenario's fault timeline is not applied to --target endpoints (`meshbench serve` plays it on its own backends)"
-        );
+    if !targets.is_empty() && !args.quiet {
+        // What the in-process backends model and an outside endpoint does not.
+        let modeled = meshbench_scenario::workload::stations(sc).0.len() > 1
+            || sc.network.dists().any(|(_, d)| d.mean_ns() > 0.0);
+        for (applies, what) in [
+            (
+                !sc.faults.is_empty(),
+                "the scenario's fault timeline is not applied to --target endpoints (`meshbench serve` plays it on its own backends)",
+            ),
+            (
+                modeled,
+                "the scenario's network latency and zones are not applied to --target endpoints (the real network is measured instead)",
+            ),
+            (
+                loaded
+                    .strategies
+                    .iter()
+                    .any(|(_, c)| matches!(c.balancer, mesh_core::BalancerConfig::Prequal(_))),
+                "prequal needs the targets to answer GET /probe with an x-meshbench-probe header (as `meshbench serve` does); without it, its picks are random",
+            ),
+            (
+                loaded.strategies.iter().any(|(_, c)| {
+                    matches!(
+                        c.balancer,
+                        mesh_core::BalancerConfig::OrcaWeightedRoundRobin(_)
+                    )
+                }),
+                "orca_weighted_round_robin needs the targets to send endpoint-load-metrics on their responses (as `meshbench serve` does); without it, it is round robin",
+            ),
+        ] {
+            if applies {
+                eprintln!("note: {what}");
+            }
+        }
     }
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
