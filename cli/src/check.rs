@@ -245,14 +245,8 @@ pub(crate) fn read_baseline(path: &Path) -> Result<Summary, String> {
 /// Parses `--tolerance 5%` and `--tolerance p99_ms=10%` (or `p99=10%`) values.
 pub(crate) fn tolerances(args: &[String]) -> Result<(f64, BTreeMap<String, f64>), String> {
     let share = |v: &str| -> Result<f64, String> {
-        let t = v.trim();
-        match t.strip_suffix('%') {
-            Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-            None => t.parse::<f64>(),
-        }
-        .ok()
-        .filter(|x| x.is_finite() && *x >= 0.0)
-        .ok_or_else(|| format!("--tolerance `{v}`: expected a share such as `5%` or `0.05`"))
+        meshbench_scenario::thresholds::parse_share(v)
+            .ok_or_else(|| format!("--tolerance `{v}`: expected a share such as `5%` or `0.05`"))
     };
     let mut default = 0.05;
     let mut per = BTreeMap::new();

@@ -34,8 +34,7 @@ use mesh_core::{
     AttemptId, Cluster, EndpointId, Input, Instant, LoadReport, Outcome, Output, ProbeReply,
 };
 use meshbench_report::{
-    EndpointStats, LiveCounts, Recorder, RunId, RunResult, Sample, Window, latency_histogram,
-    quantile_ms,
+    LiveCounts, Recorder, RunId, RunResult, Sample, Window, latency_histogram, quantile_ms,
 };
 use meshbench_scenario::workload::{self, ProxyPlan, Workload};
 use meshbench_scenario::{ArrivalClock, Loaded};
@@ -534,16 +533,6 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .or(sc.duration.map(|d| d.as_nanos()))
         .unwrap_or(10_000_000_000);
     let warmup = sc.warmup.as_nanos().min(duration_ns / 2);
-    let endpoint_stats: Vec<EndpointStats> = world
-        .stations
-        .iter()
-        .map(|x| EndpointStats {
-            service: x.service.clone(),
-            instance: x.index,
-            ..EndpointStats::default()
-        })
-        .collect();
-    let endpoint_zones: Vec<u16> = world.stations.iter().map(|x| x.zone).collect();
     let start = StdInstant::now();
     // The fault timeline on in-process backends, in real time from the same origin as arrivals.
     let faults = opts
@@ -570,10 +559,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let mut cluster = plan.cluster();
         clocks.push(plan.arrivals());
         let shared = Arc::new(Shared {
-            recorder: std::sync::Mutex::new(
-                Recorder::new(endpoint_stats.clone(), warmup)
-                    .with_zones(world.zones.clone(), endpoint_zones.clone()),
-            ),
+            recorder: std::sync::Mutex::new(Recorder::for_world(&world, warmup)),
         });
         all_shared.push(shared.clone());
         let users = opts
@@ -651,7 +637,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     // recorder and the windows are merged into one sample.
     let period = sc.sample_period.as_nanos().max(100_000_000);
     let finished = Arc::new(AtomicBool::new(false));
-    let n_endpoints = endpoint_stats.len();
+    let n_endpoints = world.stations.len();
     let sampler = {
         let shared = all_shared.clone();
         let stop = stop.clone();
@@ -728,8 +714,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let series = sampler.await.unwrap_or_default();
 
     // Merge the proxies' recorders, in proxy order.
-    let mut total =
-        Recorder::new(endpoint_stats, warmup).with_zones(world.zones.clone(), endpoint_zones);
+    let mut total = Recorder::for_world(&world, warmup);
     for s in &all_shared {
         total.merge(&s.rec());
     }
@@ -813,13 +798,12 @@ fn pace(
 ) -> (u64, u64, Histogram<u64>) {
     let shards = u64::from(shards.max(1));
     let mine = |seq: u64| seq % shards == u64::from(shard);
-    use rand::Rng as _;
     let end = start + StdDuration::from_nanos(duration_ns);
     let mut on_time = 0;
     let mut pacing = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     let mut heap = std::collections::BinaryHeap::new();
     for (i, (clock, rng)) in clocks.iter_mut().enumerate() {
-        let t = clock.next(0, meshbench_scenario::unit(rng.next_u64()));
+        let t = clock.next(0, workload::next_uniform(rng));
         heap.push(std::cmp::Reverse((t, i, 0u64)));
     }
     let mut scheduled = 0;
@@ -829,7 +813,7 @@ fn pace(
         }
         if !mine(seq) {
             let (clock, rng) = &mut clocks[i];
-            let next = clock.next(t, meshbench_scenario::unit(rng.next_u64()));
+            let next = clock.next(t, workload::next_uniform(rng));
             heap.push(std::cmp::Reverse((next, i, seq + 1)));
             continue;
         }
@@ -857,7 +841,7 @@ fn pace(
             intended_ns: t,
         });
         let (clock, rng) = &mut clocks[i];
-        let next = clock.next(t, meshbench_scenario::unit(rng.next_u64()));
+        let next = clock.next(t, workload::next_uniform(rng));
         heap.push(std::cmp::Reverse((next, i, seq + 1)));
     }
     for s in &senders {

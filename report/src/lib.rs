@@ -394,7 +394,8 @@ pub struct ShardInfo {
     pub runs_total: usize,
     /// The strategies in file order (the order merged results take).
     pub strategies: Vec<String>,
-    /// FNV-1a of the scenario text, so shards of different scenarios (or durations) never merge.
+    /// A digest of the scenario text, so shards of different scenarios (or durations) never
+    /// merge.
     pub scenario_digest: String,
 }
 

@@ -149,6 +149,23 @@ impl Recorder {
         }
     }
 
+    /// The recorder of a run's world: one endpoint per station, zones from the world.
+    pub fn for_world(world: &meshbench_scenario::workload::Workload, warmup_ns: u64) -> Self {
+        let endpoints = world
+            .stations
+            .iter()
+            .map(|x| EndpointStats {
+                service: x.service.clone(),
+                instance: x.index,
+                ..EndpointStats::default()
+            })
+            .collect();
+        Recorder::new(endpoints, warmup_ns).with_zones(
+            world.zones.clone(),
+            world.stations.iter().map(|x| x.zone).collect(),
+        )
+    }
+
     /// Counts attempts per (proxy zone, endpoint zone) too: `zones` names the zones and
     /// `endpoint_zone` gives each endpoint's zone (indices into `zones`). Nothing is counted with
     /// fewer than two zones.

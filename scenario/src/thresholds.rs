@@ -181,15 +181,13 @@ impl Threshold {
                 .parse::<Rate>()
                 .map(Rate::as_per_sec)
                 .map_err(|e| format!("`{t}`: {e}"))?,
-            Unit::Share => match value.strip_suffix('%') {
-                Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-                None => value.parse::<f64>(),
-            }
-            .ok()
-            .filter(|v| v.is_finite() && (0.0..=1.0).contains(v))
-            .ok_or_else(|| {
-                format!("`{t}`: a share is a percentage (`0.1%`) or a fraction in 0..=1 (`0.001`)")
-            })?,
+            Unit::Share => parse_share(value)
+                .filter(|v| (0.0..=1.0).contains(v))
+                .ok_or_else(|| {
+                    format!(
+                        "`{t}`: a share is a percentage (`0.1%`) or a fraction in 0..=1 (`0.001`)"
+                    )
+                })?,
             Unit::Number => value
                 .parse::<f64>()
                 .ok()
@@ -203,6 +201,16 @@ impl Threshold {
             text: format!("{} {} {value}", m.names[0], op.text()),
         })
     }
+}
+
+/// A share written as a percentage (`0.1%`) or a fraction (`0.001`): finite and >= 0.
+pub fn parse_share(v: &str) -> Option<f64> {
+    let t = v.trim();
+    match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok().map(|p| p / 100.0),
+        None => t.parse::<f64>().ok(),
+    }
+    .filter(|x| x.is_finite() && *x >= 0.0)
 }
 
 /// The scenario's `thresholds:` section: `all` or a strategy name -> thresholds.

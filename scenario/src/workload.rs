@@ -90,11 +90,17 @@ impl ProxyPlan {
         RequestId((u64::from(global) << 40) | seq)
     }
 
-    /// The request's key (index and hash), when the client has `keys:`.
-    pub fn key(&self, run_seed: u64, request: RequestId) -> Option<(u32, u64)> {
+    /// The request's key index, when the client has `keys:`.
+    #[inline]
+    pub fn key_index(&self, run_seed: u64, request: RequestId) -> Option<u32> {
         let t = self.keys.as_ref()?;
-        let k = t.draw(crn_uniform(run_seed, request.0, 0, Lane::Key));
-        Some((k, key_hash(k)))
+        Some(t.draw(crn_uniform(run_seed, request.0, 0, Lane::Key)))
+    }
+
+    /// The request's key (index and hash), when the client has `keys:`.
+    #[inline]
+    pub fn key(&self, run_seed: u64, request: RequestId) -> Option<(u32, u64)> {
+        self.key_index(run_seed, request).map(|k| (k, key_hash(k)))
     }
 }
 
@@ -109,7 +115,8 @@ pub fn key_text(k: u32) -> String {
 /// The hash of key `k`: XXH64 with seed 0 over its text, as Envoy hashes a header value for
 /// `hash_policy: header` (`HashUtil::xxHash64`).
 pub fn key_hash(k: u32) -> u64 {
-    xxhash_rust::xxh64::xxh64(key_text(k).as_bytes(), 0)
+    // The same bytes as `key_text`, formatted on the stack (no allocation per request).
+    xxhash_rust::xxh64::xxh64(itoa::Buffer::new().format(k).as_bytes(), 0)
 }
 
 /// Draws key indices by inverse transform from one uniform (so a request's key is a common

@@ -11,7 +11,7 @@ use mesh_core::{
     AttemptId, Cluster, EndpointId, Finish, Input, Instant, Outcome, Output, PolicyEvent,
     ProbeReply,
 };
-use meshbench_report::{EndpointStats, Recorder, RunId, RunResult};
+use meshbench_report::{Recorder, RunId, RunResult};
 use meshbench_scenario::workload::{LoadMeter, NetworkModel, ProxyPlan, Workload, next_uniform};
 // The base draws every strategy shares (common random numbers).
 use meshbench_scenario::crn_uniform as uniform;
@@ -164,15 +164,6 @@ pub fn run_one(
             meter: w.meters.then(|| LoadMeter::new(x.concurrency, 0)),
         })
         .collect();
-    let endpoints = w
-        .stations
-        .iter()
-        .map(|x| EndpointStats {
-            service: x.service.clone(),
-            instance: x.index,
-            ..EndpointStats::default()
-        })
-        .collect();
     let offsets: BTreeMap<&str, u32> = w
         .stations
         .iter()
@@ -213,8 +204,7 @@ pub fn run_one(
         arrive_until: sc.duration.map_or(u64::MAX, |d| d.as_nanos()),
         arrivals_left: sc.requests.unwrap_or(u64::MAX),
         live: 0,
-        rec: Recorder::new(endpoints, sc.warmup.as_nanos())
-            .with_zones(w.zones.clone(), w.stations.iter().map(|x| x.zone).collect()),
+        rec: Recorder::for_world(&w, sc.warmup.as_nanos()),
         sample_period: sc.sample_period.as_nanos(),
         processed: 0,
         faults: Vec::new(),
@@ -416,7 +406,7 @@ impl Sim {
                 } => {
                     let px = &self.proxies[p as usize];
                     let station = px.plan.offset + endpoint.0;
-                    let key = px.plan.key(self.seed, request).map(|k| k.0);
+                    let key = px.plan.key_index(self.seed, request);
                     let from = px.plan.zone;
                     let job = Job {
                         proxy: p,
