@@ -118,6 +118,39 @@ pub(crate) type LiveResults = (
 );
 
 /// The strategy indices to run: one by name (with a suggestion for a typo), or all.
+/// `loaded` as a run of only the `chosen` strategies, `replications` each, over `duration` (if
+/// given, instead of the file's duration or request count) with `warmup` (if given).
+fn as_run(
+    loaded: &meshbench_scenario::Loaded,
+    chosen: &[usize],
+    duration: Option<mesh_core::Duration>,
+    warmup: Option<mesh_core::Duration>,
+    replications: u32,
+) -> meshbench_scenario::Loaded {
+    let mut l = loaded.clone();
+    l.strategies = chosen
+        .iter()
+        .map(|&i| loaded.strategies[i].clone())
+        .collect();
+    for p in &mut l.points {
+        p.strategies = chosen
+            .iter()
+            .filter_map(|&i| p.strategies.get(i).cloned())
+            .collect();
+    }
+    for sc in std::iter::once(&mut l.scenario).chain(l.points.iter_mut().map(|p| &mut p.scenario)) {
+        if let Some(d) = duration {
+            sc.duration = Some(d);
+            sc.requests = None;
+        }
+        if let Some(w) = warmup {
+            sc.warmup = w;
+        }
+        sc.replications = replications;
+    }
+    l
+}
+
 pub(crate) fn choose_strategies(
     loaded: &meshbench_scenario::Loaded,
     strategy: Option<&str>,
@@ -149,6 +182,7 @@ pub(crate) fn fidelity(
     duration: Option<mesh_core::Duration>,
     strategy: Option<&str>,
     out: Option<PathBuf>,
+    allow_large: bool,
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
@@ -160,23 +194,8 @@ pub(crate) fn fidelity(
         .or(sc.duration)
         .unwrap_or(mesh_core::Duration::from_secs(10));
     let warmup = mesh_core::Duration::from_nanos(sc.warmup.as_nanos().min(d.as_nanos() / 2));
-    let mut sim_loaded = loaded.clone();
-    sim_loaded.strategies = chosen
-        .iter()
-        .map(|&i| loaded.strategies[i].clone())
-        .collect();
-    for sc2 in std::iter::once(&mut sim_loaded.scenario)
-        .chain(sim_loaded.points.iter_mut().map(|p| &mut p.scenario))
-    {
-        sc2.duration = Some(d);
-        sc2.requests = None;
-        sc2.warmup = warmup;
-        sc2.replications = 1;
-    }
-    let strategies = sim_loaded.strategies.clone();
-    for p in &mut sim_loaded.points {
-        p.strategies = strategies.clone();
-    }
+    let sim_loaded = as_run(loaded, &chosen, Some(d), Some(warmup), 1);
+    budget(&sim_loaded, Driver::Live, 1, allow_large)?;
     let sim = meshbench_sim::run_all(&sim_loaded, seed, &|| {});
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -402,6 +421,10 @@ pub(crate) struct LiveArgs {
     /// With --target: the client certificate's key (PEM).
     #[arg(long)]
     client_key: Option<PathBuf>,
+    /// Lift the soft limits on the run's estimated size (hours of traffic, time-series windows,
+    /// memory) for a run that is meant to be that large.
+    #[arg(long)]
+    allow_large: bool,
     /// With --target: the name to check the targets' certificates against (default localhost).
     #[arg(long)]
     server_name: Option<String>,
@@ -598,6 +621,15 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         }
     }
     let replications = args.replications.unwrap_or(sc.replications);
+    let est = budget(
+        &as_run(loaded, &chosen, args.duration, None, replications),
+        Driver::Live,
+        1,
+        args.allow_large,
+    )?;
+    if !args.quiet {
+        eprintln!("{}: {}", sc.name, est.summary(Driver::Live));
+    }
     let (results, stats, recordings) = run_live_strategies(
         loaded,
         &chosen,

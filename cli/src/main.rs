@@ -18,6 +18,7 @@ use check::{check_command, end_of_run_checks};
 use live_cmd::{LiveArgs, fidelity, live, serve};
 use merge::merge;
 use meshbench_report::{RunInfo, comparison_table, summarize, write_reports};
+use meshbench_scenario::budget::Driver;
 use run::{run, shard_from_env};
 
 /// mimalloc: the live load generator allocates a few small objects per request on every core.
@@ -63,11 +64,19 @@ enum Command {
         /// (Kubernetes Indexed Jobs) or SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT.
         #[arg(long, value_parser = parse_shard)]
         shard: Option<(u32, u32)>,
+        /// Lift the soft limits on a run's estimated work (events, time-series windows, memory,
+        /// hours of live traffic) for a run that is meant to be that large.
+        #[arg(long)]
+        allow_large: bool,
     },
     /// Check a scenario without running it (exit code 2 when it is invalid).
     Validate {
         /// The scenario file (YAML).
         file: PathBuf,
+        /// Lift the soft limits on a run's estimated work (events, time-series windows, memory,
+        /// hours of live traffic) for a run that is meant to be that large.
+        #[arg(long)]
+        allow_large: bool,
     },
     /// Start the scenario's services as real HTTP servers (one port per instance) until Ctrl-C.
     Serve {
@@ -112,6 +121,10 @@ enum Command {
         /// Where to write fidelity.csv (default: reports/NAME-fidelity/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Lift the soft limits on a run's estimated work (events, time-series windows, memory,
+        /// hours of live traffic) for a run that is meant to be that large.
+        #[arg(long)]
+        allow_large: bool,
     },
     /// Combine result directories of sharded runs (`live --shard i/n`) exactly: counts and HDR
     /// histograms add; writes a full report.
@@ -216,20 +229,27 @@ fn load(file: &Path) -> anyhow::Result<meshbench_scenario::Loaded> {
 fn dispatch(command: Command) -> anyhow::Result<Done> {
     let mut o = std::io::stdout().lock();
     Ok(match command {
-        Command::Validate { file } => {
+        Command::Validate { file, allow_large } => {
             let loaded = load(&file)?;
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
+            let est = budget(
+                &loaded,
+                Driver::Sim,
+                rayon::current_num_threads(),
+                allow_large,
+            )?;
             let s = &loaded.scenario;
             writeln_ok(
                 &mut o,
                 &format!(
-                    "{}: ok ({} strategies, {} services, {} clients)",
+                    "{}: ok ({} strategies, {} services, {} clients; {})",
                     file.display(),
                     loaded.strategies.len(),
                     s.services.len(),
-                    s.clients.len()
+                    s.clients.len(),
+                    est.summary(Driver::Sim)
                 ),
             )?;
             Done::Ok
@@ -262,9 +282,16 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
             duration,
             strategy,
             out,
+            allow_large,
         } => {
             drop(o);
-            fidelity(&load(&file)?, duration, strategy.as_deref(), out)?;
+            fidelity(
+                &load(&file)?,
+                duration,
+                strategy.as_deref(),
+                out,
+                allow_large,
+            )?;
             Done::Ok
         }
         Command::Merge { dirs, out } => {
@@ -361,6 +388,7 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
             threads,
             quiet,
             shard,
+            allow_large,
         } => {
             drop(o);
             let loaded = load(&file)?;
@@ -368,9 +396,35 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
                 Some(s) => Some(s),
                 None => shard_from_env().map_err(|e| anyhow::anyhow!(e))?,
             };
-            Done::passed(run(&loaded, seed, out.as_deref(), threads, quiet, shard)?)
+            Done::passed(run(
+                &loaded,
+                seed,
+                out.as_deref(),
+                threads,
+                quiet,
+                shard,
+                allow_large,
+            )?)
         }
     })
+}
+
+/// Estimates a run's work and refuses it beyond the soft limits (unless `allow_large`).
+fn budget(
+    loaded: &meshbench_scenario::Loaded,
+    driver: Driver,
+    threads: usize,
+    allow_large: bool,
+) -> anyhow::Result<meshbench_scenario::budget::Estimate> {
+    use meshbench_scenario::budget::{Limits, check_limits, estimate};
+    let est = estimate(loaded, driver, threads);
+    let limits = if allow_large {
+        Limits::NONE
+    } else {
+        Limits::DEFAULT
+    };
+    check_limits(loaded, &est, driver, &limits).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(est)
 }
 
 fn writeln_ok(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {

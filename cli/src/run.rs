@@ -12,6 +12,7 @@ pub(crate) fn run(
     threads: Option<usize>,
     quiet: bool,
     shard: Option<(u32, u32)>,
+    allow_large: bool,
 ) -> anyhow::Result<bool> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
@@ -49,10 +50,35 @@ pub(crate) fn run(
         .num_threads(threads.unwrap_or(0))
         .build()
         .context("starting the worker threads")?;
+    let est = budget(loaded, Driver::Sim, pool.current_num_threads(), allow_large)?;
+    if !quiet {
+        eprintln!("{}: {}", sc.name, est.summary(Driver::Sim));
+    }
     let started = WallClock::now();
     let tick = || bar.inc(1);
     let results = pool.install(|| meshbench_sim::run_jobs(loaded, seed, &jobs, &tick));
     bar.finish_and_clear();
+    for (why, what) in [
+        (
+            "cut_short_windows",
+            "their time series stop at the window bound (requests were still in flight long after the last arrival)",
+        ),
+        (
+            "cut_short_events",
+            "they stopped at the event bound with requests still in flight",
+        ),
+    ] {
+        let cut = results
+            .iter()
+            .filter(|r| r.events.contains_key(why))
+            .count();
+        if cut > 0 {
+            eprintln!(
+                "warning: {cut} of {} runs were cut short: {what}; their events list `{why}`",
+                results.len()
+            );
+        }
+    }
     let wall = started.elapsed().as_secs_f64();
     let mut summaries = summarize(&results, &names);
     summaries.retain(|s| s.replications > 0);

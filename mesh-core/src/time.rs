@@ -82,6 +82,9 @@ pub struct Duration(u64);
 impl Duration {
     /// Zero length.
     pub const ZERO: Duration = Duration(0);
+    /// The longest duration the parser accepts: 100 years (365.25 days each). A few of them
+    /// add up without wrapping a `u64` of nanoseconds (584 years).
+    pub const LONGEST: Duration = Duration(36_525 * 86_400 * 1_000_000_000);
 
     /// `n` nanoseconds.
     pub const fn from_nanos(n: u64) -> Self {
@@ -195,8 +198,10 @@ impl FromStr for Duration {
             )));
         }
         let nanos = (value * scale).round();
-        if nanos > u64::MAX as f64 {
-            return Err(ParseDurationError(format!("duration `{s}` is too long")));
+        if nanos > Duration::LONGEST.0 as f64 {
+            return Err(ParseDurationError(format!(
+                "duration `{s}` is longer than 100 years, the longest accepted"
+            )));
         }
         Ok(Duration(nanos as u64))
     }

@@ -270,6 +270,12 @@ impl Recorder {
         }
     }
 
+    /// Counts an event of the run itself (not of a policy) under `kind`, such as the
+    /// simulator's `cut_short_windows`.
+    pub fn note(&mut self, kind: &str) {
+        *self.events.entry(kind.to_owned()).or_insert(0) += 1;
+    }
+
     /// Ends the current window at `t_s` (with `ejected` hosts at its end) into the time series.
     pub fn close_window(&mut self, t_s: f64, ejected: u64) {
         self.timeseries.push(self.window.sample(t_s, ejected));

@@ -666,6 +666,7 @@ where
     let strategies = strategies_at_point0(data);
     // Mean share per (strategy, endpoint) over replications, endpoints in file order.
     let mut endpoints: Vec<String> = Vec::new();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     let mut acc: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
     for (s, coords, _, ep, share) in &data.endpoints {
         if *coords != coords0 {
@@ -674,16 +675,16 @@ where
         let Some(si) = strategies.iter().position(|x| x.0 == *s) else {
             continue;
         };
-        let ei = match endpoints.iter().position(|e| e == ep) {
-            Some(i) => i,
-            None => {
-                endpoints.push(ep.clone());
-                endpoints.len() - 1
-            }
-        };
+        let ei = *index.entry(ep.as_str()).or_insert_with(|| {
+            endpoints.push(ep.clone());
+            endpoints.len() - 1
+        });
         let e = acc.entry((si, ei)).or_insert((0.0, 0));
         e.0 += share;
         e.1 += 1;
+    }
+    if endpoints.len() > MAX_PLOTTED_ENDPOINTS {
+        return sorted_load_share(&strategies, endpoints.len(), &acc, root);
     }
     let n_ep = endpoints.len().max(1);
     let n_s = strategies.len().max(1);
@@ -741,6 +742,92 @@ where
     legend(&mut chart)
 }
 
+/// Past this many endpoints, per-endpoint plots aggregate: load share becomes the sorted curve
+/// of shares, and the heat map groups endpoints (and windows) into [`HEATMAP_GROUPS`] rows
+/// (columns), so a report of 10^5 instances draws in seconds and stays small.
+pub(crate) const MAX_PLOTTED_ENDPOINTS: usize = 1000;
+
+/// The heat map groups as soon as a strategy's panel would have more cells than this.
+const MAX_HEATMAP_CELLS: usize = 100_000;
+
+/// Rows (endpoint groups) and columns (window groups) of a grouped heat map, at most.
+const HEATMAP_GROUPS: usize = 200;
+
+/// Ranks sampled on the sorted load-share curve.
+const SORTED_SHARE_POINTS: usize = 400;
+
+/// Load share of many endpoints: for each strategy, the endpoints' mean shares sorted from
+/// the busiest down, sampled at a few hundred ranks; a flat line at 100/N % is a perfect spread.
+fn sorted_load_share<DB: DrawingBackend>(
+    strategies: &[(String, usize)],
+    n_ep: usize,
+    acc: &BTreeMap<(usize, usize), (f64, u32)>,
+    root: &DrawingArea<DB, Shift>,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut curves: Vec<Vec<f64>> = vec![Vec::with_capacity(n_ep); strategies.len()];
+    for (&(si, _), &(v, n)) in acc {
+        curves[si].push(100.0 * v / f64::from(n.max(1)));
+    }
+    for c in &mut curves {
+        c.sort_by(|a, b| b.total_cmp(a));
+    }
+    let y_hi = curves
+        .iter()
+        .filter_map(|c| c.first().copied())
+        .fold(100.0 / n_ep as f64, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("Load share per endpoint, sorted ({n_ep} endpoints)"),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..n_ep as f64, 0.0..y_hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_desc("endpoint rank (busiest first)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("share of attempts (%)")
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    let fair = 100.0 / n_ep as f64;
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, fair), (n_ep as f64, fair)],
+            BLACK.mix(0.4).stroke_width(1),
+        ))
+        .map_err(err)?
+        .label(format!("even ({fair:.4}%)"))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK.mix(0.4)));
+    for ((name, c), curve) in strategies.iter().zip(&curves) {
+        if curve.is_empty() {
+            continue;
+        }
+        let colour = colour(*c);
+        let last = curve.len() - 1;
+        let step = (curve.len() / SORTED_SHARE_POINTS).max(1);
+        let points: Vec<(f64, f64)> = (0..curve.len())
+            .step_by(step)
+            .chain(std::iter::once(last))
+            .map(|i| (i as f64, curve[i]))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour));
+    }
+    legend(&mut chart)
+}
+
 fn endpoint_heatmap<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
 where
     DB::ErrorType: 'static,
@@ -765,10 +852,33 @@ where
         gaps.sort_by(f64::total_cmp);
         gaps.get(gaps.len() / 2).copied().unwrap_or(t_max)
     };
+    // Many endpoints or windows: groups of endpoints (mean attempts per endpoint) over groups
+    // of windows, at most HEATMAP_GROUPS of each.
+    let windows = (t_max / period.max(1e-9)).round() as usize;
+    let grouped = n_ep > MAX_PLOTTED_ENDPOINTS || n_ep.saturating_mul(windows) > MAX_HEATMAP_CELLS;
+    let (g_ep, g_t) = (n_ep.min(HEATMAP_GROUPS), windows.clamp(1, HEATMAP_GROUPS));
+    let mut groups: BTreeMap<(&str, usize, usize), (f64, u32)> = BTreeMap::new();
+    if grouped {
+        for r in &rows {
+            let ge = (r.3 * g_ep / n_ep).min(g_ep - 1);
+            let gt = (((r.2 - period * 0.5).max(0.0) / t_max * g_t as f64) as usize).min(g_t - 1);
+            let e = groups.entry((r.0.as_str(), ge, gt)).or_insert((0.0, 0));
+            e.0 += r.4;
+            e.1 += 1;
+        }
+    }
+    let g_peak = groups
+        .values()
+        .map(|&(v, n)| v / f64::from(n.max(1)))
+        .fold(1.0, f64::max);
     let (title, body) = root.split_vertically(36);
     title
         .titled(
-            "Attempts per endpoint per window (darker = more)",
+            &if grouped {
+                format!("Attempts per window, {n_ep} endpoints in {g_ep} groups (darker = more)")
+            } else {
+                "Attempts per endpoint per window (darker = more)".to_owned()
+            },
             ("sans-serif", 22),
         )
         .map_err(err)?;
@@ -785,17 +895,45 @@ where
             .right_y_label_area_size(10)
             .build_cartesian_2d(0.0..t_max, 0.0..n_ep as f64)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(TRANSPARENT)
+        let whole = |y: &f64| format!("{y:.0}");
+        let mut mesh = chart.configure_mesh();
+        mesh.light_line_style(TRANSPARENT)
             .disable_mesh()
             .x_desc("time (s)")
             .y_desc("endpoint")
             .y_labels(n_ep.min(6))
-            .axis_desc_style(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
+            .axis_desc_style(("sans-serif", 12));
+        if grouped {
+            mesh.y_label_formatter(&whole);
+        }
+        mesh.draw().map_err(err)?;
         let base = colour(*c);
+        if grouped {
+            let (h, w) = (n_ep as f64 / g_ep as f64, t_max / g_t as f64);
+            chart
+                .draw_series(
+                    groups
+                        .range((name.as_str(), 0, 0)..=(name.as_str(), usize::MAX, usize::MAX))
+                        .map(|(&(_, ge, gt), &(v, n))| {
+                            let f = (v / f64::from(n.max(1)) / g_peak).clamp(0.0, 1.0);
+                            let mix = |ch: u8| (255.0 - (255.0 - f64::from(ch)) * f) as u8;
+                            let (x, y) = (gt as f64 * w, ge as f64 * h);
+                            Rectangle::new(
+                                [(x, y), (x + w, y + h)],
+                                RGBColor(mix(base.0), mix(base.1), mix(base.2)).filled(),
+                            )
+                        }),
+                )
+                .map_err(err)?;
+            panel
+                .draw_text(
+                    name,
+                    &("sans-serif", 14).into_text_style(panel).color(&base),
+                    (70, 2),
+                )
+                .map_err(err)?;
+            continue;
+        }
         chart
             .draw_series(rows.iter().filter(|r| r.0 == *name).map(|r| {
                 let f = (r.4 / peak).clamp(0.0, 1.0);
@@ -1374,7 +1512,22 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.8em; }}
         version = escape(&s.info.meshbench_version),
         table = table,
         sections = sections,
-        scenario = escape(&data.scenario),
+        scenario = scenario_excerpt(&data.scenario),
+    )
+}
+
+/// The scenario for the page: whole up to 64 kB, else its first 200 lines and a pointer to
+/// scenario.yaml (a generated file with an override per instance can be megabytes).
+fn scenario_excerpt(text: &str) -> String {
+    const WHOLE: usize = 64 * 1024;
+    if text.len() <= WHOLE {
+        return escape(text);
+    }
+    let head: Vec<&str> = text.lines().take(200).collect();
+    format!(
+        "{}\n… ({} more lines: the whole file is <a href=\"scenario.yaml\">scenario.yaml</a>)",
+        escape(&head.join("\n")),
+        text.lines().count().saturating_sub(head.len())
     )
 }
 

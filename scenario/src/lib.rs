@@ -38,10 +38,12 @@
 // Scenario errors are built once per bad file, never on a hot path; boxing them buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod budget;
 mod dist;
 mod error;
 mod faults;
 mod locate;
+pub mod shape;
 pub mod thresholds;
 mod topology;
 mod units;
@@ -240,10 +242,12 @@ impl ArrivalClock {
         let first = !self.started;
         self.started = true;
         match &self.arrival {
-            Arrival::Poisson { .. } => now + (-(1.0 - u).ln() / self.rate_per_ns).round() as u64,
+            Arrival::Poisson { .. } => {
+                now.saturating_add((-(1.0 - u).ln() / self.rate_per_ns).round() as u64)
+            }
             Arrival::Constant { .. } => {
                 let gap = 1.0 / self.rate_per_ns;
-                now + (if first { u * gap } else { gap }).round() as u64
+                now.saturating_add((if first { u * gap } else { gap }).round() as u64)
             }
             Arrival::OnOff { on, off, .. } => {
                 // Poisson in on-time at this proxy's on-rate, mapped to real time.
@@ -306,6 +310,8 @@ pub struct Loaded {
     pub points: Vec<Point>,
     /// The file's text, as read (reports embed it).
     pub source: String,
+    /// The file's name, as errors give it.
+    pub file: String,
     /// Warnings (offered load at or above capacity, ...), one line each.
     pub warnings: Vec<String>,
 }
@@ -321,20 +327,49 @@ pub struct Point {
     pub strategies: Vec<(String, ClusterConfig)>,
 }
 
+/// Most instances a service's override ranges may cover in all (10^7).
+pub const MAX_OVERRIDE_COVERAGE: u64 = 10_000_000;
+
 /// Most points a sweep may expand to.
 pub const MAX_SWEEP_POINTS: usize = 10_000;
 
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
     let file = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let fail = |message: String| ScenarioError {
         file: file.clone(),
         line: None,
         column: None,
         field: String::new(),
-        message: format!("cannot read the scenario: {e}"),
+        message,
         suggestion: None,
-    })?;
+    };
+    // A regular file of bounded size: never a FIFO that blocks or a device that never ends.
+    let meta =
+        std::fs::metadata(path).map_err(|e| fail(format!("cannot read the scenario: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail(
+            "not a regular file: give a scenario file (YAML)".into(),
+        ));
+    }
+    if meta.len() > shape::MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "the scenario is {} bytes; at most {} (4 MiB)",
+            meta.len(),
+            shape::MAX_FILE_BYTES
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path)
+                .map_err(|e| fail(format!("cannot read the scenario: {e}")))?,
+            shape::MAX_FILE_BYTES + 1,
+        ),
+        &mut bytes,
+    )
+    .map_err(|e| fail(format!("cannot read the scenario: {e}")))?;
+    let source = shape::text(bytes, &file)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     parse(&source, &file, dir)
 }
@@ -342,6 +377,7 @@ pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
 /// Parses and validates scenario text; `file` names it in errors, `dir` resolves relative paths.
 /// A `sweep:` section expands into one [`Point`] per combination, each validated in full.
 pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioError> {
+    shape::check(source, file)?;
     let (scenario, strategies, warnings) = parse_one(source, file, dir)?;
     let Some(sweep) = scenario.sweep.clone() else {
         return Ok(Loaded {
@@ -354,6 +390,7 @@ pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioErr
             strategies,
             sweep_paths: Vec::new(),
             source: source.to_owned(),
+            file: file.to_owned(),
             warnings,
         });
     };
@@ -401,7 +438,7 @@ pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioErr
         ));
     }
     let mut base: yaml_serde::Value =
-        yaml_serde::from_str(source).map_err(|e| yaml_error(&e, file))?;
+        yaml_serde::from_str(source).map_err(|e| yaml_error(&e, source, file))?;
     if let yaml_serde::Value::Mapping(m) = &mut base {
         m.remove("sweep");
     }
@@ -429,13 +466,26 @@ pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioErr
             .collect::<Vec<_>>()
             .join(", ");
         let text = yaml_serde::to_string(&doc).unwrap_or_default();
-        let (sc, strategies, warnings) =
-            parse_one(&text, file, dir).map_err(|e| ScenarioError {
-                line: None,
-                column: None,
+        let (sc, strategies, warnings) = parse_one(&text, file, dir).map_err(|e| {
+            // The point's text is not the file: point at the sweep entry that set the field,
+            // else at the field in the file.
+            let (line, column) = axes
+                .iter()
+                .find(|(p, _)| {
+                    e.field == *p
+                        || e.field.starts_with(&format!("{p}."))
+                        || p.starts_with(&format!("{}.", e.field))
+                })
+                .and_then(|(p, _)| sweep_entry(source, p))
+                .or_else(|| locate::locate(source, &e.field))
+                .unzip();
+            ScenarioError {
+                line,
+                column,
                 message: format!("{} (at sweep point {label})", e.message),
                 ..e
-            })?;
+            }
+        })?;
         for w in warnings {
             let w = format!("{w} (at sweep point {label})");
             if !all_warnings.contains(&w) {
@@ -454,8 +504,31 @@ pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioErr
         sweep_paths: axes.into_iter().map(|a| a.0).collect(),
         points,
         source: source.to_owned(),
+        file: file.to_owned(),
         warnings: all_warnings,
     })
+}
+
+/// The (line, column) of the `sweep:` entry for `path` (a dotted key under the top-level
+/// `sweep:`, block style or flow style on the `sweep:` line).
+fn sweep_entry(source: &str, path: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let start = lines.iter().position(|l| l.starts_with("sweep:"))?;
+    for (n, line) in lines.iter().enumerate().skip(start) {
+        if n > start && !line.is_empty() && !line.starts_with([' ', '#']) {
+            break;
+        }
+        for q in ["", "\"", "'"] {
+            let key = format!("{q}{path}{q}");
+            if let Some(c) = line.find(&key).filter(|&c| {
+                line[c + key.len()..].trim_start().starts_with(':')
+                    && (c == 0 || !line.as_bytes()[c - 1].is_ascii_alphanumeric())
+            }) {
+                return Some((n + 1, c + 1));
+            }
+        }
+    }
+    Some((start + 1, 1))
 }
 
 /// A scalar as written in reports.
@@ -507,7 +580,8 @@ fn set_path(
 type Parsed = (Scenario, Vec<(String, ClusterConfig)>, Vec<String>);
 
 fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioError> {
-    let mut scenario: Scenario = yaml_serde::from_str(source).map_err(|e| yaml_error(&e, file))?;
+    let mut scenario: Scenario =
+        yaml_serde::from_str(source).map_err(|e| yaml_error(&e, source, file))?;
     let at = |path: &str, message: String, suggestion: Option<String>| {
         let (line, column) = locate::locate(source, path).unzip();
         ScenarioError {
@@ -538,6 +612,7 @@ fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioErr
             .map_err(|(f, m)| at(&format!("network.{path}.{f}"), m, None))?;
     }
     let warnings = check(&scenario, &at)?;
+    budget::check_hard(&scenario, source, file)?;
     let strategies = merge_strategies(&scenario, source, file)?;
     // A zone weight acts only through locality-weighted balancing.
     if let Some((name, z)) = scenario.zones.iter().find(|(_, z)| z.weight != 1)
@@ -565,7 +640,7 @@ fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioErr
 }
 
 /// Turns a yaml_serde error into a located one with a suggestion.
-fn yaml_error(e: &yaml_serde::Error, file: &str) -> ScenarioError {
+fn yaml_error(e: &yaml_serde::Error, source: &str, file: &str) -> ScenarioError {
     let text = e.to_string();
     // yaml_serde writes "path: message at line L column C".
     let body = text
@@ -576,6 +651,26 @@ fn yaml_error(e: &yaml_serde::Error, file: &str) -> ScenarioError {
         _ => (String::new(), body.to_owned()),
     };
     let loc = e.location();
+    if message.contains("repetition limit exceeded") {
+        let alias = source.lines().enumerate().find_map(|(n, l)| {
+            let b = l.as_bytes();
+            (1..b.len())
+                .find(|&i| {
+                    b[i] == b'*'
+                        && matches!(b[i - 1], b' ' | b'[' | b',' | b'{')
+                        && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
+                })
+                .map(|i| (n + 1, i + 1))
+        });
+        return ScenarioError {
+            file: file.to_owned(),
+            line: alias.map(|a| a.0),
+            column: alias.map(|a| a.1),
+            field,
+            message: "YAML aliases (`*name`) here expand past the parser's repetition limit; write the values out".into(),
+            suggestion: None,
+        };
+    }
     ScenarioError {
         file: file.to_owned(),
         line: loc.as_ref().map(yaml_serde::Location::line),
@@ -656,6 +751,16 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
             return Err(at(
                 &format!("{base}.instances"),
                 format!("must be in 1..=1000000, got {}", svc.instances),
+                None,
+            ));
+        }
+        if svc.override_coverage() > MAX_OVERRIDE_COVERAGE {
+            return Err(at(
+                &format!("{base}.overrides"),
+                format!(
+                    "the ranges cover {} instances in all (an instance counts once per range naming it); at most {MAX_OVERRIDE_COVERAGE}: merge overlapping ranges",
+                    svc.override_coverage()
+                ),
                 None,
             ));
         }
@@ -808,9 +913,7 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
             .filter(|o| o.target == c.target)
             .map(|o| o.arrival.mean_rate())
             .sum();
-        let capacity: f64 = (0..svc.instances)
-            .map(|i| svc.instance(i).capacity_per_sec())
-            .sum();
+        let capacity: f64 = svc.instances().iter().map(|x| x.capacity_per_sec()).sum();
         let load = rate / capacity;
         if load >= 1.0
             && !warnings
@@ -1160,7 +1263,7 @@ fn merge_strategies(
         let config: ClusterConfig = match yaml_serde::from_str(&text) {
             Ok(c) => c,
             Err(e) => {
-                let inner = yaml_error(&e, file);
+                let inner = yaml_error(&e, source, file);
                 return Err(locate_policy_error(
                     source,
                     file,

@@ -308,7 +308,42 @@ impl<'de> Deserialize<'de> for InstanceRange {
 impl Service {
     /// Instance `i` as the service's defaults and its overrides (if any) make it.
     pub fn instance(&self, i: u32) -> InstanceSpec<'_> {
-        let mut x = InstanceSpec {
+        let mut x = self.default_instance(i);
+        for (_, o) in self.overrides.iter().filter(|(r, _)| r.contains(i)) {
+            x.apply(o);
+        }
+        x
+    }
+
+    /// Every instance, in index order: [`Service::instance`] of each, in one pass over the
+    /// overrides (time: instances plus the overrides' covered lengths).
+    pub fn instances(&self) -> Vec<InstanceSpec<'_>> {
+        let mut all: Vec<InstanceSpec<'_>> = (0..self.instances)
+            .map(|i| self.default_instance(i))
+            .collect();
+        for (r, o) in &self.overrides {
+            let last = r.last.min(self.instances.saturating_sub(1));
+            for x in all
+                .iter_mut()
+                .take(last as usize + 1)
+                .skip(r.first as usize)
+            {
+                x.apply(o);
+            }
+        }
+        all
+    }
+
+    /// Instances the overrides cover, counting an instance once per override that names it.
+    pub fn override_coverage(&self) -> u64 {
+        self.overrides
+            .keys()
+            .map(|r| u64::from(r.last - r.first) + 1)
+            .sum()
+    }
+
+    fn default_instance(&self, i: u32) -> InstanceSpec<'_> {
+        InstanceSpec {
             concurrency: self.concurrency,
             queue_limit: self.queue_limit.unwrap_or(u32::MAX),
             service_time: &self.service_time,
@@ -318,34 +353,36 @@ impl Service {
             priority: self.priority,
             zone: self.zone.as_ref().and_then(|p| p.zone_of(i)).unwrap_or(""),
             health: self.health,
-        };
-        for (_, o) in self.overrides.iter().filter(|(r, _)| r.contains(i)) {
-            if let Some(c) = o.concurrency {
-                x.concurrency = c;
-            }
-            if let Some(d) = &o.service_time {
-                x.service_time = d;
-            }
-            if let Some(s) = o.slowdown {
-                x.slowdown = s;
-            }
-            if let Some(e) = o.error_rate {
-                x.error_rate = e.get();
-            }
-            if let Some(w) = o.weight {
-                x.weight = w;
-            }
-            if let Some(p) = o.priority {
-                x.priority = p;
-            }
-            if let Some(z) = &o.zone {
-                x.zone = z;
-            }
-            if let Some(h) = o.health {
-                x.health = h;
-            }
         }
-        x
+    }
+}
+
+impl<'a> InstanceSpec<'a> {
+    fn apply(&mut self, o: &'a Override) {
+        if let Some(c) = o.concurrency {
+            self.concurrency = c;
+        }
+        if let Some(d) = &o.service_time {
+            self.service_time = d;
+        }
+        if let Some(s) = o.slowdown {
+            self.slowdown = s;
+        }
+        if let Some(e) = o.error_rate {
+            self.error_rate = e.get();
+        }
+        if let Some(w) = o.weight {
+            self.weight = w;
+        }
+        if let Some(p) = o.priority {
+            self.priority = p;
+        }
+        if let Some(z) = &o.zone {
+            self.zone = z;
+        }
+        if let Some(h) = o.health {
+            self.health = h;
+        }
     }
 }
 

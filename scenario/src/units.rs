@@ -7,14 +7,21 @@ use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Events per second, written with a unit: `8000/s`, `8k/s`, `120/m`, `0.5/ms`. Always > 0.
+/// Events per second, written with a unit: `8000/s`, `8k/s`, `120/m`, `0.5/ms`. Always > 0 and
+/// at most [`Rate::MAX_PER_SEC`].
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Rate(f64);
 
 impl Rate {
-    /// A rate of `per_sec` events per second; `None` unless finite and > 0.
+    /// The highest rate: one event per nanosecond, the clock's resolution (a faster rate would
+    /// put many arrivals at one instant and never advance time).
+    pub const MAX_PER_SEC: f64 = 1e9;
+
+    /// A rate of `per_sec` events per second; `None` unless finite, > 0 and at most
+    /// [`Rate::MAX_PER_SEC`].
     pub fn per_sec(per_sec: f64) -> Option<Self> {
-        (per_sec.is_finite() && per_sec > 0.0).then_some(Rate(per_sec))
+        (per_sec.is_finite() && per_sec > 0.0 && per_sec <= Self::MAX_PER_SEC)
+            .then_some(Rate(per_sec))
     }
 
     /// Events per second.
@@ -55,8 +62,13 @@ impl FromStr for Rate {
                 ));
             }
         };
-        Rate::per_sec(v * mult * per)
-            .ok_or_else(|| format!("rate `{t}` must be a finite number > 0"))
+        let r = v * mult * per;
+        if r > Self::MAX_PER_SEC {
+            return Err(format!(
+                "rate `{t}` is above 1G/s (one per nanosecond), the highest the clock can space"
+            ));
+        }
+        Rate::per_sec(r).ok_or_else(|| format!("rate `{t}` must be a finite number > 0"))
     }
 }
 
@@ -107,10 +119,25 @@ impl Probability {
 
 impl<'de> Deserialize<'de> for Probability {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let p = f64::deserialize(d)?;
-        Probability::new(p).ok_or_else(|| {
-            serde::de::Error::custom(format!("probability must be in 0..=1, got {p}"))
-        })
+        // A visitor, so the error is raised while the value is read and names its field.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Probability;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a probability in 0..=1, such as 0.05")
+            }
+            fn visit_f64<E: serde::de::Error>(self, p: f64) -> Result<Probability, E> {
+                Probability::new(p)
+                    .ok_or_else(|| E::custom(format!("probability must be in 0..=1, got {p}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, p: u64) -> Result<Probability, E> {
+                self.visit_f64(p as f64)
+            }
+            fn visit_i64<E: serde::de::Error>(self, p: i64) -> Result<Probability, E> {
+                self.visit_f64(p as f64)
+            }
+        }
+        d.deserialize_f64(V)
     }
 }
 
@@ -129,7 +156,9 @@ mod tests {
         ] {
             assert_eq!(s.parse::<Rate>().unwrap().as_per_sec(), v, "{s}");
         }
-        for s in ["8000", "0/s", "-3/s", "x/s", "5/d", "nan/s"] {
+        for s in [
+            "8000", "0/s", "-3/s", "x/s", "5/d", "nan/s", "1e300/s", "2G/ms", "inf/s",
+        ] {
             assert!(s.parse::<Rate>().is_err(), "{s}");
         }
     }

@@ -205,8 +205,7 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
     let zone_id = |name: &str| zones.iter().position(|z| z == name).unwrap_or(0) as u16;
     let mut out = Vec::new();
     for (svc_name, svc) in &scenario.services {
-        for i in 0..svc.instances {
-            let x = svc.instance(i);
+        for (i, x) in (0..).zip(svc.instances()) {
             out.push(Station {
                 service: svc_name.clone(),
                 index: i,

@@ -132,6 +132,11 @@ struct Sim {
     processed: u64,
     /// The fault timeline's change points: each station's new state.
     faults: Vec<Vec<(u32, FaultState)>>,
+    /// Most windows and events this run may take (`budget::run_bounds`).
+    max_windows: u64,
+    max_events: u64,
+    /// Which of those bounds stopped it, if one did.
+    cut_short: Option<&'static str>,
 }
 
 /// Runs sweep point `point`, strategy `strategy` (index into the point's strategies),
@@ -208,7 +213,12 @@ pub fn run_one(
         sample_period: sc.sample_period.as_nanos(),
         processed: 0,
         faults: Vec::new(),
+        max_windows: 0,
+        max_events: 0,
+        cut_short: None,
     };
+    (sim.max_windows, sim.max_events) =
+        meshbench_scenario::budget::run_bounds(sc, &pt.strategies[strategy].1);
     for p in 0..sim.proxies.len() as u32 {
         sim.drain(p);
         let first = sim.next_arrival(p, 0);
@@ -238,6 +248,10 @@ pub fn run_one(
         replication,
         seed: w.seed.value(),
     };
+    if let Some(why) = sim.cut_short {
+        // Not a policy event, but a run's events are where a report shows what happened.
+        sim.rec.note(why);
+    }
     let mut result = sim.rec.finish(id, measured_seconds);
     result.sim_events = sim.processed;
     result
@@ -262,6 +276,10 @@ impl Sim {
 
     fn run(&mut self) {
         while let Some(Scheduled { at, ev, .. }) = self.queue.pop() {
+            if self.processed >= self.max_events {
+                self.cut_short = Some("cut_short_events");
+                break;
+            }
             self.now = at;
             self.processed += 1;
             match ev {
@@ -338,7 +356,10 @@ impl Sim {
                         let d = self
                             .net
                             .delay_ns(from, to, self.seed, probe_id, 0, Lane::NetBack);
-                        self.push(at + d, Ev::BalancerProbeDone(p, endpoint, reply));
+                        self.push(
+                            at.saturating_add(d),
+                            Ev::BalancerProbeDone(p, endpoint, reply),
+                        );
                     }
                 }
                 Ev::BalancerProbeDone(p, endpoint, reply) => {
@@ -351,8 +372,10 @@ impl Sim {
                 Ev::Sample => {
                     self.sample();
                     // Windows cover the arrival period: none after a duration ends.
-                    let next = at + self.sample_period;
-                    if !self.done() && next <= self.arrive_until {
+                    let next = at.saturating_add(self.sample_period);
+                    if self.rec.windows() as u64 >= self.max_windows {
+                        self.cut_short.get_or_insert("cut_short_windows");
+                    } else if !self.done() && next <= self.arrive_until {
                         self.push(next, Ev::Sample);
                     }
                 }
@@ -440,7 +463,7 @@ impl Sim {
                     let d = self
                         .net
                         .delay_ns(from, to, self.seed, request.0, retry, Lane::NetOut);
-                    self.push(now + d, Ev::AtInstance(j));
+                    self.push(now.saturating_add(d), Ev::AtInstance(j));
                 }
                 Output::Cancel { attempt, .. } => {
                     if let Some(j) = self.by_attempt.remove(&(p, attempt)) {
@@ -455,7 +478,10 @@ impl Sim {
                         2 * self
                             .net
                             .delay_ns(a, b, self.seed, probe.probe.0, 0, Lane::NetOut);
-                    self.push(now + rtt, Ev::ProbeDone(p, probe.probe, probe.endpoint));
+                    self.push(
+                        now.saturating_add(rtt),
+                        Ev::ProbeDone(p, probe.probe, probe.endpoint),
+                    );
                 }
                 Output::BalancerProbe { endpoint } => {
                     let px = &self.proxies[p as usize];
@@ -465,7 +491,7 @@ impl Sim {
                     let d = self
                         .net
                         .delay_ns(a, b, self.seed, probe_id, 0, Lane::NetOut);
-                    self.push(now + d, Ev::BalancerProbeAt(p, endpoint));
+                    self.push(now.saturating_add(d), Ev::BalancerProbeAt(p, endpoint));
                 }
                 Output::Finished {
                     result,
@@ -561,7 +587,7 @@ impl Sim {
             m.start(self.now);
         }
         let t = (st.dist.quantile_ns(u) * st.slowdown * st.fault.slowdown).round() as u64;
-        self.push(self.now + t, Ev::ServiceDone(j, generation));
+        self.push(self.now.saturating_add(t), Ev::ServiceDone(j, generation));
     }
 
     /// Applies a fault state to station `s`. A crash resets every request in service or queued
@@ -650,7 +676,7 @@ impl Sim {
         let d = self
             .net
             .delay_ns(from, to, self.seed, job.request, job.retry, Lane::NetBack);
-        self.push(self.now + d, Ev::Response(j, outcome));
+        self.push(self.now.saturating_add(d), Ev::Response(j, outcome));
     }
 
     fn sample(&mut self) {
