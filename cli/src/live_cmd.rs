@@ -437,6 +437,16 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
+/// 32 hex digits from the operating system's random source (a secret, not part of any result).
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom for the control token (or pass --control-token)")?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 pub(crate) fn serve(
     loaded: &meshbench_scenario::Loaded,
     bind: std::net::IpAddr,
@@ -444,7 +454,17 @@ pub(crate) fn serve(
     tls_key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
     faults: bool,
+    (control_bind, control_token): (std::net::IpAddr, Option<String>),
 ) -> anyhow::Result<()> {
+    if control_token.as_deref().is_some_and(|t| t.len() < 16) {
+        anyhow::bail!("--control-token: use at least 16 characters");
+    }
+    // Beyond loopback, faults on demand are for whoever holds the token.
+    let control_token = match control_token {
+        Some(t) => Some(t),
+        None if !control_bind.is_loopback() => Some(random_token()?),
+        None => None,
+    };
     let tls = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => {
             let ca = client_ca.map(|p| read_pem(&p, "--client-ca")).transpose()?;
@@ -471,8 +491,12 @@ pub(crate) fn serve(
             )
             .await?,
         );
-        let (control, _task) =
-            meshbench_live::server::start_control(backends.clone(), bind).await?;
+        let (control, _task) = meshbench_live::server::start_control(
+            backends.clone(),
+            control_bind,
+            control_token.clone(),
+        )
+        .await?;
         let mut o = std::io::stdout().lock();
         for i in &backends.instances {
             writeln!(o, "{}/{}  {scheme}://{}", i.service, i.index, i.addr)?;
@@ -481,6 +505,9 @@ pub(crate) fn serve(
             o,
             "control: http://{control}/instances, POST /kill|/restart|/slowdown|/errors|/fast_fail?service=S&instance=I[&factor=F|&rate=P]"
         )?;
+        if let Some(t) = &control_token {
+            writeln!(o, "control token: send `Authorization: Bearer {t}`")?;
+        }
         let timeline = &loaded.scenario.faults;
         let _faults = (faults && !timeline.is_empty()).then(|| {
             backends.run_faults(loaded.scenario.fault_changes(), std::time::Instant::now())

@@ -98,6 +98,14 @@ enum Command {
         /// moment the backends are up; the control endpoint works either way).
         #[arg(long)]
         no_faults: bool,
+        /// Address of the control endpoint (faults on demand). Loopback by default; any other
+        /// address requires a token (`--control-token`, or one is made and printed).
+        #[arg(long, default_value = "127.0.0.1")]
+        control_bind: std::net::IpAddr,
+        /// The control endpoint's token: requests must send `Authorization: Bearer TOKEN`.
+        /// Also read from MESHBENCH_CONTROL_TOKEN.
+        #[arg(long, env = "MESHBENCH_CONTROL_TOKEN", hide_env_values = true)]
+        control_token: Option<String>,
     },
     /// Run the scenario's workload against real endpoints: in-process backends started from the
     /// scenario (default), or `--target` URLs; every strategy in turn.
@@ -261,6 +269,8 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
             tls_key,
             client_ca,
             no_faults,
+            control_bind,
+            control_token,
         } => {
             drop(o);
             serve(
@@ -270,6 +280,7 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
                 tls_key,
                 client_ca,
                 !no_faults,
+                (control_bind, control_token),
             )?;
             Done::Ok
         }

@@ -475,10 +475,15 @@ async fn served(
 /// * `POST /errors?service=S&instance=I&rate=P`: 500 to a share P of requests.
 /// * `POST /fast_fail?service=S&instance=I&rate=P`: 503 at once to a share P of requests.
 /// * `POST /restart?service=S&instance=I`: a killed instance serves again, empty.
+///
+/// With `token`, every request must carry `Authorization: Bearer TOKEN` (else 401): the
+/// command line requires one whenever the endpoint binds beyond loopback.
 pub async fn start_control(
     backends: Arc<Backends>,
     bind: IpAddr,
+    token: Option<String>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let token: Option<Arc<str>> = token.map(Into::into);
     let listener = TcpListener::bind((bind, 0)).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -491,10 +496,21 @@ pub async fn start_control(
                 }
             };
             let backends = backends.clone();
+            let token = token.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let backends = backends.clone();
-                    async move { Ok::<_, Infallible>(control(&backends, req).await) }
+                    let token = token.clone();
+                    async move {
+                        if !authorized(&req, token.as_deref()) {
+                            let mut r = Response::new(Full::new(Bytes::from(
+                                "this control endpoint needs `Authorization: Bearer TOKEN` (the token `meshbench serve` printed or was given)\n",
+                            )));
+                            *r.status_mut() = StatusCode::UNAUTHORIZED;
+                            return Ok::<_, Infallible>(r);
+                        }
+                        Ok::<_, Infallible>(control(&backends, req).await)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -503,6 +519,26 @@ pub async fn start_control(
         }
     });
     Ok((addr, task))
+}
+
+/// Whether `req` carries the token (always, without one). The comparison takes the same time
+/// wherever the first difference is.
+fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 async fn control(backends: &Backends, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -5,6 +5,8 @@ use std::process::{Command, Output};
 
 use meshbench_report::Summary;
 
+mod hardening;
+
 fn meshbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshbench"))
         .args(args)
