@@ -877,6 +877,84 @@ pub fn write_runs(dir: &Path, runs: &[RunResult]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The largest count meshbench writes (10^15, its limit on a run's requests); a count past it
+/// in a result file is corruption.
+pub const MAX_COUNT: u64 = 1_000_000_000_000_000;
+
+impl RunResult {
+    /// Checks that every count and time is one meshbench can have written: counts at most
+    /// [`MAX_COUNT`] (the latency histogram's too), seconds finite, >= 0 and at most 100 years.
+    /// A merge adds counts from many files, so a corrupted one must not reach the sums.
+    pub fn check(&self) -> Result<(), String> {
+        let count = |what: &str, v: u64| {
+            if v > MAX_COUNT {
+                Err(format!(
+                    "`{what}` is {v}, more than meshbench writes (at most 10^15)"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let secs = |what: &str, v: f64| {
+            if v.is_finite() && (0.0..=3.2e9).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{what}` is {v:e}, not a time meshbench writes (0 to 100 years, in seconds)"
+                ))
+            }
+        };
+        count("requests", self.requests)?;
+        count("successes", self.successes)?;
+        count("attempts", self.attempts)?;
+        count("sim_events", self.sim_events)?;
+        count("latency (total count)", self.latency.len())?;
+        secs("measured_seconds", self.measured_seconds)?;
+        for (k, v) in self.failures.iter().chain(&self.events) {
+            count(k, *v)?;
+        }
+        for e in &self.endpoints {
+            count("endpoints.attempts", e.attempts)?;
+            count("endpoints.errors", e.errors)?;
+            count("endpoints.ejections", e.ejections)?;
+        }
+        for t in &self.timeseries {
+            secs("timeseries.t_s", t.t_s)?;
+            for (k, v) in [
+                ("requests", t.requests),
+                ("errors", t.errors),
+                ("attempts", t.attempts),
+                ("ejected", t.ejected),
+                ("ejections", t.ejections),
+                ("health_changes", t.health_changes),
+            ] {
+                count(&format!("timeseries.{k}"), v)?;
+            }
+            for (k, v) in [
+                ("p50_ms", t.p50_ms),
+                ("p99_ms", t.p99_ms),
+                ("p999_ms", t.p999_ms),
+            ] {
+                if !(v.is_finite() && (0.0..=3.2e12).contains(&v)) {
+                    return Err(format!(
+                        "`timeseries.{k}` is {v:e}, not a latency meshbench writes (0 to 100 years, in ms)"
+                    ));
+                }
+            }
+        }
+        for v in self.endpoint_series.iter().flatten() {
+            count("endpoint_series", *v)?;
+        }
+        for k in &self.keys {
+            count("keys.attempts", k.attempts)?;
+        }
+        for z in &self.zone_flows {
+            count("zone_flows.attempts", z.attempts)?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything a result directory holds that a merge needs.
 pub struct ResultDir {
     /// The run set's description.
@@ -894,6 +972,16 @@ pub fn read_result_dir(dir: &Path) -> Result<ResultDir, String> {
     let info = Summary::read(dir).map_err(|e| e.to_string())?.info;
     let runs: Vec<RunResult> = serde_json::from_slice(&read("runs.json")?)
         .map_err(|e| format!("{}: {e}", dir.join("runs.json").display()))?;
+    for (i, r) in runs.iter().enumerate() {
+        r.check().map_err(|e| {
+            format!(
+                "{}: run {i} (strategy `{}`, replication {}): {e}",
+                dir.join("runs.json").display(),
+                r.strategy,
+                r.replication
+            )
+        })?;
+    }
     let scenario = String::from_utf8_lossy(&read("scenario.yaml")?).into_owned();
     Ok(ResultDir {
         info,

@@ -193,7 +193,7 @@ impl Summary {
                     .find(|v| !v.is_finite() || v.abs() > 1e15);
                 if let Some(v) = bad {
                     return Err(at(format!(
-                        "strategy `{}` (point {}), metric `{name}`: {v} is not a value meshbench writes (finite, at most 1e15)",
+                        "strategy `{}` (point {}), metric `{name}`: {v:e} is not a value meshbench writes (finite, at most 1e15)",
                         st.strategy, st.point
                     )));
                 }

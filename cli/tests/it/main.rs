@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use meshbench_report::Summary;
 
+mod fuzz;
 mod hardening;
 
 fn meshbench(args: &[&str]) -> Output {

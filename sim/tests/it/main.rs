@@ -8,6 +8,7 @@ use meshbench_report::{StrategySummary, summarize};
 
 mod faults;
 mod fields;
+mod fuzz;
 mod world;
 
 fn run(file: &str) -> StrategySummary {
