@@ -38,6 +38,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A directory empirical distributions may also read samples files from (absolute, or
+    /// relative to it); by default a scenario reads only files in its own directory. Repeat
+    /// for more.
+    #[arg(long = "data-dir", global = true)]
+    data_dirs: Vec<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -218,7 +223,7 @@ impl Done {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli.command) {
+    match dispatch(cli.command, &cli.data_dirs) {
         Ok(Done::Ok) => ExitCode::SUCCESS,
         Ok(Done::Failed) => ExitCode::from(1),
         Ok(Done::Interrupted) => ExitCode::from(130),
@@ -229,16 +234,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// A scenario file, loaded and validated (its errors name file, line, column and field).
-fn load(file: &Path) -> anyhow::Result<meshbench_scenario::Loaded> {
-    meshbench_scenario::load(file).map_err(|e| anyhow::anyhow!("{e}"))
+/// A scenario file, loaded and validated (its errors name file, line, column and field);
+/// `data_dirs` are the `--data-dir` directories.
+fn load(file: &Path, data_dirs: &[PathBuf]) -> anyhow::Result<meshbench_scenario::Loaded> {
+    meshbench_scenario::load_with(file, data_dirs).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn dispatch(command: Command) -> anyhow::Result<Done> {
+fn dispatch(command: Command, data_dirs: &[PathBuf]) -> anyhow::Result<Done> {
     let mut o = std::io::stdout().lock();
     Ok(match command {
         Command::Validate { file, allow_large } => {
-            let loaded = load(&file)?;
+            let loaded = load(&file, data_dirs)?;
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
@@ -274,7 +280,7 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
         } => {
             drop(o);
             serve(
-                &load(&file)?,
+                &load(&file, data_dirs)?,
                 bind,
                 tls_cert,
                 tls_key,
@@ -286,7 +292,7 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
         }
         Command::Live { file, args } => {
             drop(o);
-            live(&load(&file)?, args)?
+            live(&load(&file, data_dirs)?, args)?
         }
         Command::Fidelity {
             file,
@@ -297,7 +303,7 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
         } => {
             drop(o);
             fidelity(
-                &load(&file)?,
+                &load(&file, data_dirs)?,
                 duration,
                 strategy.as_deref(),
                 out,
@@ -402,7 +408,7 @@ fn dispatch(command: Command) -> anyhow::Result<Done> {
             allow_large,
         } => {
             drop(o);
-            let loaded = load(&file)?;
+            let loaded = load(&file, data_dirs)?;
             let shard = match shard {
                 Some(s) => Some(s),
                 None => shard_from_env().map_err(|e| anyhow::anyhow!(e))?,

@@ -372,10 +372,19 @@ impl Dist {
     }
 
     /// Loads the samples of every empirical distribution, reading files relative to `dir`.
-    pub fn load_files(&mut self, dir: &std::path::Path) -> Result<(), (String, String)> {
+    /// Reads the samples files an empirical distribution names: relative to `dir` (the
+    /// scenario's directory) and inside it, or inside one of `data_dirs` (directories the user
+    /// named on the command line with `--data-dir`).
+    pub fn load_files(
+        &mut self,
+        dir: &std::path::Path,
+        data_dirs: &[std::path::PathBuf],
+    ) -> Result<(), (String, String)> {
         match self {
             Dist::Empirical { file, samples } => {
-                let path = under(dir, file).map_err(|m| ("file".to_owned(), m))?;
+                let path = under(dir, file)
+                    .or_else(|e| data_dirs.iter().find_map(|d| in_data_dir(d, file)).ok_or(e))
+                    .map_err(|m| ("file".to_owned(), m))?;
                 let text = read_samples_file(&path).map_err(|m| ("file".to_owned(), m))?;
                 let v = parse_samples(&text)
                     .map_err(|m| ("file".to_owned(), format!("{}: {m}", path.display())))?;
@@ -385,7 +394,7 @@ impl Dist {
             Dist::Mixture { components } => {
                 for (i, c) in components.iter_mut().enumerate() {
                     c.dist
-                        .load_files(dir)
+                        .load_files(dir, data_dirs)
                         .map_err(|(f, m)| (format!("components.{i}.{f}"), m))?;
                 }
                 Ok(())
@@ -411,7 +420,7 @@ fn under(dir: &std::path::Path, file: &str) -> Result<std::path::PathBuf, String
     let rel = std::path::Path::new(file);
     let outside = || {
         format!(
-            "`{}` is outside the scenario's directory: samples files are read from the scenario's directory or below (copy the file there)",
+            "`{}` is outside the scenario's directory: samples files are read from the scenario's directory or below (copy the file there, or name its directory with --data-dir)",
             excerpt(file)
         )
     };
@@ -429,6 +438,14 @@ fn under(dir: &std::path::Path, file: &str) -> Result<std::path::PathBuf, String
         return Err(outside());
     }
     Ok(path)
+}
+
+/// `file` inside `data_dir`, a directory the user named: relative to it or absolute, and (links
+/// followed) inside it.
+fn in_data_dir(data_dir: &std::path::Path, file: &str) -> Option<std::path::PathBuf> {
+    let base = data_dir.canonicalize().ok()?;
+    let real = base.join(file).canonicalize().ok()?;
+    real.starts_with(&base).then_some(real)
 }
 
 /// Largest samples file read (64 MiB: about 8 million samples).

@@ -335,6 +335,12 @@ pub const MAX_SWEEP_POINTS: usize = 10_000;
 
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    load_with(path, &[])
+}
+
+/// [`load`], letting empirical distributions also read samples files inside `data_dirs`
+/// (directories the user names explicitly; by default only the scenario's own directory).
+pub fn load_with(path: &Path, data_dirs: &[std::path::PathBuf]) -> Result<Loaded, ScenarioError> {
     let file = path.display().to_string();
     let fail = |message: String| ScenarioError {
         file: file.clone(),
@@ -371,14 +377,24 @@ pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
     .map_err(|e| fail(format!("cannot read the scenario: {e}")))?;
     let source = shape::text(bytes, &file)?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    parse(&source, &file, dir)
+    parse_with(&source, &file, dir, data_dirs)
 }
 
 /// Parses and validates scenario text; `file` names it in errors, `dir` resolves relative paths.
 /// A `sweep:` section expands into one [`Point`] per combination, each validated in full.
 pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioError> {
+    parse_with(source, file, dir, &[])
+}
+
+/// [`parse`], with the extra directories samples files may be read from (see [`load_with`]).
+pub fn parse_with(
+    source: &str,
+    file: &str,
+    dir: &Path,
+    data_dirs: &[std::path::PathBuf],
+) -> Result<Loaded, ScenarioError> {
     shape::check(source, file)?;
-    let (scenario, strategies, warnings) = parse_one(source, file, dir)?;
+    let (scenario, strategies, warnings) = parse_one(source, file, dir, data_dirs)?;
     let Some(sweep) = scenario.sweep.clone() else {
         return Ok(Loaded {
             points: vec![Point {
@@ -466,7 +482,7 @@ pub fn parse(source: &str, file: &str, dir: &Path) -> Result<Loaded, ScenarioErr
             .collect::<Vec<_>>()
             .join(", ");
         let text = yaml_serde::to_string(&doc).unwrap_or_default();
-        let (sc, strategies, warnings) = parse_one(&text, file, dir).map_err(|e| {
+        let (sc, strategies, warnings) = parse_one(&text, file, dir, data_dirs).map_err(|e| {
             // The point's text is not the file: point at the sweep entry that set the field,
             // else at the field in the file.
             let (line, column) = axes
@@ -579,7 +595,12 @@ fn set_path(
 
 type Parsed = (Scenario, Vec<(String, ClusterConfig)>, Vec<String>);
 
-fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioError> {
+fn parse_one(
+    source: &str,
+    file: &str,
+    dir: &Path,
+    data_dirs: &[std::path::PathBuf],
+) -> Result<Parsed, ScenarioError> {
     let mut scenario: Scenario =
         yaml_serde::from_str(source).map_err(|e| yaml_error(&e, source, file))?;
     let at = |path: &str, message: String, suggestion: Option<String>| {
@@ -597,18 +618,18 @@ fn parse_one(source: &str, file: &str, dir: &Path) -> Result<Parsed, ScenarioErr
     for (name, svc) in &mut scenario.services {
         let base = format!("services.{name}");
         svc.service_time
-            .load_files(dir)
+            .load_files(dir, data_dirs)
             .map_err(|(f, m)| at(&format!("{base}.service_time.{f}"), m, None))?;
         for (i, o) in &mut svc.overrides {
             if let Some(d) = &mut o.service_time {
-                d.load_files(dir).map_err(|(f, m)| {
+                d.load_files(dir, data_dirs).map_err(|(f, m)| {
                     at(&format!("{base}.overrides.{i}.service_time.{f}"), m, None)
                 })?;
             }
         }
     }
     for (path, d) in scenario.network.dists_mut() {
-        d.load_files(dir)
+        d.load_files(dir, data_dirs)
             .map_err(|(f, m)| at(&format!("network.{path}.{f}"), m, None))?;
     }
     let warnings = check(&scenario, &at)?;

@@ -305,3 +305,45 @@ fn thousands_of_endpoints_render_aggregated() {
     assert!(html < 1 << 20, "index.html is {html} bytes");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn samples_files_outside_the_scenario_need_data_dir() {
+    let base = tmp("data-dir");
+    let (scen, data) = (base.join("scenario"), base.join("data"));
+    std::fs::create_dir_all(&scen).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("samples.csv"), "4ms\n5ms\n6ms\n").unwrap();
+    let file = scen.join("emp.yaml");
+    let samples = data.join("samples.csv");
+    std::fs::write(
+        &file,
+        GOOD.replace(
+            "{ dist: exponential, mean: 5ms }",
+            &format!("{{ dist: empirical, file: \"{}\" }}", samples.display()),
+        ),
+    )
+    .unwrap();
+    let refused = meshbench(&["validate", file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--data-dir"));
+    let ok = meshbench(&[
+        "validate",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The named directory is the limit: a sibling is still refused.
+    let other = meshbench(&[
+        "validate",
+        file.to_str().unwrap(),
+        "--data-dir",
+        scen.to_str().unwrap(),
+    ]);
+    assert_eq!(other.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&base);
+}
