@@ -197,8 +197,14 @@ impl Backends {
         seed: u64,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<Self> {
-        let timer = crate::timer::PreciseTimer::start();
         let (zones, stations) = meshbench_scenario::workload::stations(scenario);
+        if stations.len() > MAX_SERVED_INSTANCES {
+            return Err(std::io::Error::other(format!(
+                "the scenario has {} instances; in-process backends serve at most {MAX_SERVED_INSTANCES} (one loopback port and listener each): run it in the simulator, or lower `instances`",
+                stations.len()
+            )));
+        }
+        let timer = crate::timer::PreciseTimer::start();
         let net = Arc::new(NetworkModel::of(scenario, &zones));
         let epoch = std::time::Instant::now();
         let mut instances = Vec::new();
@@ -465,6 +471,10 @@ async fn served(
         reply(StatusCode::OK, "ok\n")
     }
 }
+
+/// Most instances `serve` and live mode start as loopback servers (each takes a port and a
+/// listening socket, and the ports of one address run out near 28,000).
+pub const MAX_SERVED_INSTANCES: usize = 10_000;
 
 /// Starts the control endpoint of `backends` on `bind` (port chosen by the OS): faults on
 /// demand while a scenario is served.
