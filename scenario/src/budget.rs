@@ -8,7 +8,7 @@
 //! Cluster's endpoint table per client proxy and the queues of an overloaded service).
 //!
 //! Two kinds of limit apply:
-//! - **Hard** ([`check_hard`], part of every load): what no flag can make meaningful. A run's
+//! - **Hard** (checked by every load): what no flag can make meaningful. A run's
 //!   simulated span must stay under [`MAX_SPAN_NS`] (100 years: nanosecond time arithmetic in
 //!   `u64` then cannot wrap), `requests` under [`MAX_REQUESTS`], and a run must expect at least
 //!   one arrival.

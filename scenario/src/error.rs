@@ -30,10 +30,23 @@ impl fmt::Display for ScenarioError {
             }
         }
         write!(f, ": ")?;
+        // Values quoted from the file may hold newlines or control characters: escaped, an
+        // error stays one line.
+        let clean = |s: &str| -> String {
+            s.chars()
+                .flat_map(|c| {
+                    if c.is_control() {
+                        c.escape_default().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect()
+        };
         if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
+            write!(f, "{}: ", clean(&self.field))?;
         }
-        write!(f, "{}", self.message)?;
+        write!(f, "{}", clean(&self.message))?;
         if let Some(s) = &self.suggestion {
             write!(f, " (did you mean `{s}`?)")?;
         }

@@ -672,6 +672,21 @@ fn yaml_error(e: &yaml_serde::Error, source: &str, file: &str) -> ScenarioError 
         _ => (String::new(), body.to_owned()),
     };
     let loc = e.location();
+    // A top-level duplicate or missing field names itself; a syntax error names the keys
+    // around it.
+    let field = if !field.is_empty() {
+        field
+    } else if let Some(name) = message
+        .strip_prefix("duplicate field `")
+        .or_else(|| message.strip_prefix("missing field `"))
+        .and_then(|r| r.split('`').next())
+    {
+        name.to_owned()
+    } else {
+        loc.as_ref()
+            .map(|l| locate::path_at(source, l.line()))
+            .unwrap_or_default()
+    };
     if message.contains("repetition limit exceeded") {
         let alias = source.lines().enumerate().find_map(|(n, l)| {
             let b = l.as_bytes();

@@ -14,6 +14,36 @@ pub(crate) fn locate_exact(source: &str, path: &str) -> Option<(usize, usize)> {
         .map(|(l, c, _)| (l, c))
 }
 
+/// The dotted path of the block-mapping keys that enclose 1-based `line` (the last key at or
+/// above it at each smaller indentation): names the field around a syntax error. Flow
+/// mappings and list items are not entered; the path stops at the block key holding them.
+pub(crate) fn path_at(source: &str, line: usize) -> String {
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for l in source.lines().take(line) {
+        let content = l.trim_start_matches(' ');
+        if content.is_empty() || content.starts_with(['#', '-']) {
+            continue;
+        }
+        let indent = l.len() - content.len();
+        let Some(colon) = content.find(':') else {
+            continue;
+        };
+        let key = content[..colon].trim().trim_matches(['"', '\'']);
+        if key.is_empty() || key.contains([' ', '{', '[', ',']) {
+            continue;
+        }
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.to_owned()));
+    }
+    stack
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 fn walk(source: &str, path: &str) -> Option<(usize, usize, bool)> {
     let lines: Vec<&str> = source.lines().collect();
     // Current position: line index, column of the key, indentation of its line.
@@ -160,5 +190,14 @@ mod tests {
         let flush = "faults:\n- { at: 1s }\n- { at: 2s, rate: 3 }\nname: y\n";
         assert_eq!(locate(flush, "faults.1.rate"), Some((3, 13)));
         assert_eq!(locate(Y, "strategies.p2c.timeout"), Some((10, 3)));
+    }
+
+    #[test]
+    fn path_at_names_the_keys_around_a_line() {
+        let y = "name: t\nstrategies:\n  rr:\n    balancer: { kind: x: y }\n  p2c: {}\nservices:\n";
+        assert_eq!(path_at(y, 4), "strategies.rr.balancer");
+        assert_eq!(path_at(y, 5), "strategies.p2c");
+        assert_eq!(path_at(y, 6), "services");
+        assert_eq!(path_at(y, 1), "name");
     }
 }

@@ -200,6 +200,35 @@ fn files_that_are_not_one_small_utf8_yaml_document_get_located_errors() {
 }
 
 #[test]
+fn every_refusal_names_a_field_and_stays_on_one_line() {
+    // A syntax error names the keys around it; a duplicate or missing top-level field names
+    // itself; a quoted multi-line value is escaped.
+    for (yaml, want) in [
+        (
+            GOOD.replace(
+                "rr: { balancer: { kind: round_robin } }",
+                "rr: { balancer: { kind: a: b } }",
+            ),
+            "bad.yaml:4:28: strategies.rr:",
+        ),
+        (
+            format!("{GOOD}seed: 1\nseed: 2\n"),
+            ": seed: duplicate field `seed`",
+        ),
+        (GOOD.replace("clients:", "clientz:"), "clientz"),
+        (
+            GOOD.replace("duration: 10s", "duration: |\n  10s\n  20s"),
+            "duration: unknown duration unit `s\\n20s`",
+        ),
+    ] {
+        let (code, err) = invalid(&yaml);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(want), "`{want}` not in {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
 fn sweep_point_errors_point_at_the_sweep_entry() {
     let (code, err) = invalid(&format!(
         "{GOOD}sweep:\n  clients.load.arrival.rate: [100/s, 200/s]\n  services.backend.instances: [4, 0]\n"
