@@ -91,12 +91,87 @@ pub struct ReportData {
     pub endpoints: Vec<(String, Vec<String>, u32, String, f64)>,
     /// endpoint_timeseries.csv rows: (strategy, coords, t_s, endpoint, attempts).
     pub endpoint_series: Vec<(String, Vec<String>, f64, usize, f64)>,
+    /// Endpoints per run, when `endpoint_series` is grouped (past [`MAX_PLOTTED_ENDPOINTS`]):
+    /// each row then stands for a group and carries its first endpoint's index; 0 otherwise.
+    pub endpoint_count: usize,
     /// The sweep's paths.
     pub sweep_paths: Vec<String>,
     /// Fault windows to shade, in seconds.
     pub faults: Vec<(f64, f64)>,
     /// The scenario text.
     pub scenario: String,
+}
+
+/// endpoint_timeseries.csv, streamed, first sweep point only (the heat map's): rows as read
+/// for up to [`MAX_PLOTTED_ENDPOINTS`] endpoints, else one row per (strategy, window, group of
+/// endpoints) with the group's mean, and the endpoint count. A missing file is no rows.
+type EndpointRows = Vec<(String, Vec<String>, f64, usize, f64)>;
+fn read_endpoint_series(
+    dir: &Path,
+    nsweep: usize,
+    coords0: &[String],
+    n_ep: usize,
+) -> Res<(EndpointRows, usize)> {
+    let path = dir.join("endpoint_timeseries.csv");
+    let Ok(mut r) = csv::Reader::from_path(&path) else {
+        return Ok((Vec::new(), 0));
+    };
+    let at = |e: csv::Error| err(format!("{}: {e}", path.display()));
+    let header: Vec<String> = r.headers().map_err(at)?.iter().map(str::to_owned).collect();
+    let es = Table::new(dir, "endpoint_timeseries.csv", &header, &[], nsweep, 4)?;
+    let grouped = n_ep > MAX_PLOTTED_ENDPOINTS;
+    let mut out = Vec::new();
+    let mut groups: BTreeMap<(String, u64, usize), (f64, u32)> = BTreeMap::new();
+    let mut rec = csv::StringRecord::new();
+    let mut n = 0;
+    while r.read_record(&mut rec).map_err(at)? {
+        let row: Vec<String> = rec.iter().map(str::to_owned).collect();
+        if row.len() < nsweep + 4 {
+            return Err(err(format!(
+                "{}:{}: {} columns, expected at least {}",
+                path.display(),
+                n + 2,
+                row.len(),
+                nsweep + 4
+            )));
+        }
+        let (coords, c) = es.split(&row);
+        let t = es.number(n, nsweep + 1, &c[1])?;
+        let e = es.count(n, nsweep + 2, &c[2])? as usize;
+        let v = es.number(n, nsweep + 3, &c[3])?;
+        n += 1;
+        if coords != coords0 {
+            continue;
+        }
+        if grouped {
+            let g = (e * HEATMAP_GROUPS / n_ep).min(HEATMAP_GROUPS - 1);
+            let a = groups
+                .entry((c[0].clone(), t.to_bits(), g))
+                .or_insert((0.0, 0));
+            a.0 += v;
+            a.1 += 1;
+        } else {
+            out.push((c[0].clone(), coords, t, e, v));
+        }
+    }
+    if !grouped {
+        return Ok((out, 0));
+    }
+    // Each group's first endpoint index stands for it (the heat map groups it back).
+    let first = |g: usize| (g * n_ep).div_ceil(HEATMAP_GROUPS);
+    let rows = groups
+        .into_iter()
+        .map(|((s, t, g), (v, k))| {
+            (
+                s,
+                coords0.to_vec(),
+                f64::from_bits(t),
+                first(g),
+                v / f64::from(k.max(1)),
+            )
+        })
+        .collect();
+    Ok((rows, n_ep))
 }
 
 fn read_csv(path: &Path) -> Res<(Vec<String>, Vec<Vec<String>>)> {
@@ -283,24 +358,16 @@ impl ReportData {
                 ep.number(n, nsweep + 5, &r[5])?,
             ));
         }
-        let endpoint_series = match read_csv(&dir.join("endpoint_timeseries.csv")) {
-            Ok((h, rows)) => {
-                let es = Table::new(dir, "endpoint_timeseries.csv", &h, &rows, nsweep, 4)?;
-                let mut out = Vec::with_capacity(rows.len());
-                for (n, row) in rows.iter().enumerate() {
-                    let (coords, r) = es.split(row);
-                    out.push((
-                        r[0].clone(),
-                        coords,
-                        es.number(n, nsweep + 1, &r[1])?,
-                        es.count(n, nsweep + 2, &r[2])? as usize,
-                        es.number(n, nsweep + 3, &r[3])?,
-                    ));
-                }
-                out
-            }
-            Err(_) => Vec::new(),
-        };
+        // The heat map shows the first sweep point; past MAX_PLOTTED_ENDPOINTS endpoints its
+        // rows are grouped while the file streams by (10^5 endpoints x 50 windows is millions
+        // of rows, too many to hold as text).
+        let coords0 = summary.coords_of(0);
+        let n_ep = endpoints
+            .iter()
+            .filter(|e| e.1 == coords0)
+            .filter(|e| endpoints.first().is_some_and(|f| f.0 == e.0 && f.2 == e.2))
+            .count();
+        let (endpoint_series, endpoint_count) = read_endpoint_series(dir, nsweep, &coords0, n_ep)?;
         let faults = summary
             .info
             .faults
@@ -314,6 +381,7 @@ impl ReportData {
             timeseries,
             endpoints,
             endpoint_series,
+            endpoint_count,
             sweep_paths,
             faults,
         })
@@ -840,7 +908,12 @@ where
         .filter(|r| r.1 == coords0)
         .collect();
     let t_max = rows.iter().map(|r| r.2).fold(1e-9, f64::max);
-    let n_ep = rows.iter().map(|r| r.3 + 1).max().unwrap_or(1);
+    let n_ep = rows
+        .iter()
+        .map(|r| r.3 + 1)
+        .max()
+        .unwrap_or(1)
+        .max(data.endpoint_count);
     let peak = rows.iter().map(|r| r.4).fold(1.0, f64::max);
     // The sample period: the median gap between window ends (a last, partial window is
     // shorter).

@@ -3,7 +3,7 @@
 //!
 //! The estimate counts, over every sweep point x strategy x replication: simulated requests
 //! (arrival rate x duration, or `requests`), simulator events (about [`EVENTS_PER_REQUEST`] per
-//! request), time-series windows (the simulated span over `sample_period`), and memory (what a
+//! request, plus health-check probes and building each proxy's Cluster), time-series windows (the simulated span over `sample_period`), and memory (what a
 //! finished run keeps until the report is written, plus what each running run holds: one
 //! Cluster's endpoint table per client proxy and the queues of an overloaded service).
 //!
@@ -65,6 +65,8 @@ pub struct Estimate {
     memory_field: String,
     /// The field that sets the windows of the longest run.
     windows_field: String,
+    /// The field to change when events are over the limit (empty: `duration` or `requests`).
+    events_field: String,
 }
 
 /// Soft limits on an [`Estimate`]; `--allow-large` replaces them with [`Limits::NONE`].
@@ -81,10 +83,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The defaults: 2 x 10^9 events (about three minutes on two cores at some 10 M events/s),
+    /// The defaults: 5 x 10^8 events (under a minute on two cores at some 10 M events/s),
     /// 100,000 windows per run, 8 GiB, and 24 hours of live traffic.
     pub const DEFAULT: Limits = Limits {
-        events: 2e9,
+        events: 5e8,
         windows_per_run: 1e5,
         memory_bytes: 8.0 * 1024.0 * 1024.0 * 1024.0,
         live_seconds: 24.0 * 3600.0,
@@ -135,9 +137,11 @@ pub fn estimate(loaded: &Loaded, driver: Driver, threads: usize) -> Estimate {
         memory_bytes: 0.0,
         memory_field: String::new(),
         windows_field: "sample_period".into(),
+        events_field: String::new(),
     };
     let mut kept = 0.0;
     let mut kept_windows = 0.0;
+    let mut building = 0.0;
     let mut transient: f64 = 0.0;
     let mut transient_field = String::new();
     for p in &loaded.points {
@@ -152,6 +156,7 @@ pub fn estimate(loaded: &Loaded, driver: Driver, threads: usize) -> Estimate {
             .map(|(_, c)| run_events(sc, &run, c) * f64::from(sc.replications))
             .sum::<f64>();
         e.seconds += run.span_s * runs as f64;
+        building += table_events(sc) * runs as f64;
         e.windows_per_run = e.windows_per_run.max(run.windows);
         kept += run.kept_bytes * runs as f64;
         kept_windows += run.windows_bytes * runs as f64;
@@ -167,6 +172,10 @@ pub fn estimate(loaded: &Loaded, driver: Driver, threads: usize) -> Estimate {
     }
     .min(e.runs.max(1) as f64);
     e.memory_bytes = kept + transient * at_once;
+    // Building the proxies' Clusters can outweigh the requests (many proxies, many endpoints).
+    if building * 2.0 > e.events {
+        e.events_field = largest_table(&loaded.scenario);
+    }
     e.memory_field = if kept_windows >= transient * at_once || transient_field.is_empty() {
         "sample_period".into()
     } else {
@@ -187,24 +196,54 @@ pub fn run_bounds(sc: &Scenario, policy: &ClusterConfig) -> (u64, u64) {
     (windows, events)
 }
 
-/// A run's expected events: [`EVENTS_PER_REQUEST`] per request, and two per health-check probe
-/// (every proxy probes every endpoint of its target each interval).
+/// A run's expected work, in events: [`EVENTS_PER_REQUEST`] per request (dearer by a tenth per
+/// thousand endpoints in a proxy's Cluster, as some picks and health bookkeeping scan them),
+/// two per health-check probe (every proxy probes every endpoint of its target each
+/// interval), and ten per endpoint of every proxy's Cluster for building it.
 fn run_events(sc: &Scenario, run: &RunCost, policy: &ClusterConfig) -> f64 {
+    let widest = sc
+        .clients
+        .values()
+        .filter_map(|c| sc.services.get(&c.target))
+        .map(|s| f64::from(s.instances))
+        .fold(0.0, f64::max);
+    let table = table_events(sc) / 10.0;
     let probes = policy.health_check.as_ref().map_or(0.0, |h| {
-        let targets: f64 = sc
-            .clients
-            .values()
-            .map(|c| {
-                f64::from(c.proxies)
-                    * sc.services
-                        .get(&c.target)
-                        .map_or(0.0, |s| f64::from(s.instances))
-            })
-            .sum();
-        let interval = h.interval.as_secs_f64().max(1e-9);
-        targets * run.span_s / interval
+        table * run.span_s / h.interval.as_secs_f64().max(1e-9)
     });
-    run.requests * EVENTS_PER_REQUEST + 2.0 * probes
+    run.requests * EVENTS_PER_REQUEST * (1.0 + widest / 10_000.0) + 2.0 * probes + table_events(sc)
+}
+
+/// The events-worth of building every proxy's Cluster: ten per endpoint of each.
+fn table_events(sc: &Scenario) -> f64 {
+    10.0 * sc
+        .clients
+        .values()
+        .map(|c| {
+            f64::from(c.proxies)
+                * sc.services
+                    .get(&c.target)
+                    .map_or(0.0, |s| f64::from(s.instances))
+        })
+        .sum::<f64>()
+}
+
+/// `clients.NAME.proxies` of the client whose proxies hold the most endpoints in all.
+fn largest_table(sc: &Scenario) -> String {
+    sc.clients
+        .iter()
+        .map(|(name, c)| {
+            let n = sc
+                .services
+                .get(&c.target)
+                .map_or(0.0, |s| f64::from(s.instances));
+            (f64::from(c.proxies) * n, name)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or_else(
+            || "clients".to_owned(),
+            |(_, n)| format!("clients.{n}.proxies"),
+        )
 }
 
 /// One run's cost at a sweep point.
@@ -361,6 +400,16 @@ pub fn check_limits(
         "duration"
     };
     match driver {
+        Driver::Sim if est.events > limits.events && !est.events_field.is_empty() => {
+            return Err(at(
+                &est.events_field,
+                format!(
+                    "building every proxy's Cluster (each holds every endpoint of its target) is most of the {} simulator events, more than {}: fewer proxies or instances",
+                    si(est.events),
+                    si(limits.events)
+                ),
+            ));
+        }
         Driver::Sim if est.events > limits.events => {
             return Err(at(
                 sized_by,
@@ -493,7 +542,11 @@ mod tests {
         let e = estimate(&l, Driver::Sim, 2);
         assert_eq!(e.runs, 1);
         assert!((e.requests - 90_000.0).abs() < 1e-6, "{e:?}");
-        assert!((e.events - 450_000.0).abs() < 1e-3);
+        // 5 per request, a thousandth dearer for 10 endpoints, and 10 per Cluster endpoint.
+        assert!(
+            (e.events - (90_000.0 * 5.0 * 1.001 + 1000.0)).abs() < 1e-3,
+            "{e:?}"
+        );
         assert_eq!(e.windows_per_run, 30.0);
         assert!(e.memory_bytes > 0.0 && e.memory_bytes < 16.0 * 1024.0 * 1024.0);
         check_limits(&l, &e, Driver::Sim, &Limits::DEFAULT).unwrap();
