@@ -31,7 +31,7 @@ pub(crate) fn text(bytes: Vec<u8>, file: &str) -> Result<String, ScenarioError> 
         let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
         let start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let column = String::from_utf8_lossy(&good[start..]).chars().count() + 1;
-        located(
+        let mut err = located(
             file,
             line,
             column,
@@ -39,7 +39,9 @@ pub(crate) fn text(bytes: Vec<u8>, file: &str) -> Result<String, ScenarioError> 
                 "the file is not UTF-8 text (byte 0x{:02x} at offset {at}); save it as UTF-8",
                 e.as_bytes()[at]
             ),
-        )
+        );
+        err.field = crate::locate::path_at(&String::from_utf8_lossy(good), line);
+        err
     })
 }
 
@@ -106,7 +108,7 @@ pub(crate) fn check(source: &str, file: &str) -> Result<(), ScenarioError> {
                 rest = &after[pad..];
                 indents.push(col);
                 if indents.len() > MAX_DEPTH {
-                    return Err(too_deep(file, n + 1, col));
+                    return Err(too_deep(source, file, n + 1, col));
                 }
             }
         }
@@ -125,7 +127,7 @@ pub(crate) fn check(source: &str, file: &str) -> Result<(), ScenarioError> {
                     '[' | '{' => {
                         flow += 1;
                         if indents.len() + flow > MAX_DEPTH {
-                            return Err(too_deep(file, n + 1, col + 1));
+                            return Err(too_deep(source, file, n + 1, col + 1));
                         }
                     }
                     ']' | '}' => flow = flow.saturating_sub(1),
@@ -135,19 +137,26 @@ pub(crate) fn check(source: &str, file: &str) -> Result<(), ScenarioError> {
             prev = c;
         }
         if indents.len() + flow > MAX_DEPTH {
-            return Err(too_deep(file, n + 1, line.len() - trimmed.len() + 1));
+            return Err(too_deep(
+                source,
+                file,
+                n + 1,
+                line.len() - trimmed.len() + 1,
+            ));
         }
     }
     Ok(())
 }
 
-fn too_deep(file: &str, line: usize, column: usize) -> ScenarioError {
-    located(
+fn too_deep(source: &str, file: &str, line: usize, column: usize) -> ScenarioError {
+    let mut e = located(
         file,
         line,
         column,
         format!("nested more than {MAX_DEPTH} levels deep; a scenario needs far fewer"),
-    )
+    );
+    e.field = crate::locate::path_at(source, line);
+    e
 }
 
 #[cfg(test)]

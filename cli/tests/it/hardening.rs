@@ -376,3 +376,23 @@ fn samples_files_outside_the_scenario_need_data_dir() {
     assert_eq!(other.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn live_and_fidelity_refuse_a_day_of_traffic_before_sending_any() {
+    let dir = tmp("live-limit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("long.yaml");
+    std::fs::write(&file, GOOD.replace("duration: 10s", "duration: 30h")).unwrap();
+    let out = dir.join("out");
+    for cmd in ["live", "fidelity"] {
+        let run = meshbench(&[cmd, file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("long.yaml:2:1: duration:") && err.contains("--allow-large"),
+            "{cmd}: {err}"
+        );
+        assert!(!out.exists(), "{cmd} wrote a report");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
