@@ -91,7 +91,7 @@ pub struct ReportData {
     pub endpoints: Vec<(String, Vec<String>, u32, String, f64)>,
     /// endpoint_timeseries.csv rows: (strategy, coords, t_s, endpoint, attempts).
     pub endpoint_series: Vec<(String, Vec<String>, f64, usize, f64)>,
-    /// Endpoints per run, when `endpoint_series` is grouped (past [`MAX_PLOTTED_ENDPOINTS`]):
+    /// Endpoints per run, when `endpoint_series` is grouped (past 1000 endpoints):
     /// each row then stands for a group and carries its first endpoint's index; 0 otherwise.
     pub endpoint_count: usize,
     /// The sweep's paths.
