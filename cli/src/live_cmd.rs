@@ -183,7 +183,8 @@ pub(crate) fn fidelity(
     strategy: Option<&str>,
     out: Option<PathBuf>,
     allow_large: bool,
-) -> anyhow::Result<()> {
+    tolerance: f64,
+) -> anyhow::Result<bool> {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     let chosen = choose_strategies(loaded, strategy)?;
@@ -196,6 +197,11 @@ pub(crate) fn fidelity(
     let warmup = mesh_core::Duration::from_nanos(sc.warmup.as_nanos().min(d.as_nanos() / 2));
     let sim_loaded = as_run(loaded, &chosen, Some(d), Some(warmup), 1);
     budget(&sim_loaded, Driver::Live, 1, allow_large)?;
+    eprintln!(
+        "fidelity: simulating {} strategies over {d}, then the same live ({} of traffic)",
+        chosen.len(),
+        mesh_core::Duration::from_nanos(d.as_nanos().saturating_mul(chosen.len() as u64))
+    );
     let sim = meshbench_sim::run_all(&sim_loaded, seed, &|| {});
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -207,7 +213,7 @@ pub(crate) fn fidelity(
         seed,
         Some(d),
         false,
-        true,
+        false,
         &Wire::default(),
         &rt,
         &stop,
@@ -215,6 +221,7 @@ pub(crate) fn fidelity(
     let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-fidelity", sc.name)));
     std::fs::create_dir_all(&dir)?;
     let mut csv = String::from("strategy,metric,sim,live,relative_difference\n");
+    let mut misses: Vec<String> = Vec::new();
     let mut o = std::io::stdout().lock();
     writeln!(
         o,
@@ -243,6 +250,15 @@ pub(crate) fn fidelity(
             ("max_load_share_gap", 0.0, max_share_gap),
         ];
         for (m, a, b) in rows {
+            // The verdict: latency within the tolerance of the simulator's, error rate and
+            // load shares within the tolerance in absolute terms (as shares).
+            let off = match m {
+                "error_rate" | "max_load_share_gap" => (b - a).abs() > tolerance,
+                _ => a > 0.0 && ((b - a) / a).abs() > tolerance,
+            };
+            if off {
+                misses.push(format!("{} {m}", s.strategy));
+            }
             let rel = if m == "max_load_share_gap" || a == 0.0 {
                 String::from("-")
             } else {
@@ -276,7 +292,21 @@ pub(crate) fn fidelity(
     }
     std::fs::write(dir.join("fidelity.csv"), csv)?;
     writeln!(o, "written to {}", dir.join("fidelity.csv").display())?;
-    Ok(())
+    let pct = 100.0 * tolerance;
+    if misses.is_empty() {
+        writeln!(
+            o,
+            "fidelity: PASS, live agrees with the simulator within {pct:.1}% (latency: relative; error rate and load share: absolute)"
+        )?;
+        Ok(true)
+    } else {
+        writeln!(
+            o,
+            "fidelity: FAIL, beyond {pct:.1}%: {} (latency: relative; error rate and load share: absolute)",
+            misses.join(", ")
+        )?;
+        Ok(false)
+    }
 }
 
 /// How live mode talks to endpoints.

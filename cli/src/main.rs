@@ -134,6 +134,11 @@ enum Command {
         /// Where to write fidelity.csv (default: reports/NAME-fidelity/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The verdict's tolerance: p50/p90/p99 within this relative difference of the
+        /// simulator's, error rate and the largest load-share gap within it as absolute shares.
+        /// Exit 1 when any is beyond it.
+        #[arg(long, default_value = "15%", value_parser = parse_tolerance)]
+        tolerance: f64,
         /// Lift the soft limits on a run's estimated work (events, time-series windows, memory,
         /// hours of live traffic) for a run that is meant to be that large.
         #[arg(long)]
@@ -300,16 +305,17 @@ fn dispatch(command: Command, data_dirs: &[PathBuf]) -> anyhow::Result<Done> {
             strategy,
             out,
             allow_large,
+            tolerance,
         } => {
             drop(o);
-            fidelity(
+            Done::passed(fidelity(
                 &load(&file, data_dirs)?,
                 duration,
                 strategy.as_deref(),
                 out,
                 allow_large,
-            )?;
-            Done::Ok
+                tolerance,
+            )?)
         }
         Command::Merge { dirs, out } => {
             let table = merge(&dirs, &out)?;
@@ -446,6 +452,12 @@ fn budget(
 
 fn writeln_ok(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
     writeln!(out, "{line}")
+}
+
+/// A share such as `15%` or `0.15`, in 0..=1.
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    meshbench_scenario::thresholds::parse_share(s)
+        .ok_or_else(|| format!("`{s}`: write a share such as 15% or 0.15"))
 }
 
 /// `I/N` with I < N.

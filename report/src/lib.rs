@@ -710,6 +710,10 @@ pub fn comparison_table(summaries: &[StrategySummary]) -> String {
             _ => 2,
         };
         match m.ci95 {
+            // `!`: the interval is wider than the mean itself, too wide to rank on.
+            Some(ci) if ci > m.mean.abs() && m.mean != 0.0 => {
+                format!("{:.*} ±{:.*}!", digits, m.mean * scale, digits, ci * scale)
+            }
             Some(ci) => format!("{:.*} ±{:.*}", digits, m.mean * scale, digits, ci * scale),
             None => format!("{:.*}", digits, m.mean * scale),
         }
@@ -753,7 +757,29 @@ pub fn comparison_table(summaries: &[StrategySummary]) -> String {
             out.push('\n');
         }
     }
+    out.push_str(&table_legend(summaries, &out));
     out
+}
+
+/// What the table's `±` and `!` mean, for the rows shown.
+fn table_legend(summaries: &[StrategySummary], table: &str) -> String {
+    let mut reps: Vec<usize> = summaries.iter().map(|s| s.replications).collect();
+    reps.sort_unstable();
+    reps.dedup();
+    let over = match reps.as_slice() {
+        [] => return String::new(),
+        [1] => {
+            return "one replication per row: no confidence interval (set `replications`)\n".into();
+        }
+        [n] => format!("{n} replications"),
+        _ => "each row's replications".into(),
+    };
+    let mut legend =
+        format!("± is the 95% confidence interval of the mean over {over} (Student's t)");
+    if table.contains('!') {
+        legend.push_str("; ! marks an interval wider than its mean: too wide to rank on, run more replications or longer");
+    }
+    legend + "\n"
 }
 
 /// Compares two result directories: for each (sweep point, strategy) present in both, the
@@ -1100,5 +1126,36 @@ mod tests {
         assert_eq!(m, 2.0);
         assert!((ci.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-9);
         assert_eq!(mean_ci(&[5.0]), (5.0, None));
+    }
+
+    #[test]
+    fn the_table_says_what_its_intervals_are_and_flags_wide_ones() {
+        let row = |name: &str, p99: (f64, f64)| StrategySummary {
+            point: 0,
+            coords: Vec::new(),
+            strategy: name.into(),
+            replications: 3,
+            metrics: vec![(
+                "p99_ms".into(),
+                Metric {
+                    mean: p99.0,
+                    ci95: Some(p99.1),
+                    values: vec![],
+                },
+            )],
+        };
+        let t = comparison_table(&[row("tight", (10.0, 0.5)), row("loose", (10.0, 12.0))]);
+        assert!(
+            t.contains("10.00 ±0.50 ") || t.contains("10.00 ±0.50\n"),
+            "{t}"
+        );
+        assert!(t.contains("10.00 ±12.00!"), "{t}");
+        assert!(
+            t.contains("95% confidence interval of the mean over 3 replications"),
+            "{t}"
+        );
+        assert!(t.contains("! marks an interval wider than its mean"), "{t}");
+        let t = comparison_table(&[row("tight", (10.0, 0.5))]);
+        assert!(!t.contains("! marks"), "{t}");
     }
 }

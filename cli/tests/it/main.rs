@@ -1343,3 +1343,40 @@ fn corrupted_result_files_give_located_errors_not_panics() {
     run_ok(&["report", d.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `fidelity` ends with a verdict against its tolerance, and exits 1 when it fails (loopback
+/// only, two seconds of traffic per run).
+#[test]
+fn fidelity_ends_with_a_verdict() {
+    let dir = tmp("fidelity");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("f.yaml");
+    std::fs::write(&file, GOOD).unwrap();
+    let run = |tolerance: &str| {
+        meshbench(&[
+            "fidelity",
+            file.to_str().unwrap(),
+            "--duration",
+            "2s",
+            "--tolerance",
+            tolerance,
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ])
+    };
+    let loose = run("10000%");
+    let out = String::from_utf8_lossy(&loose.stdout);
+    assert_eq!(loose.status.code(), Some(0), "{out}");
+    assert!(out.contains("fidelity: PASS"), "{out}");
+    assert!(String::from_utf8_lossy(&loose.stderr).contains("fidelity: simulating"));
+    // No live latency equals the simulator's to four decimals: a zero tolerance fails.
+    let strict = run("0%");
+    let out = String::from_utf8_lossy(&strict.stdout);
+    assert_eq!(strict.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("fidelity: FAIL, beyond 0.0%: rr p50_ms"),
+        "{out}"
+    );
+    assert_eq!(run("lots").status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
