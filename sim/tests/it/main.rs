@@ -215,3 +215,37 @@ clients:
     assert_eq!(runs[0].requests, runs[2].requests, "same arrivals");
     assert_ne!(runs[0].latency, runs[2].latency, "different decisions");
 }
+
+/// Linkerd, "Beyond Round Robin" (2016): one of 11 backends slows to about 2 s for half of a
+/// 60 s run; with a 1 s timeout round robin succeeds on exactly 1 - (1/11)(1/2) = 95.45% of
+/// requests (it sends the slow backend 1/11 of them, and every one of those times out), least
+/// loaded does better (Linkerd: about 99%) and peak EWMA better still (about 99.9%).
+#[test]
+fn linkerd_2016_round_robin_succeeds_on_exactly_95_45_percent() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/linkerd-beyond-round-robin.yaml");
+    let loaded = meshbench_scenario::load(&path).expect("valid scenario");
+    let results = meshbench_sim::run_all(&loaded, loaded.scenario.seed, &|| {});
+    let names: Vec<String> = loaded.strategies.iter().map(|(n, _)| n.clone()).collect();
+    let s = summarize(&results, &names);
+    let by = |n: &str| s.iter().find(|x| x.strategy == n).expect(n);
+    assert_close(by("round_robin"), "error_rate", 1.0 / 22.0, 0.03, 0.05);
+    let err = |n: &str| by(n).get("error_rate").unwrap().mean;
+    assert!(
+        err("least_loaded") < err("round_robin") / 2.0,
+        "{}",
+        err("least_loaded")
+    );
+    assert!(
+        err("peak_ewma") < err("least_loaded") / 2.0,
+        "{}",
+        err("peak_ewma")
+    );
+    // Linkerd's figures: about 99% and 99.9% succeed.
+    assert!(
+        (err("least_loaded") - 0.01).abs() < 0.005,
+        "{}",
+        err("least_loaded")
+    );
+    assert!(err("peak_ewma") < 0.005, "{}", err("peak_ewma"));
+}
