@@ -261,16 +261,23 @@ fn the_control_endpoint_wants_its_token() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("serve starts");
+    // Read serve's stdout to its end on a thread: closing the pipe early would end the server
+    // at its next line.
     let stdout = child.stdout.take().unwrap();
-    let mut control = None;
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("control: http://") {
-            control = rest.split('/').next().map(str::to_owned);
-            break;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("control: http://") {
+                let _ = tx.send(rest.split('/').next().map(str::to_owned));
+            }
         }
-    }
-    let addr = control.expect("serve prints its control address");
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .ok()
+        .flatten()
+        .expect("serve prints its control address");
     assert!(
         addr.starts_with("127.0.0.1:"),
         "loopback by default: {addr}"
