@@ -63,8 +63,6 @@ pub struct Estimate {
     pub memory_bytes: f64,
     /// The field that contributes most to the memory estimate, for the refusal's message.
     memory_field: String,
-    /// The field that sets the windows of the longest run.
-    windows_field: String,
     /// The field to change when events are over the limit (empty: `duration` or `requests`).
     events_field: String,
 }
@@ -136,12 +134,13 @@ pub fn estimate(loaded: &Loaded, driver: Driver, threads: usize) -> Estimate {
         windows_per_run: 0.0,
         memory_bytes: 0.0,
         memory_field: String::new(),
-        windows_field: "sample_period".into(),
         events_field: String::new(),
     };
     let mut kept = 0.0;
     let mut kept_windows = 0.0;
     let mut building = 0.0;
+    let mut largest_build = 0.0;
+    let mut build_field = String::new();
     let mut transient: f64 = 0.0;
     let mut transient_field = String::new();
     for p in &loaded.points {
@@ -153,10 +152,14 @@ pub fn estimate(loaded: &Loaded, driver: Driver, threads: usize) -> Estimate {
         e.events += p
             .strategies
             .iter()
-            .map(|(_, c)| run_events(sc, &run, c) * f64::from(sc.replications))
+            .map(|(_, c)| run_events(&run, c) * f64::from(sc.replications))
             .sum::<f64>();
         e.seconds += run.span_s * runs as f64;
-        building += table_events(sc) * runs as f64;
+        building += table_events(&run) * runs as f64;
+        if run.table > largest_build {
+            largest_build = run.table;
+            build_field.clone_from(&run.table_field);
+        }
         e.windows_per_run = e.windows_per_run.max(run.windows);
         kept += run.kept_bytes * runs as f64;
         kept_windows += run.windows_bytes * runs as f64;
@@ -174,7 +177,7 @@ pub fn estimate(loaded: &Loaded, driver: Driver, threads: usize) -> Estimate {
     e.memory_bytes = kept + transient * at_once;
     // Building the proxies' Clusters can outweigh the requests (many proxies, many endpoints).
     if building * 2.0 > e.events {
-        e.events_field = largest_table(&loaded.scenario);
+        e.events_field = build_field;
     }
     e.memory_field = if kept_windows >= transient * at_once || transient_field.is_empty() {
         "sample_period".into()
@@ -192,7 +195,7 @@ pub fn estimate(loaded: &Loaded, driver: Driver, threads: usize) -> Estimate {
 pub fn run_bounds(sc: &Scenario, policy: &ClusterConfig) -> (u64, u64) {
     let run = RunCost::of(sc);
     let windows = (2.0 * run.windows + 1000.0).min(u64::MAX as f64) as u64;
-    let events = (20.0 * run_events(sc, &run, policy) + 1e7).min(u64::MAX as f64) as u64;
+    let events = (20.0 * run_events(&run, policy) + 1e7).min(u64::MAX as f64) as u64;
     (windows, events)
 }
 
@@ -200,54 +203,28 @@ pub fn run_bounds(sc: &Scenario, policy: &ClusterConfig) -> (u64, u64) {
 /// thousand endpoints in a proxy's Cluster, as some picks and health bookkeeping scan them),
 /// two per health-check probe (every proxy probes every endpoint of its target each
 /// interval), and ten per endpoint of every proxy's Cluster for building it.
-fn run_events(sc: &Scenario, run: &RunCost, policy: &ClusterConfig) -> f64 {
-    let widest = sc
-        .clients
-        .values()
-        .filter_map(|c| sc.services.get(&c.target))
-        .map(|s| f64::from(s.instances))
-        .fold(0.0, f64::max);
-    let table = table_events(sc) / 10.0;
+fn run_events(run: &RunCost, policy: &ClusterConfig) -> f64 {
     let probes = policy.health_check.as_ref().map_or(0.0, |h| {
-        table * run.span_s / h.interval.as_secs_f64().max(1e-9)
+        run.table * run.span_s / h.interval.as_secs_f64().max(1e-9)
     });
-    run.requests * EVENTS_PER_REQUEST * (1.0 + widest / 10_000.0) + 2.0 * probes + table_events(sc)
+    run.requests * EVENTS_PER_REQUEST * (1.0 + run.widest / 10_000.0)
+        + 2.0 * probes
+        + table_events(run)
 }
 
 /// The events-worth of building every proxy's Cluster: ten per endpoint of each.
-fn table_events(sc: &Scenario) -> f64 {
-    10.0 * sc
-        .clients
-        .values()
-        .map(|c| {
-            f64::from(c.proxies)
-                * sc.services
-                    .get(&c.target)
-                    .map_or(0.0, |s| f64::from(s.instances))
-        })
-        .sum::<f64>()
-}
-
-/// `clients.NAME.proxies` of the client whose proxies hold the most endpoints in all.
-fn largest_table(sc: &Scenario) -> String {
-    sc.clients
-        .iter()
-        .map(|(name, c)| {
-            let n = sc
-                .services
-                .get(&c.target)
-                .map_or(0.0, |s| f64::from(s.instances));
-            (f64::from(c.proxies) * n, name)
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map_or_else(
-            || "clients".to_owned(),
-            |(_, n)| format!("clients.{n}.proxies"),
-        )
+fn table_events(run: &RunCost) -> f64 {
+    10.0 * run.table
 }
 
 /// One run's cost at a sweep point.
 struct RunCost {
+    /// Endpoints held by every proxy's Cluster, summed (proxies x their target's instances).
+    table: f64,
+    /// `clients.NAME.proxies` of the client whose Clusters hold the most endpoints.
+    table_field: String,
+    /// Instances of the largest target.
+    widest: f64,
     requests: f64,
     span_s: f64,
     windows: f64,
@@ -271,20 +248,23 @@ impl RunCost {
         let kept_bytes = RUN_BYTES + ENDPOINT_BYTES * endpoints + windows_bytes;
         // Each proxy's Cluster holds every endpoint of its target; an overloaded service
         // without a queue limit queues the excess for the rest of the run.
-        let mut transient = 0.0;
-        let mut field = String::new();
-        let mut largest = 0.0;
+        let (mut table, mut widest, mut table_field) = (0.0, 0.0f64, String::new());
+        let mut largest_table = 0.0;
         for (name, c) in &sc.clients {
             let Some(svc) = sc.services.get(&c.target) else {
                 continue;
             };
-            let b = f64::from(c.proxies) * f64::from(svc.instances) * CLUSTER_ENDPOINT_BYTES;
-            transient += b;
-            if b > largest {
-                largest = b;
-                field = format!("clients.{name}.proxies");
+            let n = f64::from(c.proxies) * f64::from(svc.instances);
+            table += n;
+            widest = widest.max(f64::from(svc.instances));
+            if n > largest_table {
+                largest_table = n;
+                table_field = format!("clients.{name}.proxies");
             }
         }
+        let mut transient = table * CLUSTER_ENDPOINT_BYTES;
+        let mut field = table_field.clone();
+        let mut largest = largest_table * CLUSTER_ENDPOINT_BYTES;
         for (name, svc) in &sc.services {
             if svc.queue_limit.is_some() {
                 continue;
@@ -305,6 +285,9 @@ impl RunCost {
             }
         }
         RunCost {
+            table,
+            table_field,
+            widest,
             requests,
             span_s,
             windows,
@@ -437,7 +420,7 @@ pub fn check_limits(
     }
     if est.windows_per_run > limits.windows_per_run {
         return Err(at(
-            &est.windows_field,
+            "sample_period",
             format!(
                 "makes {} time-series windows in a run, more than {}: lengthen `sample_period`",
                 si(est.windows_per_run.ceil()),

@@ -32,21 +32,21 @@ impl fmt::Display for ScenarioError {
         write!(f, ": ")?;
         // Values quoted from the file may hold newlines or control characters: escaped, an
         // error stays one line.
-        let clean = |s: &str| -> String {
-            s.chars()
-                .flat_map(|c| {
-                    if c.is_control() {
-                        c.escape_default().collect::<Vec<_>>()
-                    } else {
-                        vec![c]
-                    }
-                })
-                .collect()
+        let clean = |f: &mut fmt::Formatter<'_>, s: &str| -> fmt::Result {
+            for c in s.chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())?;
+                } else {
+                    fmt::Write::write_char(f, c)?;
+                }
+            }
+            Ok(())
         };
         if !self.field.is_empty() {
-            write!(f, "{}: ", clean(&self.field))?;
+            clean(f, &self.field)?;
+            write!(f, ": ")?;
         }
-        write!(f, "{}", clean(&self.message))?;
+        clean(f, &self.message)?;
         if let Some(s) = &self.suggestion {
             write!(f, " (did you mean `{s}`?)")?;
         }
