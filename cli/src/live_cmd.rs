@@ -709,6 +709,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
     let summaries = summarize(&results, &names);
     let info = RunInfo {
         scenario: format!("{} (live)", sc.name),
+        description: sc.description.clone(),
         seed,
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         replications,

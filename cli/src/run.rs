@@ -85,6 +85,7 @@ pub(crate) fn run(
     let sharded = shard;
     let info = RunInfo {
         scenario: sc.name.clone(),
+        description: sc.description.clone(),
         seed,
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         replications: sc.replications,

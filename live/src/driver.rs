@@ -654,7 +654,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                 for s in &shared {
                     window.merge(&s.rec().take_window());
                 }
-                let sample = window.sample((k * period) as f64 / 1e9, 0);
+                let sample = window.sample((k * period) as f64 / 1e9);
                 if progress {
                     let secs = period as f64 / 1e9;
                     eprintln!(

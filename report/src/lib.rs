@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod answer;
 mod recorder;
 mod render;
 mod schema;
@@ -50,10 +51,15 @@ pub struct RunResult {
     pub replication: u32,
     /// The replication's seed.
     pub seed: u64,
-    /// Latency of every measured request, in ns (HDR, 3 significant digits). Serialized as
-    /// (value, count) pairs of its non-empty buckets: lossless, so results merge exactly.
+    /// Latency of every measured request that succeeded, in ns (HDR, 3 significant digits).
+    /// Serialized as (value, count) pairs of its non-empty buckets: lossless, so results merge
+    /// exactly.
     #[serde(with = "hist_serde")]
     pub latency: Histogram<u64>,
+    /// Latency of every measured request that failed (kept apart: a fast 503 would pull the
+    /// success percentiles down).
+    #[serde(with = "hist_serde", default = "latency_histogram")]
+    pub failure_latency: Histogram<u64>,
     /// Measured requests that finished.
     pub requests: u64,
     /// Of those, successes.
@@ -166,17 +172,18 @@ pub struct Sample {
     pub requests: u64,
     /// Of those, failed.
     pub errors: u64,
-    /// Median latency in the window, ms (0 without requests).
+    /// Median latency of the window's successes, ms (0 without any).
     pub p50_ms: f64,
-    /// 99th percentile latency in the window, ms.
+    /// 99th percentile latency of the window's successes, ms.
     pub p99_ms: f64,
-    /// 99.9th percentile latency in the window, ms.
+    /// 99.9th percentile latency of the window's successes, ms.
     pub p999_ms: f64,
     /// Attempts sent in the window.
     pub attempts: u64,
-    /// Endpoints ejected at the end of the window, summed over client proxies.
+    /// Hosts ejected at the end of the window by at least one client proxy (each host counts
+    /// once, however many proxies eject it).
     pub ejected: u64,
-    /// Ejections during the window.
+    /// Ejections during the window (one per proxy that ejects a host).
     pub ejections: u64,
     /// Active health-check state changes during the window.
     pub health_changes: u64,
@@ -219,7 +226,7 @@ pub fn latency_histogram() -> Histogram<u64> {
 }
 
 /// The metrics of a run, in report order, with their units in the names.
-pub const METRICS: [&str; 10] = [
+pub const METRICS: [&str; 12] = [
     "p50_ms",
     "p90_ms",
     "p99_ms",
@@ -230,6 +237,8 @@ pub const METRICS: [&str; 10] = [
     "timeout_rate",
     "retry_amplification",
     "requests",
+    "failure_p50_ms",
+    "failure_p99_ms",
 ];
 
 impl RunResult {
@@ -253,6 +262,8 @@ impl RunResult {
             }
             "retry_amplification" => self.attempts as f64 / n,
             "requests" => self.requests as f64,
+            "failure_p50_ms" => quantile_ms(&self.failure_latency, 0.5),
+            "failure_p99_ms" => quantile_ms(&self.failure_latency, 0.99),
             _ => f64::NAN,
         }
     }
@@ -366,6 +377,9 @@ fn num(v: f64) -> String {
 pub struct RunInfo {
     /// Scenario name.
     pub scenario: String,
+    /// The scenario's `description`: the question it asks (empty without one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
     /// The base seed.
     pub seed: u64,
     /// meshbench's version.
@@ -758,6 +772,12 @@ pub fn comparison_table(summaries: &[StrategySummary]) -> String {
         }
     }
     out.push_str(&table_legend(summaries, &out));
+    if summaries
+        .iter()
+        .any(|s| s.get("error_rate").is_some_and(|m| m.mean > 0.0))
+    {
+        out.push_str("latency columns are of successful requests; failures are in errors % (their latency: summary.csv failure_p50_ms, failure_p99_ms)\n");
+    }
     out
 }
 
@@ -935,6 +955,7 @@ impl RunResult {
         count("attempts", self.attempts)?;
         count("sim_events", self.sim_events)?;
         count("latency (total count)", self.latency.len())?;
+        count("failure_latency (total count)", self.failure_latency.len())?;
         secs("measured_seconds", self.measured_seconds)?;
         for (k, v) in self.failures.iter().chain(&self.events) {
             count(k, *v)?;
@@ -1030,6 +1051,7 @@ pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
                 continue;
             };
             let _ = m.latency.add(&r.latency);
+            let _ = m.failure_latency.add(&r.failure_latency);
             m.requests += r.requests;
             m.successes += r.successes;
             m.attempts += r.attempts;

@@ -7,7 +7,8 @@
 //! windows with [`Window::merge`]), so every metric is defined once, here.
 //!
 //! What counts: a request is measured when it *arrived* at or after the warm-up; latency runs
-//! from its arrival (the intended send time in live mode) to its finish; `attempts` are those of
+//! from its arrival (the intended send time in live mode) to its finish, and is kept in two
+//! distributions, successes and failures (a fast 503 must not pull the percentiles down); `attempts` are those of
 //! measured requests (from the `Cluster`'s own count); per-endpoint counters and windows count
 //! everything, warm-up included.
 
@@ -26,7 +27,8 @@ pub const HOT_KEYS: u32 = 10;
 /// One time-series window's counters.
 #[derive(Clone, Debug)]
 pub struct Window {
-    /// Latency of requests finished in the window (2 significant digits).
+    /// Latency of requests that succeeded in the window (2 significant digits); failures are
+    /// counted in `errors` and kept out of the percentiles.
     pub hist: Histogram<u64>,
     /// Requests finished.
     pub requests: u64,
@@ -40,6 +42,8 @@ pub struct Window {
     pub health_changes: u64,
     /// Attempts per endpoint (global station index).
     pub per_endpoint: Vec<u64>,
+    /// Per endpoint, the proxies ejecting it at the window's end.
+    pub ejecting: Vec<u32>,
 }
 
 impl Window {
@@ -55,6 +59,7 @@ impl Window {
             ejections: 0,
             health_changes: 0,
             per_endpoint: vec![0; endpoints],
+            ejecting: vec![0; endpoints],
         }
     }
 
@@ -69,10 +74,19 @@ impl Window {
         for (a, b) in self.per_endpoint.iter_mut().zip(&o.per_endpoint) {
             *a += b;
         }
+        for (a, b) in self.ejecting.iter_mut().zip(&o.ejecting) {
+            *a += b;
+        }
     }
 
-    /// The window as a time-series sample ending at `t_s`, with `ejected` hosts at its end.
-    pub fn sample(&self, t_s: f64, ejected: u64) -> Sample {
+    /// Hosts ejected by at least one proxy at the window's end.
+    pub fn ejected_hosts(&self) -> u64 {
+        self.ejecting.iter().filter(|&&n| n > 0).count() as u64
+    }
+
+    /// The window as a time-series sample ending at `t_s`.
+    pub fn sample(&self, t_s: f64) -> Sample {
+        let ejected = self.ejected_hosts();
         Sample {
             t_s,
             requests: self.requests,
@@ -103,6 +117,7 @@ impl Window {
 pub struct Recorder {
     warmup_ns: u64,
     hist: Histogram<u64>,
+    failure_hist: Histogram<u64>,
     requests: u64,
     successes: u64,
     failures: BTreeMap<String, u64>,
@@ -112,6 +127,8 @@ pub struct Recorder {
     window: Window,
     timeseries: Vec<Sample>,
     endpoint_series: Vec<Vec<u64>>,
+    /// Per endpoint, the proxies ejecting it now (from the outlier events).
+    ejecting: Vec<u32>,
     first_measured: Option<u64>,
     last_finish: u64,
     /// Attempts per (hot key, endpoint).
@@ -131,6 +148,7 @@ impl Recorder {
         Recorder {
             warmup_ns,
             hist: latency_histogram(),
+            failure_hist: latency_histogram(),
             requests: 0,
             successes: 0,
             failures: BTreeMap::new(),
@@ -140,6 +158,7 @@ impl Recorder {
             window: Window::new(n),
             timeseries: Vec::new(),
             endpoint_series: Vec::new(),
+            ejecting: vec![0; n],
             first_measured: None,
             last_finish: 0,
             keys: BTreeMap::new(),
@@ -232,20 +251,25 @@ impl Recorder {
         let ok = result.is_success();
         self.window.requests += 1;
         self.window.errors += u64::from(!ok);
-        self.window.hist.saturating_record(latency);
+        if ok {
+            self.window.hist.saturating_record(latency);
+        }
         if started_ns < self.warmup_ns {
             return false;
         }
         self.last_finish = self.last_finish.max(now_ns);
         self.requests += 1;
         self.attempts += u64::from(attempts);
-        self.hist.saturating_record(latency);
         if ok {
+            self.hist.saturating_record(latency);
             self.successes += 1;
-        } else if let Some(n) = self.failures.get_mut(result.class()) {
-            *n += 1;
         } else {
-            self.failures.insert(result.class().to_owned(), 1);
+            self.failure_hist.saturating_record(latency);
+            if let Some(n) = self.failures.get_mut(result.class()) {
+                *n += 1;
+            } else {
+                self.failures.insert(result.class().to_owned(), 1);
+            }
         }
         true
     }
@@ -257,7 +281,15 @@ impl Recorder {
                 if let Some(s) = self.endpoints.get_mut(offset + endpoint.index()) {
                     s.ejections += 1;
                 }
+                if let Some(n) = self.ejecting.get_mut(offset + endpoint.index()) {
+                    *n += 1;
+                }
                 self.window.ejections += 1;
+            }
+            PolicyEvent::Outlier(OutlierEvent::Unejected { endpoint }) => {
+                if let Some(n) = self.ejecting.get_mut(offset + endpoint.index()) {
+                    *n = n.saturating_sub(1);
+                }
             }
             PolicyEvent::HealthChanged { .. } => self.window.health_changes += 1,
             _ => {}
@@ -276,9 +308,10 @@ impl Recorder {
         *self.events.entry(kind.to_owned()).or_insert(0) += 1;
     }
 
-    /// Ends the current window at `t_s` (with `ejected` hosts at its end) into the time series.
-    pub fn close_window(&mut self, t_s: f64, ejected: u64) {
-        self.timeseries.push(self.window.sample(t_s, ejected));
+    /// Ends the current window at `t_s` into the time series.
+    pub fn close_window(&mut self, t_s: f64) {
+        self.window.ejecting.clone_from(&self.ejecting);
+        self.timeseries.push(self.window.sample(t_s));
         self.endpoint_series.push(self.window.per_endpoint.clone());
         self.window.reset();
     }
@@ -286,6 +319,7 @@ impl Recorder {
     /// Takes the current window's counts and starts a new one (for a driver that merges the
     /// windows of several recorders itself).
     pub fn take_window(&mut self) -> Window {
+        self.window.ejecting.clone_from(&self.ejecting);
         let w = self.window.clone();
         self.window.reset();
         w
@@ -306,6 +340,7 @@ impl Recorder {
     /// (see [`Recorder::take_window`]).
     pub fn merge(&mut self, o: &Recorder) {
         let _ = self.hist.add(&o.hist);
+        let _ = self.failure_hist.add(&o.failure_hist);
         self.requests += o.requests;
         self.successes += o.successes;
         self.attempts += o.attempts;
@@ -348,6 +383,7 @@ impl Recorder {
             replication: id.replication,
             seed: id.seed,
             latency: self.hist,
+            failure_latency: self.failure_hist,
             requests: self.requests,
             successes: self.successes,
             failures: self.failures,

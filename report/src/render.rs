@@ -14,7 +14,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// Plot size in pixels.
-const SIZE: (u32, u32) = (900, 500);
+const SIZE: (u32, u32) = (1000, 520);
+
+/// The right margin every chart keeps for its legend, so the legend never covers data.
+const LEGEND_W: u32 = 190;
 
 static FONT: Once = Once::new();
 
@@ -60,8 +63,8 @@ pub type TimeRow = (String, Vec<String>, u32, BTreeMap<String, f64>);
 
 type Points = Vec<(f64, f64)>;
 
-/// A sweep curve: label, colour index, (x index, mean, CI half-width) points.
-type Curve = (String, usize, Vec<(usize, f64, f64)>);
+/// A sweep curve: label, colour index, (x, mean, CI half-width) points.
+type Curve = (String, usize, Vec<(f64, f64, f64)>);
 
 /// One series of a report: a strategy at a sweep point.
 #[derive(Clone, Debug)]
@@ -96,8 +99,8 @@ pub struct ReportData {
     pub endpoint_count: usize,
     /// The sweep's paths.
     pub sweep_paths: Vec<String>,
-    /// Fault windows to shade, in seconds.
-    pub faults: Vec<(f64, f64)>,
+    /// Fault windows to shade: start and end in seconds, and a label (`backend/3 crash`).
+    pub faults: Vec<(f64, f64, String)>,
     /// The scenario text.
     pub scenario: String,
 }
@@ -368,11 +371,32 @@ impl ReportData {
             .filter(|e| endpoints.first().is_some_and(|f| f.0 == e.0 && f.2 == e.2))
             .count();
         let (endpoint_series, endpoint_count) = read_endpoint_series(dir, nsweep, &coords0, n_ep)?;
-        let faults = summary
-            .info
-            .faults
-            .iter()
-            .map(|f| (f.from_s, f.until_s.unwrap_or(f64::INFINITY)))
+        // Faults of one kind over one window are one band: `7 hosts crash (backend/0 … backend/6)`.
+        let mut faults: Vec<(f64, f64, String, Vec<String>)> = Vec::new();
+        for f in &summary.info.faults {
+            let (a, b) = (f.from_s, f.until_s.unwrap_or(f64::INFINITY));
+            let kind = f.kind.replace('_', " ");
+            match faults
+                .iter_mut()
+                .find(|x| x.0 == a && x.1 == b && x.2 == kind)
+            {
+                Some(x) => x.3.push(f.target.clone()),
+                None => faults.push((a, b, kind, vec![f.target.clone()])),
+            }
+        }
+        let faults = faults
+            .into_iter()
+            .map(|(a, b, kind, targets)| {
+                let label = match targets.as_slice() {
+                    [one] => format!("{one} {kind}"),
+                    [x, y] => format!("{x}, {y} {kind}"),
+                    [first, .., last] => {
+                        format!("{} hosts {kind} ({first} … {last})", targets.len())
+                    }
+                    [] => kind,
+                };
+                (a, b, label)
+            })
             .collect();
         Ok(ReportData {
             scenario: std::fs::read_to_string(dir.join("scenario.yaml")).unwrap_or_default(),
@@ -394,6 +418,21 @@ impl ReportData {
 
     fn coords_of(&self, point: usize) -> Vec<String> {
         self.summary.coords_of(point)
+    }
+
+    /// For plots of one sweep point (the first): which one, as a caption suffix
+    /// (` (at rate = 1000/s)`); empty without a sweep.
+    fn point_note(&self) -> String {
+        if self.sweep_paths.is_empty() {
+            return String::new();
+        }
+        let at: Vec<String> = self
+            .sweep_paths
+            .iter()
+            .zip(self.coords_of(0))
+            .map(|(p, v)| format!("{p} = {v}"))
+            .collect();
+        format!(" (at {})", at.join(", "))
     }
 }
 
@@ -418,38 +457,83 @@ macro_rules! plot {
     };
 }
 
-/// Every plot a report may have (sweep curves only with a sweep).
+/// Every plot a report has, the ones that answer its question first: with a sweep, the sweep
+/// curves; with faults or errors, error rate and throughput over time and the percentiles over
+/// time; then the latency distribution, the spread over endpoints and the policies' activity.
 pub fn plots(data: &ReportData) -> Vec<Plot> {
-    let mut v = vec![
-        plot!("latency_cdf", "Latency CDF", latency_cdf),
-        plot!("latency_ccdf", "Latency CCDF (tail)", latency_ccdf),
-        plot!(
-            "percentiles_over_time",
-            "Percentiles over time",
-            percentiles_over_time
-        ),
-        plot!("load_share", "Load share per endpoint", load_share),
-        plot!(
-            "endpoint_heatmap",
-            "Per-endpoint load over time",
-            endpoint_heatmap
-        ),
-        plot!(
-            "retries_and_ejections",
-            "Retry amplification and ejections over time",
-            retries_and_ejections
-        ),
-    ];
+    let any = |metric: &str, f: fn(f64) -> bool| {
+        data.summary
+            .strategies
+            .iter()
+            .any(|s| s.metrics.get(metric).is_some_and(|m| f(m.mean)))
+    };
+    let errors = any("error_rate", |v| v > 0.0);
+    let retries = any("retry_amplification", |v| (v - 1.0).abs() > 1e-9);
+    let troubled = errors || !data.faults.is_empty();
+    let mut v = Vec::new();
     if !data.sweep_paths.is_empty() {
         v.push(plot!(
             "sweep_p99",
             "p99 latency across the sweep",
             sweep_p99
         ));
+        if errors {
+            v.push(plot!(
+                "sweep_errors",
+                "Error rate across the sweep",
+                sweep_errors
+            ));
+        }
+        v.push(plot!(
+            "sweep_throughput",
+            "Throughput across the sweep",
+            sweep_throughput
+        ));
         v.push(plot!(
             "sweep_mean",
             "Mean latency across the sweep",
             sweep_mean
+        ));
+    }
+    if troubled {
+        v.push(plot!(
+            "errors_over_time",
+            "Error rate and throughput over time",
+            errors_over_time
+        ));
+        v.push(plot!(
+            "percentiles_over_time",
+            "Percentiles over time",
+            percentiles_over_time
+        ));
+    }
+    if retries || troubled {
+        v.push(plot!(
+            "retries_and_ejections",
+            "Retry amplification and ejections over time",
+            retries_and_ejections
+        ));
+    }
+    v.push(plot!("latency_cdf", "Latency CDF", latency_cdf));
+    v.push(plot!("latency_ccdf", "Latency CCDF (tail)", latency_ccdf));
+    if !troubled {
+        v.push(plot!(
+            "percentiles_over_time",
+            "Percentiles over time",
+            percentiles_over_time
+        ));
+    }
+    v.push(plot!("load_share", "Load share per endpoint", load_share));
+    v.push(plot!(
+        "endpoint_heatmap",
+        "Per-endpoint load over time",
+        endpoint_heatmap
+    ));
+    if !(retries || troubled) {
+        v.push(plot!(
+            "retries_and_ejections",
+            "Retry amplification and ejections over time",
+            retries_and_ejections
         ));
     }
     v
@@ -491,20 +575,63 @@ pub fn pixels(plot: &Plot, data: &ReportData) -> Res<Vec<u8>> {
     Ok(buf)
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-) -> Res<()>
+/// How a legend entry is marked.
+#[derive(Clone, Copy)]
+enum Mark {
+    /// A line of this width.
+    Line(u32),
+    /// A dashed line.
+    Dashed,
+    /// A filled box.
+    Box,
+}
+
+/// A legend: (label, colour, mark) per entry.
+type Legend = Vec<(String, RGBColor, Mark)>;
+
+/// Draws `entries` in the strip [`LEGEND_W`] wide at the right of `area` (every chart keeps that
+/// margin free), so a legend never covers data.
+fn side_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &Legend) -> Res<()>
 where
     DB::ErrorType: 'static,
 {
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)
+    let x0 = area.dim_in_pixel().0 as i32 - LEGEND_W as i32 + 12;
+    for (i, (label, c, mark)) in entries.iter().enumerate() {
+        let y = 48 + 20 * i as i32;
+        match mark {
+            Mark::Line(w) => area
+                .draw(&PathElement::new(
+                    vec![(x0, y), (x0 + 22, y)],
+                    c.stroke_width(*w),
+                ))
+                .map_err(err)?,
+            Mark::Dashed => {
+                for k in 0..3 {
+                    area.draw(&PathElement::new(
+                        vec![(x0 + 8 * k, y), (x0 + 8 * k + 5, y)],
+                        c.stroke_width(1),
+                    ))
+                    .map_err(err)?;
+                }
+            }
+            Mark::Box => area
+                .draw(&Rectangle::new([(x0, y - 6), (x0 + 14, y + 6)], c.filled()))
+                .map_err(err)?,
+        }
+        // Long labels are cut to the strip.
+        let text: String = if label.chars().count() > 22 {
+            label.chars().take(21).chain(std::iter::once('…')).collect()
+        } else {
+            label.clone()
+        };
+        area.draw(&Text::new(
+            text,
+            (x0 + 28, y - 8),
+            ("sans-serif", 13).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 fn latency_range(data: &ReportData) -> (f64, f64) {
@@ -530,20 +657,29 @@ where
 {
     let (lo, hi) = latency_range(data);
     let mut chart = ChartBuilder::on(root)
-        .caption("Latency CDF", ("sans-serif", 22))
+        .caption(
+            format!("Latency CDF of successes{}", data.point_note()),
+            ("sans-serif", 22),
+        )
         .margin(12)
+        .margin_right(LEGEND_W)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)
+        .build_cartesian_2d(
+            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            0.0..1.0,
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .x_desc("latency (ms, log scale)")
-        .y_desc("fraction of requests <= x")
+        .x_label_formatter(&|x| trim_number(*x))
+        .y_desc("fraction of successes <= x")
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
+    let mut entries = Legend::new();
     for s in data.first_point() {
         let c = colour(s.colour);
         chart
@@ -551,11 +687,10 @@ where
                 s.cdf.iter().map(|&(v, q)| (v.max(lo), q)),
                 c.stroke_width(2),
             ))
-            .map_err(err)?
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            .map_err(err)?;
+        entries.push((s.label.clone(), c, Mark::Line(2)));
     }
-    legend(&mut chart)
+    side_legend(root, &entries)
 }
 
 fn latency_ccdf<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
@@ -565,21 +700,30 @@ where
     let (lo, hi) = latency_range(data);
     let floor = 1e-5;
     let mut chart = ChartBuilder::on(root)
-        .caption("Latency CCDF (tail)", ("sans-serif", 22))
+        .caption(
+            format!("Latency CCDF of successes (tail){}", data.point_note()),
+            ("sans-serif", 22),
+        )
         .margin(12)
+        .margin_right(LEGEND_W)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d((lo..hi).log_scale(), (floor..1.0).log_scale())
+        .build_cartesian_2d(
+            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            (floor..1.0).log_scale(),
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .x_desc("latency (ms, log scale)")
-        .y_desc("fraction of requests > x (log scale)")
+        .x_label_formatter(&|x| trim_number(*x))
+        .y_desc("fraction of successes > x (log scale)")
         .y_label_formatter(&|v| format!("{v:.0e}"))
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
+    let mut entries = Legend::new();
     for s in data.first_point() {
         let c = colour(s.colour);
         chart
@@ -590,18 +734,10 @@ where
                     .take_while(|p| p.1 > floor),
                 c.stroke_width(2),
             ))
-            .map_err(err)?
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            .map_err(err)?;
+        entries.push((s.label.clone(), c, Mark::Line(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::LowerLeft)
-        .draw()
-        .map_err(err)
+    side_legend(root, &entries)
 }
 
 /// Mean over replications of a time-series column, per strategy at point 0: (t, value).
@@ -636,14 +772,14 @@ fn shade_faults<
     Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
 >(
     chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
-    faults: &[(f64, f64)],
+    faults: &[(f64, f64, String)],
     y: (f64, f64),
 ) -> Res<()>
 where
     DB::ErrorType: 'static,
 {
     let x = chart.x_range();
-    for &(a, b) in faults {
+    for (i, (a, b, label)) in faults.iter().enumerate() {
         // An open-ended fault runs to the plot's edge.
         let (a, b) = (a.max(x.start), b.min(x.end));
         if a >= b {
@@ -654,6 +790,17 @@ where
                 [(a, y.0), (b, y.1)],
                 RGBColor(255, 200, 200).mix(0.4).filled(),
             )))
+            .map_err(err)?;
+        // The fault's name at the top of its band (staggered, so neighbours do not collide).
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((a, y.1))
+                    + Text::new(
+                        label.clone(),
+                        (3, 3 + 14 * (i % 2) as i32),
+                        ("sans-serif", 12).into_font().color(&RGBColor(150, 30, 30)),
+                    ),
+            ))
             .map_err(err)?;
     }
     Ok(())
@@ -688,23 +835,34 @@ where
     };
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "p50 (thin), p99 (thick), p99.9 (dashed) over time",
-            ("sans-serif", 22),
+            format!(
+                "Successes' p50 (thin), p99 (thick), p99.9 (dashed) over time{}",
+                data.point_note()
+            ),
+            ("sans-serif", 20),
         )
         .margin(12)
+        .margin_right(LEGEND_W)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, (y_lo..y_hi).log_scale())
+        .build_cartesian_2d(
+            0.0..t_max,
+            (y_lo..y_hi)
+                .log_scale()
+                .with_key_points(log_ticks(y_lo, y_hi)),
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .x_desc("time (s)")
         .y_desc("latency (ms, log scale)")
+        .y_label_formatter(&|y| trim_number(*y))
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
     shade_faults(&mut chart, &data.faults, (y_lo, y_hi))?;
+    let mut entries = Legend::new();
     for (s, c, col, dash, pts) in lines {
         let colour = colour(c);
         let style = colour.stroke_width(if dash == 1 { 3 } else { 1 });
@@ -713,17 +871,15 @@ where
                 .draw_series(DashedLineSeries::new(pts, 6, 4, style))
                 .map_err(err)?;
         } else {
-            let series = chart
+            chart
                 .draw_series(LineSeries::new(pts, style))
                 .map_err(err)?;
             if col == "p99_ms" {
-                series.label(s).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
-                });
+                entries.push((s, colour, Mark::Line(3)));
             }
         }
     }
-    legend(&mut chart)
+    side_legend(root, &entries)
 }
 
 fn load_share<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
@@ -752,7 +908,7 @@ where
         e.1 += 1;
     }
     if endpoints.len() > MAX_PLOTTED_ENDPOINTS {
-        return sorted_load_share(&strategies, endpoints.len(), &acc, root);
+        return sorted_load_share(&strategies, endpoints.len(), &acc, &data.point_note(), root);
     }
     let n_ep = endpoints.len().max(1);
     let n_s = strategies.len().max(1);
@@ -762,8 +918,12 @@ where
         .fold(1.0, f64::max)
         * 1.15;
     let mut chart = ChartBuilder::on(root)
-        .caption("Load share per endpoint", ("sans-serif", 22))
+        .caption(
+            format!("Load share per endpoint{}", data.point_note()),
+            ("sans-serif", 22),
+        )
         .margin(12)
+        .margin_right(LEGEND_W)
         .x_label_area_size(45)
         .y_label_area_size(60)
         .build_cartesian_2d(-0.5..n_ep as f64 - 0.5, 0.0..y_hi)
@@ -788,6 +948,7 @@ where
         .draw()
         .map_err(err)?;
     let width = 0.8 / n_s as f64;
+    let mut entries = Legend::new();
     for (si, (name, c)) in strategies.iter().enumerate() {
         let colour = colour(*c);
         let bars: Vec<Rectangle<(f64, f64)>> = acc
@@ -801,13 +962,10 @@ where
                 )
             })
             .collect();
-        chart
-            .draw_series(bars)
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+        chart.draw_series(bars).map_err(err)?;
+        entries.push((name.clone(), colour, Mark::Box));
     }
-    legend(&mut chart)
+    side_legend(root, &entries)
 }
 
 /// Past this many endpoints, per-endpoint plots aggregate: load share becomes the sorted curve
@@ -830,6 +988,7 @@ fn sorted_load_share<DB: DrawingBackend>(
     strategies: &[(String, usize)],
     n_ep: usize,
     acc: &BTreeMap<(usize, usize), (f64, u32)>,
+    data_note: &str,
     root: &DrawingArea<DB, Shift>,
 ) -> Res<()>
 where
@@ -849,10 +1008,14 @@ where
         * 1.15;
     let mut chart = ChartBuilder::on(root)
         .caption(
-            format!("Load share per endpoint, sorted ({n_ep} endpoints)"),
+            format!(
+                "Load share per endpoint, sorted ({n_ep} endpoints){}",
+                data_note
+            ),
             ("sans-serif", 22),
         )
         .margin(12)
+        .margin_right(LEGEND_W)
         .x_label_area_size(45)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..n_ep as f64, 0.0..y_hi)
@@ -872,9 +1035,12 @@ where
             [(0.0, fair), (n_ep as f64, fair)],
             BLACK.mix(0.4).stroke_width(1),
         ))
-        .map_err(err)?
-        .label(format!("even ({fair:.4}%)"))
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK.mix(0.4)));
+        .map_err(err)?;
+    let mut entries: Legend = vec![(
+        format!("even ({fair:.4}%)"),
+        RGBColor(140, 140, 140),
+        Mark::Line(1),
+    )];
     for ((name, c), curve) in strategies.iter().zip(&curves) {
         if curve.is_empty() {
             continue;
@@ -889,11 +1055,10 @@ where
             .collect();
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour));
+            .map_err(err)?;
+        entries.push((name.clone(), colour, Mark::Line(2)));
     }
-    legend(&mut chart)
+    side_legend(root, &entries)
 }
 
 fn endpoint_heatmap<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
@@ -948,39 +1113,51 @@ where
     title
         .titled(
             &if grouped {
-                format!("Attempts per window, {n_ep} endpoints in {g_ep} groups (darker = more)")
+                format!(
+                    "Mean attempts per endpoint per window, {n_ep} endpoints in {g_ep} groups{}",
+                    data.point_note()
+                )
             } else {
-                "Attempts per endpoint per window (darker = more)".to_owned()
+                format!("Attempts per endpoint per window{}", data.point_note())
             },
-            ("sans-serif", 22),
+            ("sans-serif", 20),
         )
         .map_err(err)?;
+    let scale_max = if grouped { g_peak } else { peak };
     let panels = body.split_evenly((strategies.len().max(1), 1));
-    for ((name, c), panel) in strategies.iter().zip(panels.iter()) {
+    for ((name, _), panel) in strategies.iter().zip(panels.iter()) {
+        let last = std::ptr::eq(panel, panels.last().unwrap());
+        // Ungrouped, endpoint k is the row from k - 0.5 to k + 0.5, so integer ticks sit on rows.
+        let y_range = if grouped {
+            0.0..n_ep as f64
+        } else {
+            -0.5..n_ep as f64 - 0.5
+        };
         let mut chart = ChartBuilder::on(panel)
             .margin(4)
-            .x_label_area_size(if std::ptr::eq(panel, panels.last().unwrap()) {
-                35
-            } else {
-                0
-            })
+            .margin_right(LEGEND_W)
+            .x_label_area_size(if last { 35 } else { 0 })
             .y_label_area_size(60)
-            .right_y_label_area_size(10)
-            .build_cartesian_2d(0.0..t_max, 0.0..n_ep as f64)
+            .build_cartesian_2d(0.0..t_max, y_range)
             .map_err(err)?;
-        let whole = |y: &f64| format!("{y:.0}");
-        let mut mesh = chart.configure_mesh();
-        mesh.light_line_style(TRANSPARENT)
+        let whole = |y: &f64| {
+            if (y - y.round()).abs() < 1e-6 && *y >= 0.0 {
+                format!("{y:.0}")
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .light_line_style(TRANSPARENT)
             .disable_mesh()
             .x_desc("time (s)")
             .y_desc("endpoint")
-            .y_labels(n_ep.min(6))
-            .axis_desc_style(("sans-serif", 12));
-        if grouped {
-            mesh.y_label_formatter(&whole);
-        }
-        mesh.draw().map_err(err)?;
-        let base = colour(*c);
+            .y_labels(n_ep.min(12) + 1)
+            .y_label_formatter(&whole)
+            .axis_desc_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
         if grouped {
             let (h, w) = (n_ep as f64 / g_ep as f64, t_max / g_t as f64);
             chart
@@ -988,41 +1165,209 @@ where
                     groups
                         .range((name.as_str(), 0, 0)..=(name.as_str(), usize::MAX, usize::MAX))
                         .map(|(&(_, ge, gt), &(v, n))| {
-                            let f = (v / f64::from(n.max(1)) / g_peak).clamp(0.0, 1.0);
-                            let mix = |ch: u8| (255.0 - (255.0 - f64::from(ch)) * f) as u8;
                             let (x, y) = (gt as f64 * w, ge as f64 * h);
                             Rectangle::new(
                                 [(x, y), (x + w, y + h)],
-                                RGBColor(mix(base.0), mix(base.1), mix(base.2)).filled(),
+                                heat(v / f64::from(n.max(1)) / g_peak).filled(),
                             )
                         }),
                 )
                 .map_err(err)?;
-            panel
-                .draw_text(
-                    name,
-                    &("sans-serif", 14).into_text_style(panel).color(&base),
-                    (70, 2),
-                )
+        } else {
+            chart
+                .draw_series(rows.iter().filter(|r| r.0 == *name).map(|r| {
+                    let y = r.3 as f64;
+                    Rectangle::new(
+                        [(r.2 - period, y - 0.5), (r.2, y + 0.5)],
+                        heat(r.4 / peak).filled(),
+                    )
+                }))
                 .map_err(err)?;
-            continue;
         }
-        chart
-            .draw_series(rows.iter().filter(|r| r.0 == *name).map(|r| {
-                let f = (r.4 / peak).clamp(0.0, 1.0);
-                let mix = |ch: u8| (255.0 - (255.0 - f64::from(ch)) * f) as u8;
-                Rectangle::new(
-                    [(r.2 - period, r.3 as f64), (r.2, r.3 as f64 + 1.0)],
-                    RGBColor(mix(base.0), mix(base.1), mix(base.2)).filled(),
-                )
-            }))
-            .map_err(err)?;
+        // The strategy's name, black on white, in the panel's top left corner.
+        let style = ("sans-serif", 14).into_text_style(panel).color(&BLACK);
+        let (w, _) = panel.estimate_text_size(name, &style).map_err(err)?;
         panel
-            .draw_text(
-                name,
-                &("sans-serif", 14).into_text_style(panel).color(&base),
-                (70, 2),
-            )
+            .draw(&Rectangle::new(
+                [(66, 4), (66 + w as i32 + 8, 22)],
+                WHITE.mix(0.85).filled(),
+            ))
+            .map_err(err)?;
+        panel.draw_text(name, &style, (70, 6)).map_err(err)?;
+    }
+    // The colour scale, in the legend strip.
+    let (bw, bh) = body.dim_in_pixel();
+    let (x0, y0, y1) = (bw as i32 - LEGEND_W as i32 + 20, 20, bh as i32 - 50);
+    let steps = 64;
+    for k in 0..steps {
+        let f0 = f64::from(k) / f64::from(steps);
+        let ya = y1 - ((y1 - y0) as f64 * f0) as i32;
+        let yb = y1 - ((y1 - y0) as f64 * (f0 + 1.0 / f64::from(steps))) as i32;
+        body.draw(&Rectangle::new(
+            [(x0, yb), (x0 + 18, ya)],
+            heat(f0).filled(),
+        ))
+        .map_err(err)?;
+    }
+    body.draw(&Rectangle::new([(x0, y0), (x0 + 18, y1)], BLACK.mix(0.5)))
+        .map_err(err)?;
+    let label = ("sans-serif", 12).into_font().color(&BLACK);
+    for f in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let y = y1 - ((y1 - y0) as f64 * f) as i32;
+        let v = scale_max * f;
+        body.draw(&Text::new(
+            if scale_max >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                trim_number(v)
+            },
+            (x0 + 24, y - 6),
+            label.clone(),
+        ))
+        .map_err(err)?;
+    }
+    body.draw(&Text::new(
+        if grouped { "mean attempts" } else { "attempts" },
+        (x0 - 6, y1 + 10),
+        label.clone(),
+    ))
+    .map_err(err)?;
+    body.draw(&Text::new("per window", (x0 - 6, y1 + 24), label))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// The heat map's colour for `f` in [0, 1] of the scale: white through light blue to navy,
+/// one map for every panel so panels compare.
+fn heat(f: f64) -> RGBColor {
+    const STOPS: [(f64, (f64, f64, f64)); 3] = [
+        (0.0, (255.0, 255.0, 255.0)),
+        (0.5, (107.0, 174.0, 214.0)),
+        (1.0, (8.0, 48.0, 107.0)),
+    ];
+    let f = if f.is_finite() {
+        f.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (i, j) = if f <= 0.5 { (0, 1) } else { (1, 2) };
+    let t = (f - STOPS[i].0) / (STOPS[j].0 - STOPS[i].0);
+    let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+    let (a, b) = (STOPS[i].1, STOPS[j].1);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// The windows' length: the median gap between window ends (a last, partial window is
+/// shorter), at least a millisecond.
+fn window_seconds(pts: &[(f64, f64)]) -> f64 {
+    let mut gaps: Vec<f64> = pts.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps.get(gaps.len() / 2)
+        .copied()
+        .or_else(|| pts.first().map(|p| p.0))
+        .unwrap_or(1.0)
+        .max(1e-3)
+}
+
+/// Error rate (top) and successes per second (bottom) over time, per strategy, with the fault
+/// windows shaded and named: what a fault does to users, window by window.
+fn errors_over_time<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let strategies = strategies_at_point0(data);
+    let (head, body) = root.split_vertically(34);
+    head.titled(
+        &format!("Error rate and throughput over time{}", data.point_note()),
+        ("sans-serif", 20),
+    )
+    .map_err(err)?;
+    let (top, bottom) = body.split_vertically((SIZE.1 - 34) / 2);
+    let lines: Vec<(usize, String, Points, Points)> = strategies
+        .iter()
+        .map(|(s, c)| {
+            let req = series_over_time(data, s, "requests");
+            let errs = series_over_time(data, s, "errors");
+            let secs = window_seconds(&req);
+            let rate = req
+                .iter()
+                .zip(&errs)
+                .map(|(r, e)| (r.0, if r.1 > 0.0 { 100.0 * e.1 / r.1 } else { 0.0 }))
+                .collect();
+            let ok = req
+                .iter()
+                .zip(&errs)
+                .map(|(r, e)| (r.0, (r.1 - e.1).max(0.0) / secs))
+                .collect();
+            (*c, s.clone(), rate, ok)
+        })
+        .collect();
+    let t_max = lines
+        .iter()
+        .flat_map(|l| l.2.iter().map(|p| p.0))
+        .fold(1e-9, f64::max);
+    let e_hi = lines
+        .iter()
+        .flat_map(|l| l.2.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        .max(0.1)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&top)
+        .margin(8)
+        .margin_right(LEGEND_W)
+        .x_label_area_size(20)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max, 0.0..e_hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .y_desc("error rate (%)")
+        .y_label_formatter(&|y| trim_number(*y))
+        .axis_desc_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    shade_faults(&mut chart, &data.faults, (0.0, e_hi))?;
+    let mut entries = Legend::new();
+    for (c, s, rate, _) in &lines {
+        let colour = colour(*c);
+        chart
+            .draw_series(LineSeries::new(
+                rate.iter().copied(),
+                colour.stroke_width(2),
+            ))
+            .map_err(err)?;
+        entries.push((s.clone(), colour, Mark::Line(2)));
+    }
+    side_legend(&top, &entries)?;
+    let t_hi = lines
+        .iter()
+        .flat_map(|l| l.3.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&bottom)
+        .margin(8)
+        .margin_right(LEGEND_W)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max, 0.0..t_hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_desc("time (s)")
+        .y_desc("successes per second")
+        .y_label_formatter(&|y| trim_number(*y))
+        .axis_desc_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    shade_faults(&mut chart, &data.faults, (0.0, t_hi))?;
+    for (c, _, _, ok) in &lines {
+        chart
+            .draw_series(LineSeries::new(
+                ok.iter().copied(),
+                colour(*c).stroke_width(2),
+            ))
             .map_err(err)?;
     }
     Ok(())
@@ -1062,10 +1407,14 @@ where
         * 1.1;
     let mut chart = ChartBuilder::on(&top)
         .caption(
-            "Retry amplification and ejections over time",
+            format!(
+                "Retry amplification and ejections over time{}",
+                data.point_note()
+            ),
             ("sans-serif", 20),
         )
         .margin(8)
+        .margin_right(LEGEND_W)
         .x_label_area_size(30)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..t_max, 0.9..y_hi)
@@ -1078,17 +1427,25 @@ where
         .draw()
         .map_err(err)?;
     shade_faults(&mut chart, &data.faults, (0.9, y_hi))?;
+    let mut entries = Legend::new();
     for (c, s, pts) in amp {
         let colour = colour(c);
         chart
             .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-            .map_err(err)?
-            .label(s)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
+            .map_err(err)?;
+        entries.push((s, colour, Mark::Line(2)));
     }
-    legend(&mut chart)?;
+    entries.push((
+        "ejected hosts".to_owned(),
+        RGBColor(90, 90, 90),
+        Mark::Line(2),
+    ));
+    entries.push((
+        "health changes".to_owned(),
+        RGBColor(90, 90, 90),
+        Mark::Dashed,
+    ));
+    side_legend(&top, &entries)?;
     let ej: Vec<(usize, Points, Points)> = strategies
         .iter()
         .map(|(s, c)| {
@@ -1106,6 +1463,7 @@ where
         * 1.1;
     let mut chart = ChartBuilder::on(&bottom)
         .margin(8)
+        .margin_right(LEGEND_W)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..t_max, 0.0..y_hi)
@@ -1114,7 +1472,7 @@ where
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .x_desc("time (s)")
-        .y_desc("ejected hosts (solid), health changes (dashed)")
+        .y_desc("hosts ejected / health changes")
         .axis_desc_style(("sans-serif", 13))
         .draw()
         .map_err(err)?;
@@ -1131,50 +1489,100 @@ where
     Ok(())
 }
 
+/// A sweep value as a number and its unit (`4000/s` is 4000 and `/s`, `0.9` is 0.9 and no
+/// unit), when it starts with one.
+fn axis_number(v: &str) -> Option<(f64, &str)> {
+    let end = v
+        .char_indices()
+        .take_while(|&(i, c)| {
+            c.is_ascii_digit()
+                || c == '.'
+                || ((c == '-' || c == '+') && (i == 0 || v[..i].ends_with(['e', 'E'])))
+                || ((c == 'e' || c == 'E') && i > 0)
+        })
+        .map(|(i, c)| i + c.len_utf8())
+        .last()?;
+    // A trailing `e` belongs to the unit, not the exponent.
+    let mut end = end;
+    while end > 0 && v[..end].ends_with(['e', 'E', '+', '-']) {
+        end -= 1;
+    }
+    let x: f64 = v[..end].parse().ok()?;
+    x.is_finite().then(|| (x, v[end..].trim()))
+}
+
+/// The sweep's x axis: the first path's values to scale when they are all numbers in one unit
+/// (positions, axis name with its unit), else in order (positions 0, 1, ... and their labels).
+fn sweep_axis(data: &ReportData) -> (Vec<String>, Vec<f64>, String, bool) {
+    let mut xs: Vec<String> = Vec::new();
+    for s in &data.summary.strategies {
+        if let Some(x) = s.coords.first()
+            && !xs.contains(x)
+        {
+            xs.push(x.clone());
+        }
+    }
+    let path = data.sweep_paths.first().cloned().unwrap_or_default();
+    let numbers: Option<Vec<(f64, &str)>> = xs.iter().map(|x| axis_number(x)).collect();
+    if let Some(n) = numbers
+        && n.len() > 1
+        && n.iter().all(|(_, u)| *u == n[0].1)
+    {
+        let unit = n[0].1;
+        let desc = if unit.is_empty() {
+            path
+        } else {
+            format!("{path} ({unit})")
+        };
+        let pos = n.iter().map(|p| p.0).collect();
+        return (xs, pos, desc, true);
+    }
+    let pos = (0..xs.len()).map(|i| i as f64).collect();
+    (xs, pos, path, false)
+}
+
+/// One sweep plot: `metric` (times `scale`, in `unit`) against the first sweep path, a curve per
+/// strategy (and per value of the other paths) with its 95% CI band.
 fn sweep_curve<DB: DrawingBackend>(
     data: &ReportData,
     root: &DrawingArea<DB, Shift>,
     metric: &str,
-    title: &str,
+    scale: f64,
+    what: &str,
 ) -> Res<()>
 where
     DB::ErrorType: 'static,
 {
-    // x: the first sweep path's values in order; one curve per strategy (and per value of the
-    // other paths).
-    let strategies = &data.summary.strategies;
-    let mut xs: Vec<String> = Vec::new();
+    let (xs, pos, x_desc, numeric) = sweep_axis(data);
     let mut curves: BTreeMap<(usize, String), Curve> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
-    for s in strategies {
+    for s in &data.summary.strategies {
         let name = s.strategy.clone();
         if !order.contains(&name) {
             order.push(name.clone());
         }
         let ci = order.iter().position(|n| *n == name).unwrap_or(0);
-        let coords = &s.coords;
-        let Some(x) = coords.first() else { continue };
-        let xi = match xs.iter().position(|v| v == x) {
-            Some(i) => i,
-            None => {
-                xs.push(x.clone());
-                xs.len() - 1
-            }
+        let Some(xi) = s
+            .coords
+            .first()
+            .and_then(|x| xs.iter().position(|v| v == x))
+        else {
+            continue;
         };
-        let rest = coords[1..].join(", ");
+        let rest = s.coords[1..].join(", ");
         let label = if rest.is_empty() {
             name.clone()
         } else {
             format!("{name} @ {rest}")
         };
         let m = s.metrics.get(metric);
-        let mean = m.map_or(0.0, |m| m.mean);
-        let ci95 = m.and_then(|m| m.ci95).unwrap_or(0.0);
+        let mean = m.map_or(0.0, |m| m.mean) * scale;
+        let ci95 = m.and_then(|m| m.ci95).unwrap_or(0.0) * scale;
         curves
             .entry((ci, rest.clone()))
             .or_insert((label, ci, Vec::new()))
             .2
-            .push((xi, mean, ci95));
+            .push((pos[xi], mean, ci95));
     }
     let y_hi = curves
         .values()
@@ -1186,11 +1594,14 @@ where
         .flat_map(|c| c.2.iter().map(|p| p.1))
         .filter(|v| *v > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let n = xs.len().max(2);
-    let x_range = -0.2..(n - 1) as f64 + 0.2;
+    let (x_lo, x_hi) = (
+        pos.iter().copied().fold(f64::INFINITY, f64::min),
+        pos.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let pad = ((x_hi - x_lo) * 0.04).max(0.2);
+    let x_range = (x_lo - pad)..(x_hi + pad);
     let labels = xs.clone();
-    let x_desc = data.sweep_paths.first().cloned().unwrap_or_default();
-    let formatter = |x: &f64| {
+    let categorical = |x: &f64| {
         let i = x.round();
         if (x - i).abs() < 1e-6 && i >= 0.0 {
             labels.get(i as usize).cloned().unwrap_or_default()
@@ -1198,48 +1609,96 @@ where
             String::new()
         }
     };
+    let plain = |x: &f64| trim_number(*x);
+    let formatter: &dyn Fn(&f64) -> String = if numeric { &plain } else { &categorical };
+    let n_labels = if numeric { 10 } else { xs.len().max(2) };
+    let title = format!("{what} across the sweep (mean, 95% CI band)");
+    let entries: Legend = curves
+        .values()
+        .map(|(label, c, _)| (label.clone(), colour(*c), Mark::Line(2)))
+        .collect();
     // Log scale when the curves span more than a factor of 20.
     if y_lo.is_finite() && y_hi / y_lo > 20.0 {
         let floor = y_lo * 0.5;
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 22))
             .margin(12)
+            .margin_right(LEGEND_W)
             .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x_range, (floor..y_hi).log_scale())
+            .y_label_area_size(70)
+            .build_cartesian_2d(
+                x_range,
+                (floor..y_hi)
+                    .log_scale()
+                    .with_key_points(log_ticks(floor, y_hi)),
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
             .x_desc(x_desc)
-            .y_desc(format!("{metric} (log scale; mean, 95% CI band)"))
-            .x_labels(n)
-            .x_label_formatter(&formatter)
+            .y_desc(format!("{what} (log scale)"))
+            .x_labels(n_labels)
+            .x_label_formatter(formatter)
+            .y_label_formatter(&|y| trim_number(*y))
             .axis_desc_style(("sans-serif", 15))
             .draw()
             .map_err(err)?;
         draw_sweep_curves(&mut chart, curves, floor)?;
-        return legend(&mut chart);
+        return side_legend(root, &entries);
     }
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
+        .margin_right(LEGEND_W)
         .x_label_area_size(50)
-        .y_label_area_size(60)
+        .y_label_area_size(70)
         .build_cartesian_2d(x_range, 0.0..y_hi)
         .map_err(err)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .x_desc(x_desc)
-        .y_desc(format!("{metric} (mean, 95% CI band)"))
-        .x_labels(n)
-        .x_label_formatter(&formatter)
+        .y_desc(what.to_owned())
+        .x_labels(n_labels)
+        .x_label_formatter(formatter)
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(err)?;
     draw_sweep_curves(&mut chart, curves, 0.0)?;
-    legend(&mut chart)
+    side_legend(root, &entries)
+}
+
+/// A number for an axis label: at most 4 significant digits, no trailing zeros.
+fn trim_number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return "0".to_owned();
+    }
+    let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 9) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// Ticks for a log axis from `lo` to `hi`: 1, 2 and 5 in every decade (only the powers of ten
+/// when it spans more than three decades), so values can be read off it.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo && lo.is_finite() && hi.is_finite()) {
+        return Vec::new();
+    }
+    let (d0, d1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let steps: &[f64] = if d1 - d0 > 3 {
+        &[1.0]
+    } else {
+        &[1.0, 2.0, 5.0]
+    };
+    (d0..=d1)
+        .flat_map(|d| steps.iter().map(move |m| m * 10f64.powi(d)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
 }
 
 /// Draws each sweep curve: its 95% CI band, the mean line and its points. Values below `floor`
@@ -1256,17 +1715,13 @@ fn draw_sweep_curves<
 where
     DB::ErrorType: 'static,
 {
-    for (_, (label, c, pts)) in curves {
+    for (_, (_, c, pts)) in curves {
         let colour = colour(c);
         let mut band: Vec<(f64, f64)> = pts
             .iter()
-            .map(|&(x, m, ci)| (x as f64, (m + ci).max(floor)))
+            .map(|&(x, m, ci)| (x, (m + ci).max(floor)))
             .collect();
-        band.extend(
-            pts.iter()
-                .rev()
-                .map(|&(x, m, ci)| (x as f64, (m - ci).max(floor))),
-        );
+        band.extend(pts.iter().rev().map(|&(x, m, ci)| (x, (m - ci).max(floor))));
         chart
             .draw_series(std::iter::once(Polygon::new(
                 band,
@@ -1275,18 +1730,14 @@ where
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
-                pts.iter().map(|&(x, m, _)| (x as f64, m.max(floor))),
+                pts.iter().map(|&(x, m, _)| (x, m.max(floor))),
                 colour.stroke_width(2),
             ))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
+            .map_err(err)?;
         chart
             .draw_series(
                 pts.iter()
-                    .map(|&(x, m, _)| Circle::new((x as f64, m.max(floor)), 4, colour.filled())),
+                    .map(|&(x, m, _)| Circle::new((x, m.max(floor)), 4, colour.filled())),
             )
             .map_err(err)?;
     }
@@ -1297,14 +1748,28 @@ fn sweep_p99<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift
 where
     DB::ErrorType: 'static,
 {
-    sweep_curve(data, root, "p99_ms", "p99 latency (ms) across the sweep")
+    sweep_curve(data, root, "p99_ms", 1.0, "p99 latency of successes (ms)")
+}
+
+fn sweep_errors<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    sweep_curve(data, root, "error_rate", 100.0, "error rate (%)")
+}
+
+fn sweep_throughput<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    sweep_curve(data, root, "throughput_rps", 1.0, "successes per second")
 }
 
 fn sweep_mean<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
 where
     DB::ErrorType: 'static,
 {
-    sweep_curve(data, root, "mean_ms", "Mean latency (ms) across the sweep")
+    sweep_curve(data, root, "mean_ms", 1.0, "mean latency of successes (ms)")
 }
 
 fn escape(s: &str) -> String {
@@ -1348,7 +1813,18 @@ pub fn render_dir(dir: &Path) -> Res<Vec<String>> {
         );
     }
     let tables = world_tables(dir)?;
-    let html = html_page(&data, &format!("{tables}{sections}"));
+    // A live run's live.json (pacing, achieved rate); a damaged one is reported, not skipped.
+    let live_path = dir.join("live.json");
+    let live: Option<serde_json::Value> = if live_path.exists() {
+        let text = std::fs::read(&live_path)?;
+        Some(
+            serde_json::from_slice(&text)
+                .map_err(|e| err(format!("{}: {e}", live_path.display())))?,
+        )
+    } else {
+        None
+    };
+    let html = html_page(&data, &format!("{tables}{sections}"), live.as_ref());
     std::fs::write(dir.join("index.html"), html)?;
     Ok(written)
 }
@@ -1492,7 +1968,281 @@ fn world_tables(dir: &Path) -> Res<String> {
     Ok(out)
 }
 
-fn html_page(data: &ReportData, sections: &str) -> String {
+/// A metric's value (and CI) as the page writes it: rates in percent, latencies in ms with
+/// three decimals, throughput whole, attempts per request with three decimals.
+fn metric_text(metric: &str, mean: f64, ci: Option<f64>) -> String {
+    let (scale, digits, unit) = match metric {
+        "error_rate" | "timeout_rate" => (100.0, 3, " %"),
+        "throughput_rps" => (1.0, 0, "/s"),
+        "retry_amplification" => (1.0, 3, ""),
+        "requests" => (1.0, 0, ""),
+        _ => (1.0, 3, " ms"),
+    };
+    match ci {
+        Some(c) => format!("{:.digits$} ± {:.digits$}{unit}", mean * scale, c * scale),
+        None => format!("{:.digits$}{unit}", mean * scale),
+    }
+}
+
+/// Words for how sure a lead is.
+fn lead_text(lead: crate::answer::Lead, reps: usize) -> String {
+    use crate::answer::{Lead, p_text};
+    match lead {
+        Lead::Tie => "every strategy is equal here".to_owned(),
+        Lead::Significant { p, apart: true } => format!(
+            "significant (Welch's t-test {}; the 95% confidence intervals do not overlap)",
+            p_text(p)
+        ),
+        Lead::Significant { p, apart: false } => format!(
+            "significant by Welch's t-test ({}), though the 95% confidence intervals overlap",
+            p_text(p)
+        ),
+        Lead::NotSignificant { p } => format!(
+            "not significant (Welch's t-test {}): within the noise of {reps} replications",
+            p_text(p)
+        ),
+        Lead::Untested => {
+            "untested: one replication gives no interval (set `replications: 3` or more)".to_owned()
+        }
+    }
+}
+
+/// The answer: per ranked metric, the best strategy and whether its lead is significant, in
+/// words (one sentence per metric without a sweep, one per metric over the points with one)
+/// and, with a sweep, as a table of the best per point.
+fn answer_html(data: &ReportData) -> String {
+    use crate::answer::{Lead, best_at, ranked_for};
+    let s = &data.summary;
+    let mut points: Vec<usize> = s.strategies.iter().map(|e| e.point).collect();
+    points.dedup();
+    let at = |p: usize| -> Vec<&crate::schema::StrategyEntry> {
+        s.strategies.iter().filter(|e| e.point == p).collect()
+    };
+    let all: Vec<&crate::schema::StrategyEntry> = s.strategies.iter().collect();
+    let ranked = ranked_for(&all);
+    let mut out = String::from("<ul class=\"answer\">\n");
+    if points.len() <= 1 {
+        let here = at(points.first().copied().unwrap_or(0));
+        if here.len() < 2 {
+            return String::from(
+                "<p class=\"answer\">One strategy: nothing to compare. The table below gives its figures.</p>\n",
+            );
+        }
+        let mut table = String::from(
+            "<table class=\"best\"><thead><tr><th>metric</th><th>best</th><th>next best</th><th>lead</th></tr></thead><tbody>",
+        );
+        for r in &ranked {
+            let Some(b) = best_at(&here, *r) else {
+                continue;
+            };
+            let m = &b.best.metrics[r.metric];
+            let next = b.runner_up.map(|ru| (ru, &ru.metrics[r.metric]));
+            let tied = next.is_some_and(|(_, n)| n.mean == m.mean);
+            let _ = write!(
+                table,
+                "<tr><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td></tr>",
+                escape(r.label),
+                escape(&b.best.strategy),
+                metric_text(r.metric, m.mean, m.ci95),
+                next.map_or_else(String::new, |(ru, n)| format!(
+                    "{} ({})",
+                    escape(&ru.strategy),
+                    metric_text(r.metric, n.mean, n.ci95)
+                )),
+                match b.lead {
+                    _ if tied => "tie",
+                    Lead::Tie => "all equal",
+                    Lead::Significant { .. } => "significant ✓",
+                    Lead::NotSignificant { .. } => "not significant",
+                    Lead::Untested => "untested",
+                }
+            );
+            let _ = write!(
+                out,
+                "<li><b>{}</b> ({} is better): ",
+                escape(r.label),
+                if r.lower_is_better { "lower" } else { "higher" }
+            );
+            if b.lead == Lead::Tie {
+                let _ = writeln!(
+                    out,
+                    "every strategy has {}.</li>",
+                    metric_text(r.metric, m.mean, None)
+                );
+                continue;
+            }
+            if let Some((ru, _)) = next.filter(|_| tied) {
+                let _ = writeln!(
+                    out,
+                    "<b>{}</b> and {} tie at {}.</li>",
+                    escape(&b.best.strategy),
+                    escape(&ru.strategy),
+                    metric_text(r.metric, m.mean, m.ci95)
+                );
+                continue;
+            }
+            let _ = write!(
+                out,
+                "<b>{}</b> is best with {}",
+                escape(&b.best.strategy),
+                metric_text(r.metric, m.mean, m.ci95)
+            );
+            if let Some(ru) = b.runner_up {
+                let n = &ru.metrics[r.metric];
+                let _ = write!(
+                    out,
+                    ", ahead of {} with {}",
+                    escape(&ru.strategy),
+                    metric_text(r.metric, n.mean, n.ci95)
+                );
+            }
+            let _ = write!(out, ": {}", lead_text(b.lead, b.best.replications));
+            let _ = writeln!(out, "{}.</li>", failing_caveat(r.metric, b.best, &here));
+        }
+        out.push_str("</ul>\n");
+        table.push_str("</tbody></table>\n<p class=\"note\">Significant: Welch's t-test over the replications rejects equal means at the 5% level.</p>\n");
+        return out + &table;
+    }
+    // A sweep: per metric, who wins where; then the table of the best per point.
+    let path = data.sweep_paths.join(", ");
+    let mut table = format!(
+        "<table class=\"best\"><thead><tr><th>{}</th>",
+        escape(&path)
+    );
+    for r in &ranked {
+        let _ = write!(table, "<th>best on {}</th>", escape(r.label));
+    }
+    table.push_str("</tr></thead><tbody>");
+    let mut wins: Vec<BTreeMap<String, (usize, usize)>> = vec![BTreeMap::new(); ranked.len()];
+    let mut ties = vec![0usize; ranked.len()];
+    for &p in &points {
+        let here = at(p);
+        let coords = here
+            .first()
+            .map(|e| e.coords.join(", "))
+            .unwrap_or_default();
+        let _ = write!(table, "<tr><td>{}</td>", escape(&coords));
+        for (i, r) in ranked.iter().enumerate() {
+            let cell = match best_at(&here, *r) {
+                None => String::from("—"),
+                Some(b) if b.lead == Lead::Tie => {
+                    ties[i] += 1;
+                    String::from("all equal")
+                }
+                Some(b) => {
+                    let sig = matches!(b.lead, Lead::Significant { .. });
+                    let w = wins[i].entry(b.best.strategy.clone()).or_insert((0, 0));
+                    w.0 += 1;
+                    w.1 += usize::from(sig);
+                    format!(
+                        "{}{}",
+                        escape(&b.best.strategy),
+                        if sig { " ✓" } else { " (not significant)" }
+                    )
+                }
+            };
+            let _ = write!(table, "<td>{cell}</td>");
+        }
+        table.push_str("</tr>");
+    }
+    table.push_str("</tbody></table>\n<p class=\"note\">✓: the lead over the next best is significant (Welch's t-test, p &lt; 0.05, over the replications).</p>\n");
+    for (i, r) in ranked.iter().enumerate() {
+        let mut w: Vec<(&String, &(usize, usize))> = wins[i].iter().collect();
+        w.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        let _ = write!(
+            out,
+            "<li><b>{}</b> ({} is better): ",
+            escape(r.label),
+            if r.lower_is_better { "lower" } else { "higher" }
+        );
+        if w.is_empty() {
+            let _ = writeln!(out, "every strategy is equal at every point.</li>");
+            continue;
+        }
+        let mut parts: Vec<String> = w
+            .iter()
+            .map(|(name, (n, sig))| {
+                format!(
+                    "<b>{}</b> best at {n} of {} points ({sig} significant)",
+                    escape(name),
+                    points.len()
+                )
+            })
+            .collect();
+        if ties[i] > 0 {
+            parts.push(format!("all equal at {}", ties[i]));
+        }
+        let _ = writeln!(out, "{}.</li>", parts.join("; "));
+    }
+    out.push_str("</ul>\n");
+    out + "<div class=\"scroll\">" + &table.replacen("</table>\n", "</table></div>\n", 1)
+}
+
+/// A latency metric counts successes only, so a strategy that fails many requests can look
+/// fast: when the best on latency fails more than a percentage point above the least-failing
+/// strategy, say so.
+fn failing_caveat(
+    metric: &str,
+    best: &crate::schema::StrategyEntry,
+    here: &[&crate::schema::StrategyEntry],
+) -> String {
+    if !metric.ends_with("_ms") {
+        return String::new();
+    }
+    let err =
+        |s: &crate::schema::StrategyEntry| s.metrics.get("error_rate").map_or(0.0, |m| m.mean);
+    let least = here.iter().map(|s| err(s)).fold(f64::INFINITY, f64::min);
+    let mine = err(best);
+    if mine > least + 0.01 {
+        format!(
+            "; <span class=\"wide\">but it fails {:.1}% of requests (against {:.1}% at best), and latency counts only its successes</span>",
+            100.0 * mine,
+            100.0 * least
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// The live run's own figures from `live.json`: pacing, target and achieved rate, per strategy.
+fn live_html(live: &serde_json::Value) -> String {
+    let mut out = String::from(
+        "<h2>Live pacing</h2>\n<table><thead><tr><th>strategy</th><th>target (/s)</th><th>achieved (/s)</th><th>scheduled</th><th>completed</th><th>never completed</th><th>pacing error p50 (µs)</th><th>p99 (µs)</th><th>max (µs)</th></tr></thead><tbody>",
+    );
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    for st in live
+        .get("strategies")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = st.get("strategy").and_then(|v| v.as_str()).unwrap_or("");
+        let l = st.get("live").cloned().unwrap_or_default();
+        let pacing: Vec<f64> = l
+            .get("pacing_error_us")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default();
+        let f = |v: Option<f64>, d: usize| v.map_or_else(|| "—".to_owned(), |x| format!("{x:.d$}"));
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            f(num(&l, "target_rps"), 0),
+            f(num(&l, "achieved_rps"), 1),
+            f(num(&l, "scheduled"), 0),
+            f(num(&l, "completed"), 0),
+            f(num(&l, "never_completed"), 0),
+            f(pacing.first().copied(), 0),
+            f(pacing.get(1).copied(), 0),
+            f(pacing.get(2).copied(), 0),
+        );
+    }
+    out.push_str("</tbody></table>\n<p class=\"note\">Latency is measured from each request's intended send time, so a late pacer shows in the latencies rather than hiding (no coordinated omission).</p>\n");
+    out
+}
+
+fn html_page(data: &ReportData, sections: &str, live: Option<&serde_json::Value>) -> String {
     let s = &data.summary;
     let name = s.info.scenario.as_str();
     let mut table = String::from("<table><thead><tr>");
@@ -1506,8 +2256,9 @@ fn html_page(data: &ReportData, sections: &str) -> String {
         ("p999_ms", "p99.9 (ms)"),
         ("mean_ms", "mean (ms)"),
         ("throughput_rps", "successes/s"),
-        ("error_rate", "error rate"),
+        ("error_rate", "errors (%)"),
         ("retry_amplification", "attempts/request"),
+        ("failure_p99_ms", "failures' p99 (ms)"),
     ];
     table.push_str("<th>strategy</th>");
     for (_, h) in cols {
@@ -1515,6 +2266,7 @@ fn html_page(data: &ReportData, sections: &str) -> String {
     }
     table.push_str("</tr></thead><tbody>");
     let order: Vec<String> = data.series.iter().map(|x| x.strategy.clone()).collect();
+    let mut wide = false;
     for st in &s.strategies {
         let strategy = st.strategy.as_str();
         let c = colour(
@@ -1535,19 +2287,60 @@ fn html_page(data: &ReportData, sections: &str) -> String {
             c.2,
             escape(strategy)
         );
+        let failed = st
+            .metrics
+            .get("error_rate")
+            .is_some_and(|m| m.values.iter().any(|v| *v > 0.0));
         for (k, _) in cols {
             let m = st.metrics.get(k);
+            if k == "failure_p99_ms" && !failed {
+                table.push_str("<td>—</td>");
+                continue;
+            }
             let mean = m.map_or(f64::NAN, |m| m.mean);
-            let digits = if k == "throughput_rps" { 0 } else { 3 };
-            let cell = match m.and_then(|m| m.ci95) {
-                Some(ci) => format!("{mean:.digits$} ± {ci:.digits$}"),
-                None => format!("{mean:.digits$}"),
-            };
-            let _ = write!(table, "<td>{cell}</td>");
+            let ci = m.and_then(|m| m.ci95);
+            let cell = metric_text(k, mean, ci);
+            let cell = cell
+                .trim_end_matches(" ms")
+                .trim_end_matches(" %")
+                .trim_end_matches("/s");
+            // An interval wider than its mean says more replications are needed.
+            if ci.is_some_and(|c| c > mean.abs() && mean != 0.0) {
+                wide = true;
+                let _ = write!(table, "<td class=\"wide\">{cell} !</td>");
+            } else {
+                let _ = write!(table, "<td>{cell}</td>");
+            }
         }
         table.push_str("</tr>");
     }
     table.push_str("</tbody></table>");
+    let reps = s.info.replications;
+    let legend = format!(
+        "<p class=\"note\">Each cell is the mean over {reps} replication{} ± the half-width of its 95% confidence interval (Student's t). Latency columns are of successful requests only; a failed request's latency is in the last column (— when none failed).{}</p>",
+        if reps == 1 { "" } else { "s" },
+        if wide {
+            " <span class=\"wide\">!</span> marks an interval wider than its mean: run more replications before drawing a conclusion from it."
+        } else {
+            ""
+        }
+    );
+    let question = if s.info.description.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p class=\"question\"><b>Question:</b> {}</p>\n",
+            escape(&s.info.description)
+        )
+    };
+    let reproduce = match live {
+        Some(_) => format!("meshbench live scenario.yaml --seed {}", s.info.seed),
+        None => format!("meshbench run scenario.yaml --seed {}", s.info.seed),
+    };
+    let partial = live
+        .and_then(|l| l.get("partial"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
@@ -1556,34 +2349,52 @@ fn html_page(data: &ReportData, sections: &str) -> String {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>meshbench: {title}</title>
 <style>
-body {{ font-family: "DejaVu Sans", sans-serif; margin: 2em auto; max-width: 980px; color: #222; }}
-h1 {{ font-size: 1.6em; }} h2 {{ font-size: 1.2em; margin-top: 2em; }}
+body {{ font-family: "DejaVu Sans", sans-serif; margin: 2em auto; max-width: 1000px; color: #222; padding: 0 1em; }}
+h1 {{ font-size: 1.6em; margin-bottom: 0.3em; }} h2 {{ font-size: 1.2em; margin-top: 2em; }}
+.question {{ font-size: 1.1em; background: #f3f6fb; border-left: 4px solid #1f77b4; padding: 0.6em 0.9em; }}
+ul.answer li {{ margin: 0.35em 0; }}
 table {{ border-collapse: collapse; font-size: 0.85em; width: 100%; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 6px; text-align: right; }}
+td {{ white-space: nowrap; }} .scroll {{ overflow-x: auto; }}
 th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
+table.best td {{ text-align: left; }}
 .dot {{ display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 6px; }}
+.wide {{ color: #b35900; }}
+.partial {{ color: #b00; font-weight: bold; }}
 figure {{ margin: 0; }} figure svg {{ max-width: 100%; height: auto; }}
-.files {{ font-size: 0.8em; color: #666; }}
+.files, .note {{ font-size: 0.8em; color: #555; }}
 pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.8em; }}
 .meta {{ color: #555; font-size: 0.9em; }}
 </style>
 </head>
 <body>
 <h1>meshbench report: {title}</h1>
-<p class="meta">seed {seed} · {reps} replications per strategy · meshbench {version} · reproduce with <code>meshbench run scenario.yaml --seed {seed}</code></p>
-<h2>Comparison (mean ± 95% confidence interval over replications)</h2>
-{table}
-{sections}
+{partial}{question}<h2>Answer</h2>
+{answer}<p class="meta">seed {seed} · {reps} replications per strategy · meshbench {version} · reproduce with <code>{reproduce}</code></p>
+<h2>Comparison</h2>
+<div class="scroll">{table}</div>
+{legend}
+{live}{sections}
 <h2>Scenario</h2>
 <pre>{scenario}</pre>
 </body>
 </html>
 "#,
         title = escape(name),
+        partial = if partial {
+            "<p class=\"partial\">Partial: this run was interrupted; the figures cover what was measured before it stopped.</p>\n"
+        } else {
+            ""
+        },
+        question = question,
+        answer = answer_html(data),
         seed = s.info.seed,
-        reps = s.info.replications,
+        reps = reps,
         version = escape(&s.info.meshbench_version),
+        reproduce = reproduce,
         table = table,
+        legend = legend,
+        live = live.map(live_html).unwrap_or_default(),
         sections = sections,
         scenario = scenario_excerpt(&data.scenario),
     )
@@ -1635,39 +2446,35 @@ pub(crate) fn compare_plot(
         let mut chart = ChartBuilder::on(root)
             .caption("Change from A to B (%)", ("sans-serif", 22))
             .margin(12)
+            .margin_right(LEGEND_W)
             .x_label_area_size(45)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..n as f64, -lim..lim)
             .map_err(err)?;
         let names: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
+        // Ticks every half unit (2n + 1 of them); the ones at each group's centre carry its
+        // metric's name.
+        let name_at = |x: &f64| {
+            if (x.fract() - 0.5).abs() < 1e-6 {
+                names.get(x.floor() as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
         chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
             .disable_x_mesh()
-            .x_labels(0)
-            .x_label_formatter(&|_| String::new())
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&name_at)
+            .x_label_style(("sans-serif", 13))
             .x_desc("metric")
             .y_desc("relative change, B vs A (%)")
             .axis_desc_style(("sans-serif", 15))
             .draw()
             .map_err(err)?;
-        // The metric names under their groups of bars (a float axis puts its own ticks
-        // anywhere; these sit at each group's centre).
-        chart
-            .draw_series(names.iter().enumerate().map(|(i, name)| {
-                Text::new(
-                    name.clone(),
-                    (i as f64 + 0.5, -lim * 0.93),
-                    ("sans-serif", 14).into_font().color(&BLACK).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Center,
-                        ),
-                    ),
-                )
-            }))
-            .map_err(err)?;
         let width = 0.8 / rows.len().max(1) as f64;
+        let mut entries = Legend::new();
         for (i, (label, vals)) in rows.iter().enumerate() {
             let c = colour(i);
             chart
@@ -1675,11 +2482,10 @@ pub(crate) fn compare_plot(
                     let x0 = m as f64 + 0.1 + i as f64 * width;
                     Rectangle::new([(x0, 0.0), (x0 + width, change(x, y))], c.filled())
                 }))
-                .map_err(err)?
-                .label(label.clone())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+                .map_err(err)?;
+            entries.push((label.clone(), c, Mark::Box));
         }
-        legend(&mut chart)
+        side_legend(root, &entries)
     }
     let mut svg_text = String::new();
     {

@@ -680,11 +680,6 @@ impl Sim {
     }
 
     fn sample(&mut self) {
-        let ejected = self
-            .proxies
-            .iter()
-            .map(|p| u64::from(p.cluster.outlier().map_or(0, |o| o.ejected_count())))
-            .sum();
-        self.rec.close_window(self.now as f64 / 1e9, ejected);
+        self.rec.close_window(self.now as f64 / 1e9);
     }
 }
