@@ -438,3 +438,75 @@ pub struct RunId {
     /// The replication's seed.
     pub seed: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::outlier::EjectionReason;
+    use mesh_core::{Duration, EndpointId, Outcome};
+
+    fn recorder(endpoints: usize) -> Recorder {
+        Recorder::new(vec![EndpointStats::default(); endpoints], 0)
+    }
+
+    fn ejected(i: u32) -> PolicyEvent {
+        PolicyEvent::Outlier(OutlierEvent::Ejected {
+            endpoint: EndpointId(i),
+            reason: EjectionReason::Consecutive5xx,
+            duration: Duration::from_secs(30),
+            ejections: 1,
+        })
+    }
+
+    #[test]
+    fn a_host_ejected_by_many_proxies_counts_once() {
+        // Two proxies over the same 4 stations (offset 0): both eject station 2, one station 3.
+        let mut r = recorder(4);
+        r.event(0, &ejected(2));
+        r.event(0, &ejected(2));
+        r.event(0, &ejected(3));
+        r.close_window(1.0);
+        // One proxy lets station 2 back: the other still ejects it.
+        r.event(
+            0,
+            &PolicyEvent::Outlier(OutlierEvent::Unejected {
+                endpoint: EndpointId(2),
+            }),
+        );
+        r.close_window(2.0);
+        // Proxies with their own recorders (live mode) merge window by window.
+        let mut other = recorder(4);
+        other.event(0, &ejected(0));
+        let mut w = r.take_window();
+        w.merge(&other.take_window());
+        let res = r.finish(RunId::default(), 1.0);
+        let ej: Vec<u64> = res.timeseries.iter().map(|s| s.ejected).collect();
+        let ejections: Vec<u64> = res.timeseries.iter().map(|s| s.ejections).collect();
+        assert_eq!(ej, [2, 2]);
+        assert_eq!(ejections, [3, 0]);
+        assert_eq!(w.sample(3.0).ejected, 3, "stations 0, 2 and 3");
+    }
+
+    #[test]
+    fn failures_stay_out_of_the_success_latency() {
+        let mut r = recorder(1);
+        let ms = 1_000_000;
+        for i in 0..99 {
+            r.finished(Finish::Response(Outcome::Success), 1, i, i + 10 * ms);
+        }
+        // A fast 503 and a 2 s timeout: neither moves the successes' percentiles.
+        r.finished(Finish::Response(Outcome::ServerError), 1, 0, ms / 10);
+        r.finished(Finish::Timeout, 1, 0, 2000 * ms);
+        r.close_window(1.0);
+        let res = r.finish(RunId::default(), 1.0);
+        assert_eq!(res.latency.len(), 99);
+        assert_eq!(res.failure_latency.len(), 2);
+        assert!((res.metric("p50_ms") - 10.0).abs() < 0.01);
+        assert!((res.metric("p99_ms") - 10.0).abs() < 0.01);
+        assert!((res.metric("failure_p99_ms") - 2000.0).abs() < 2.0);
+        assert!((res.metric("error_rate") - 2.0 / 101.0).abs() < 1e-12);
+        let w = &res.timeseries[0];
+        assert_eq!((w.requests, w.errors), (101, 2));
+        assert!((w.p99_ms - 10.0).abs() < 0.1, "{}", w.p99_ms);
+    }
+}

@@ -2540,6 +2540,23 @@ mod tests {
     }
 
     #[test]
+    fn sweep_values_become_numbers_with_units_and_log_axes_get_readable_ticks() {
+        assert_eq!(axis_number("4000/s"), Some((4000.0, "/s")));
+        assert_eq!(axis_number("0.9"), Some((0.9, "")));
+        assert_eq!(axis_number("1e3/s"), Some((1000.0, "/s")));
+        assert_eq!(axis_number("250ms"), Some((250.0, "ms")));
+        assert_eq!(axis_number("-2"), Some((-2.0, "")));
+        assert_eq!(axis_number("round_robin"), None);
+        assert_eq!(axis_number("e5"), None);
+        assert_eq!(log_ticks(3.0, 60.0), [5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(log_ticks(0.5, 5000.0), [1.0, 10.0, 100.0, 1000.0]);
+        assert!(log_ticks(0.0, 1.0).is_empty());
+        assert_eq!(trim_number(285.75), "285.8");
+        assert_eq!(trim_number(0.125), "0.125");
+        assert_eq!(trim_number(2000.0), "2000");
+    }
+
+    #[test]
     fn hgrm_round_trips_into_plot_points() {
         let mut h = crate::latency_histogram();
         for v in 1..=1000u64 {

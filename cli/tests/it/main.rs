@@ -1398,3 +1398,39 @@ fn fidelity_ends_with_a_verdict() {
     assert_eq!(run("lots").status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_report_opens_with_its_question_and_answer_and_names_its_faults() {
+    let dir = tmp("answer");
+    run_ok(&[
+        "run",
+        "scenarios/crash-and-gray-failure.yaml",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let html = String::from_utf8(read(&dir, "index.html")).unwrap();
+    let at = |s: &str| {
+        html.find(s)
+            .unwrap_or_else(|| panic!("index.html lacks {s:?}"))
+    };
+    // The question, then the answer, before the comparison table and every plot.
+    assert!(at("<b>Question:</b> 10 backends") < at("<h2>Answer</h2>"));
+    assert!(at("<h2>Answer</h2>") < at("<h2>Comparison</h2>"));
+    // Retries on another host hide both faults: the lowest error rate, significantly.
+    let errors = &html[at("<li><b>error rate</b>")..];
+    let errors = &errors[..errors.find("</li>").unwrap()];
+    assert!(
+        errors.contains("<b>p2c_outlier_retry</b> is best") && errors.contains("significant ("),
+        "{errors}"
+    );
+    // The first plot is the error rate over time, its fault windows named.
+    assert!(at("<h2>Error rate and throughput over time</h2>") < at("<h2>Latency CDF</h2>"));
+    let svg = String::from_utf8(read(&dir, "errors_over_time.svg")).unwrap();
+    for label in ["backend/3 crash", "backend/7 fast fail", "error rate (%)"] {
+        assert!(svg.contains(label), "errors_over_time.svg lacks {label}");
+    }
+    // Percentages where the terminal shows them, and what the latency columns measure.
+    assert!(html.contains("<th>errors (%)</th>") && html.contains("of successful requests only"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
