@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod live_cmd;
 mod merge;
+mod reproduce;
 mod run;
 
 use check::{check_command, end_of_run_checks};
@@ -160,12 +161,29 @@ enum Command {
         /// A file written by `meshbench live --record`.
         file: PathBuf,
     },
+    /// Reproduce the published results: run the shipped validation scenarios in full and
+    /// compare each figure (queueing theory's closed forms, Envoy's priority and zone-aware
+    /// arithmetic, Linkerd 2016, the Tail at Scale's hedging) with what was measured; exit 1
+    /// when one does not hold.
+    Reproduce {
+        /// Only these experiments (repeat for more; default: all).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Write every figure as markdown here (docs/validation.md).
+        #[arg(long)]
+        doc: Option<PathBuf>,
+        /// The repository root, where the scenarios are (default: the current directory).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Progress and the verdict only.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Rebuild the plots and index.html of a result directory, without rerunning.
     Report {
         /// A directory written by `meshbench run`.
         dir: PathBuf,
     },
-    /// Print and plot the difference between two result directories (B relative to A).
     /// Check a result directory against thresholds (the scenario's `thresholds:` and
     /// `--threshold`) and a baseline; prints a markdown table. Exit codes: 0 every check passed,
     /// 1 a check failed, 2 bad input or usage.
@@ -194,6 +212,7 @@ enum Command {
         #[arg(long, requires = "baseline")]
         update_baseline: bool,
     },
+    /// Print and plot the difference between two result directories (B relative to A).
     Compare {
         /// The baseline result directory.
         a: PathBuf,
@@ -345,6 +364,15 @@ fn dispatch(command: Command, data_dirs: &[PathBuf]) -> anyhow::Result<Done> {
                     Done::Failed
                 }
             }
+        }
+        Command::Reproduce {
+            only,
+            doc,
+            root,
+            quiet,
+        } => {
+            drop(o);
+            Done::passed(reproduce::reproduce(&root, &only, doc.as_deref(), quiet)?)
         }
         Command::Report { dir } => {
             let plots = meshbench_report::render_dir(&dir)

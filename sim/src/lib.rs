@@ -15,6 +15,8 @@
 //! Strategies therefore differ only by what they decide.
 
 mod engine;
+pub mod published;
+pub mod theory;
 
 use meshbench_report::RunResult;
 use meshbench_scenario::Loaded;

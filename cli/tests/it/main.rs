@@ -1434,3 +1434,32 @@ fn a_report_opens_with_its_question_and_answer_and_names_its_faults() {
     assert!(html.contains("<th>errors (%)</th>") && html.contains("of successful requests only"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn reproduce_regenerates_docs_validation_md_byte_for_byte() {
+    // Every published figure holds, and the committed document is what the code measures now.
+    let dir = tmp("reproduce");
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = dir.join("validation.md");
+    let out = meshbench(&["reproduce", "--quiet", "--doc", doc.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("reproduce: PASS"), "{stdout}");
+    let fresh = std::fs::read_to_string(&doc).unwrap();
+    let committed = std::fs::read_to_string(root().join("docs/validation.md")).unwrap();
+    assert!(
+        fresh == committed,
+        "docs/validation.md is stale: run `meshbench reproduce --doc docs/validation.md`"
+    );
+    assert!(fresh.contains("95.45%") && fresh.contains("62.5%"));
+    // A misspelled experiment is bad input, with the nearest name.
+    let typo = meshbench(&["reproduce", "--only", "linkerd-2061"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean `linkerd-2016`"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
