@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub mod answer;
+mod page;
 mod recorder;
 mod render;
 mod schema;
