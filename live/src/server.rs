@@ -54,6 +54,8 @@ struct Station {
     /// The meter's time origin.
     epoch: std::time::Instant,
     concurrency: u32,
+    /// `GET /health` waits for a free server like a request (`services.X.health_check_queues`).
+    checks_queue: bool,
 }
 
 impl Station {
@@ -226,6 +228,7 @@ impl Backends {
                 meter: std::sync::Mutex::new(LoadMeter::new(x.concurrency, 0)),
                 epoch,
                 concurrency: x.concurrency,
+                checks_queue: x.health_check_queues,
             });
             let listener = TcpListener::bind((bind, 0)).await?;
             let addr = listener.local_addr()?;
@@ -371,7 +374,7 @@ async fn handle(
     st: Arc<Station>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() == "/health" {
-        return Ok(reply(StatusCode::OK, "ok\n"));
+        return Ok(health(&st).await);
     }
     let request = header_u64(&req, "x-meshbench-request").unwrap_or_else(|| {
         // A request from elsewhere: draw from a counter so it still gets a fresh sample.
@@ -396,6 +399,31 @@ async fn handle(
     let answer = serve_one(request, attempt, &st).await;
     st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
     Ok(with_load(answer, &st))
+}
+
+/// Answers a health check: at once, or, when the instance's checks queue, once a server is free
+/// (503 at once when the queue is full), as the simulator does. A check takes no service time.
+async fn health(st: &Station) -> Response<Full<Bytes>> {
+    if !st.checks_queue {
+        return reply(StatusCode::OK, "ok\n");
+    }
+    if st.permits.try_acquire().is_ok() {
+        return reply(StatusCode::OK, "ok\n");
+    }
+    if st.waiting.fetch_add(1, Ordering::SeqCst) >= st.queue_limit {
+        st.waiting.fetch_sub(1, Ordering::SeqCst);
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n");
+    }
+    // The checker may give up first (its timeout drops this future): leave the queue then too.
+    struct Waiting<'a>(&'a AtomicU32);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _waiting = Waiting(&st.waiting);
+    let _permit = st.permits.acquire().await.expect("never closed");
+    reply(StatusCode::OK, "ok\n")
 }
 
 /// Serves one request at the instance: fast-fail, queue limit, service time, error draw.

@@ -224,6 +224,12 @@ pub struct Service {
     /// Every instance's health when the run starts. Default healthy.
     #[serde(default)]
     pub health: StartHealth,
+    /// Whether an active health check waits for a free server like a request (behind the queue,
+    /// and refused with 503 when the queue is full), as when the health endpoint shares the
+    /// application's workers; then an overloaded instance fails its checks by timeout. Default
+    /// false: the health endpoint answers at once (only a crashed instance fails it).
+    #[serde(default)]
+    pub health_check_queues: bool,
     /// Sparse per-instance changes, by instance index (`3`) or inclusive range (`0-27`).
     #[serde(default)]
     pub overrides: BTreeMap<InstanceRange, Override>,

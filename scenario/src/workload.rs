@@ -38,6 +38,9 @@ pub struct Station {
     pub error_rate: f64,
     /// Its metadata in every client's starting view.
     pub meta: EndpointMeta,
+    /// Whether active health checks wait for a free server like requests
+    /// (`services.X.health_check_queues`).
+    pub health_check_queues: bool,
 }
 
 /// One client proxy: everything a driver needs to run it.
@@ -216,6 +219,7 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
                 slowdown: x.slowdown,
                 error_rate: x.error_rate,
                 meta: x.meta(),
+                health_check_queues: svc.health_check_queues,
             });
         }
     }

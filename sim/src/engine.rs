@@ -26,7 +26,11 @@ enum Ev {
     /// requests in service, and their slots may be reused before this event fires).
     ServiceDone(u32, u32),
     Response(u32, Outcome),
-    ProbeDone(u32, ProbeId, EndpointId),
+    /// A health check's answer reaches proxy `.0`; `.3` when the instance refused it with a
+    /// 503 (its queue was full), else it passes unless the instance is down by then.
+    ProbeDone(u32, ProbeId, EndpointId, bool),
+    /// A health check reaches an instance whose checks queue like requests.
+    HealthAt(u32, ProbeId, EndpointId),
     /// A balancer (Prequal) probe from proxy `.0` reaches endpoint `.1`.
     BalancerProbeAt(u32, EndpointId),
     BalancerProbeDone(u32, EndpointId, ProbeReply),
@@ -59,6 +63,9 @@ impl Ord for Scheduled {
     }
 }
 
+/// Marks a station queue entry as a waiting health check rather than a job.
+const PROBE: u32 = 1 << 31;
+
 struct Station {
     concurrency: u32,
     queue_limit: u32,
@@ -69,7 +76,11 @@ struct Station {
     /// What the fault timeline does to it now.
     fault: FaultState,
     busy: u32,
+    /// Waiting jobs; an entry with [`PROBE`] set is a health check (index into
+    /// `Sim::health_checks`) when the station's checks queue.
     queue: VecDeque<u32>,
+    /// Health checks wait in `queue` for a free server (`services.X.health_check_queues`).
+    checks_queue: bool,
     /// What it reports about its load (ORCA reports, Prequal probes), when the balancer reads
     /// either.
     meter: Option<LoadMeter>,
@@ -120,6 +131,10 @@ struct Sim {
     metered: Vec<Metered>,
     meters: bool,
     free_jobs: Vec<u32>,
+    /// Health checks waiting in a station's queue: (proxy, probe, endpoint); free slots in
+    /// `free_checks`.
+    health_checks: Vec<(u32, ProbeId, EndpointId)>,
+    free_checks: Vec<u32>,
     by_attempt: HashMap<(u32, AttemptId), u32>,
     net: NetworkModel,
     load_reports: bool,
@@ -166,6 +181,7 @@ pub fn run_one(
             fault: FaultState::default(),
             busy: 0,
             queue: VecDeque::new(),
+            checks_queue: x.health_check_queues,
             meter: w.meters.then(|| LoadMeter::new(x.concurrency, 0)),
         })
         .collect();
@@ -203,6 +219,8 @@ pub fn run_one(
         metered: Vec::new(),
         meters: w.meters,
         free_jobs: Vec::new(),
+        health_checks: Vec::new(),
+        free_checks: Vec::new(),
         by_attempt: HashMap::default(),
         net: w.network.clone(),
         load_reports: w.load_reports,
@@ -320,10 +338,13 @@ impl Sim {
                         self.drain(job.proxy);
                     }
                 }
-                Ev::ProbeDone(p, probe, endpoint) => {
+                Ev::HealthAt(p, probe, endpoint) => self.check_at_instance(p, probe, endpoint),
+                Ev::ProbeDone(p, probe, endpoint, refused) => {
                     // A crashed instance refuses the probe's connection.
                     let st = self.proxies[p as usize].plan.offset + endpoint.0;
-                    let result = if self.stations[st as usize].fault.down {
+                    let result = if refused {
+                        ProbeResult::Fail
+                    } else if self.stations[st as usize].fault.down {
                         ProbeResult::Error
                     } else {
                         ProbeResult::Pass
@@ -474,14 +495,20 @@ impl Sim {
                     let px = &self.proxies[p as usize];
                     let st = (px.plan.offset + probe.endpoint.0) as usize;
                     let (a, b) = (px.plan.zone, self.stations[st].zone);
-                    let rtt =
-                        2 * self
-                            .net
-                            .delay_ns(a, b, self.seed, probe.probe.0, 0, Lane::NetOut);
-                    self.push(
-                        now.saturating_add(rtt),
-                        Ev::ProbeDone(p, probe.probe, probe.endpoint),
-                    );
+                    let d = self
+                        .net
+                        .delay_ns(a, b, self.seed, probe.probe.0, 0, Lane::NetOut);
+                    if self.stations[st].checks_queue {
+                        self.push(
+                            now.saturating_add(d),
+                            Ev::HealthAt(p, probe.probe, probe.endpoint),
+                        );
+                    } else {
+                        self.push(
+                            now.saturating_add(2 * d),
+                            Ev::ProbeDone(p, probe.probe, probe.endpoint, false),
+                        );
+                    }
                 }
                 Output::BalancerProbe { endpoint } => {
                     let px = &self.proxies[p as usize];
@@ -574,6 +601,48 @@ impl Sim {
         }
     }
 
+    /// A health check reaches an instance whose checks queue: answered at once when a server is
+    /// free and nobody waits, refused (503) when the queue is full, else it waits its turn.
+    fn check_at_instance(&mut self, p: u32, probe: ProbeId, endpoint: EndpointId) {
+        let st_i = (self.proxies[p as usize].plan.offset + endpoint.0) as usize;
+        let st = &self.stations[st_i];
+        let waiting = st.busy >= st.concurrency || !st.queue.is_empty();
+        let full = (st.queue.len() as u64) >= u64::from(st.queue_limit);
+        let slot = match self.free_checks.pop() {
+            Some(i) => {
+                self.health_checks[i as usize] = (p, probe, endpoint);
+                i
+            }
+            None => {
+                self.health_checks.push((p, probe, endpoint));
+                (self.health_checks.len() - 1) as u32
+            }
+        };
+        if st.fault.down || !waiting {
+            self.answer_check(slot, false);
+        } else if full {
+            self.answer_check(slot, true);
+        } else {
+            self.stations[st_i].queue.push_back(slot | PROBE);
+        }
+    }
+
+    /// Sends waiting health check `slot`'s answer back to its proxy (`refused`: a 503).
+    fn answer_check(&mut self, slot: u32, refused: bool) {
+        let (p, probe, endpoint) = self.health_checks[slot as usize];
+        self.free_checks.push(slot);
+        let px = &self.proxies[p as usize];
+        let st = (px.plan.offset + endpoint.0) as usize;
+        let (a, b) = (px.plan.zone, self.stations[st].zone);
+        let d = self
+            .net
+            .delay_ns(b, a, self.seed, probe.0, 0, Lane::NetBack);
+        self.push(
+            self.now.saturating_add(d),
+            Ev::ProbeDone(p, probe, endpoint, refused),
+        );
+    }
+
     fn start(&mut self, j: u32) {
         let job = &mut self.jobs[j as usize];
         job.serving = true;
@@ -598,7 +667,14 @@ impl Sim {
         if was_down || !state.down {
             return;
         }
-        let mut reset: Vec<u32> = self.stations[s as usize].queue.drain(..).collect();
+        let (checks, mut reset): (Vec<u32>, Vec<u32>) = self.stations[s as usize]
+            .queue
+            .drain(..)
+            .partition(|&j| j & PROBE != 0);
+        // Waiting health checks lose their connection (the answer finds the instance down).
+        for c in checks {
+            self.answer_check(c & !PROBE, false);
+        }
         for (j, job) in self.jobs.iter_mut().enumerate() {
             if job.serving && job.station == s {
                 job.serving = false;
@@ -649,8 +725,13 @@ impl Sim {
                 Outcome::Success
             },
         );
-        // Next in line, skipping cancelled requests.
+        // Next in line, skipping cancelled requests; a waiting health check is answered as it
+        // reaches the server (it takes no service time).
         while let Some(next) = self.stations[job.station as usize].queue.pop_front() {
+            if next & PROBE != 0 {
+                self.answer_check(next & !PROBE, false);
+                continue;
+            }
             if self.jobs[next as usize].cancelled {
                 if let Some(m) = &mut self.stations[job.station as usize].meter {
                     m.leave(now, false);

@@ -112,6 +112,53 @@ faults:
 }
 
 #[test]
+fn health_checks_that_queue_fail_on_an_overloaded_host_and_inline_ones_do_not() {
+    // b/1 slows 20x from 2 s to 4 s: 200/s of capacity for its 500/s. Checks that wait behind
+    // its queue pass their 50 ms timeout and turn it unhealthy, so round robin moves its
+    // traffic to b/0 and the queue stops growing; a health endpoint that answers at once keeps
+    // it healthy, and its queue grows for the whole 2 s.
+    let yaml = |queues: bool| {
+        format!(
+            "
+name: t
+seed: 3
+duration: 6s
+strategies:
+  rr:
+    balancer: {{ kind: round_robin }}
+    health_check: {{ timeout: 50ms, interval: 100ms, no_traffic_interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1, initial_health: healthy }}
+services:
+  b: {{ instances: 2, concurrency: 4, service_time: {{ dist: constant, value: 8ms }}, health_check_queues: {queues} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: constant, rate: 800/s }} }}
+faults:
+  - {{ at: 2s, until: 4s, target: b/1, kind: slowdown, factor: 20 }}
+"
+        )
+    };
+    let queued = &run(&yaml(true))[0];
+    let inline = &run(&yaml(false))[0];
+    let changes = |r: &RunResult| r.events.get("health_changed").copied().unwrap_or(0);
+    assert!(changes(queued) >= 2, "{:?}", queued.events);
+    assert_eq!(changes(inline), 0, "{:?}", inline.events);
+    // Marked unhealthy, b/1 takes far fewer attempts during the slowdown.
+    let b1 = |r: &RunResult| r.endpoints[1].attempts;
+    assert!(
+        b1(queued) * 10 < b1(inline) * 9,
+        "{} vs {}",
+        b1(queued),
+        b1(inline)
+    );
+    // And fewer requests wait in its queue: the mean latency is the lower.
+    assert!(
+        queued.metric("mean_ms") < inline.metric("mean_ms") * 0.9,
+        "{} vs {}",
+        queued.metric("mean_ms"),
+        inline.metric("mean_ms")
+    );
+}
+
+#[test]
 fn a_scenario_without_faults_is_unchanged_by_an_empty_timeline() {
     let a = run(BASE);
     let b = run(&format!("{BASE}faults: []\n"));
