@@ -364,9 +364,10 @@ async fn send_attempt(
     }
 }
 
-/// One active health check on a fresh connection (Envoy's `reuse_connection: false`).
-async fn health_probe(t: Arc<Target>) -> ProbeResult {
-    match request_once(None, &t, Path::Health, Ids::default(), Want::Nothing).await {
+/// One active health check on a fresh connection (Envoy's `reuse_connection: false`); `ids`
+/// carry its probe id (the backends' draws for it) and the proxy's zone (its network delay).
+async fn health_probe(t: Arc<Target>, ids: Ids) -> ProbeResult {
+    match request_once(None, &t, Path::Health, ids, Want::Nothing).await {
         (Some(200..=299), _, _) => ProbeResult::Pass,
         (Some(_), _, _) => ProbeResult::Fail,
         (None, _, _) => ProbeResult::Error,
@@ -1202,11 +1203,17 @@ impl Actor {
                 let timeout = StdDuration::from_nanos(p.deadline.as_nanos())
                     .saturating_sub(StdDuration::from_nanos(now.as_nanos()));
                 let (probe, endpoint) = (p.probe, p.endpoint);
+                let ids = Ids {
+                    request: Some((probe.0, meshbench_scenario::CHECK_ATTEMPT)),
+                    key: None,
+                    zone: self.zone,
+                };
                 tokio::spawn(async move {
-                    let result = match tokio::time::timeout(timeout, health_probe(target)).await {
-                        Ok(r) => r,
-                        Err(_) => ProbeResult::Error,
-                    };
+                    let result =
+                        match tokio::time::timeout(timeout, health_probe(target, ids)).await {
+                            Ok(r) => r,
+                            Err(_) => ProbeResult::Error,
+                        };
                     let _ = tx.send(Msg::Probe {
                         probe,
                         endpoint,

@@ -373,9 +373,6 @@ async fn handle(
     req: Request<Incoming>,
     st: Arc<Station>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.uri().path() == "/health" {
-        return Ok(health(&st).await);
-    }
     let request = header_u64(&req, "x-meshbench-request").unwrap_or_else(|| {
         // A request from elsewhere: draw from a counter so it still gets a fresh sample.
         static NEXT: AtomicU64 = AtomicU64::new(1 << 62);
@@ -385,6 +382,11 @@ async fn handle(
     // The caller's zone (ours when it does not say): the hop's latency is the zone pair's.
     let from = header_u64(&req, ZONE_HEADER).map_or(st.zone, |z| z as u16);
     st.hop(from, st.zone, request, attempt, Lane::NetOut).await;
+    if req.uri().path() == "/health" {
+        let answer = health(request, &st).await;
+        st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
+        return Ok(answer);
+    }
     if req.uri().path() == PROBE_PATH {
         // A Prequal probe reads the instance as it is when the probe arrives.
         let answer = st.meter().probe(st.now_ns());
@@ -401,28 +403,39 @@ async fn handle(
     Ok(with_load(answer, &st))
 }
 
-/// Answers a health check: at once, or, when the instance's checks queue, once a server is free
-/// (503 at once when the queue is full), as the simulator does. A check takes no service time.
-async fn health(st: &Station) -> Response<Full<Bytes>> {
-    if !st.checks_queue {
-        return reply(StatusCode::OK, "ok\n");
+/// Answers health check `id` (its probe id) as the simulator does: a fast-failing instance
+/// answers 503; when the instance's checks queue, the check first waits for a free server (503
+/// when the queue is full) and lets it go again; then it takes a service time (drawn by its id,
+/// with the instance's slowdowns) and fails at the instance's error rate (500).
+async fn health(id: u64, st: &Station) -> Response<Full<Bytes>> {
+    let draw = |lane| uniform(st.seed, id, meshbench_scenario::CHECK_ATTEMPT, lane);
+    let fast_fail = f64::from_bits(st.fast_fail_bits.load(Ordering::Relaxed));
+    if fast_fail > 0.0 && draw(Lane::FastFail) < fast_fail {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "fast fail\n");
     }
-    if st.permits.try_acquire().is_ok() {
-        return reply(StatusCode::OK, "ok\n");
-    }
-    if st.waiting.fetch_add(1, Ordering::SeqCst) >= st.queue_limit {
-        st.waiting.fetch_sub(1, Ordering::SeqCst);
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n");
-    }
-    // The checker may give up first (its timeout drops this future): leave the queue then too.
-    struct Waiting<'a>(&'a AtomicU32);
-    impl Drop for Waiting<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::SeqCst);
+    if st.checks_queue && st.permits.try_acquire().is_err() {
+        if st.waiting.fetch_add(1, Ordering::SeqCst) >= st.queue_limit {
+            st.waiting.fetch_sub(1, Ordering::SeqCst);
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n");
         }
+        // The checker may give up first (its timeout drops this future): leave the queue then.
+        struct Waiting<'a>(&'a AtomicU32);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _waiting = Waiting(&st.waiting);
+        drop(st.permits.acquire().await.expect("never closed"));
     }
-    let _waiting = Waiting(&st.waiting);
-    let _permit = st.permits.acquire().await.expect("never closed");
+    let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed));
+    let ns = st.dist.quantile_ns(draw(Lane::Service)) * slowdown;
+    let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns.max(0.0) as u64);
+    st.timer.sleep_until(until).await;
+    let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
+    if error_rate > 0.0 && draw(Lane::Error) < error_rate {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n");
+    }
     reply(StatusCode::OK, "ok\n")
 }
 

@@ -292,6 +292,10 @@ pub enum Lane {
     Key = 6,
 }
 
+/// The attempt number under which a health check draws its common random numbers (keyed by its
+/// probe id): apart from every request attempt's, the same in both drivers.
+pub const CHECK_ATTEMPT: u32 = u32::MAX;
+
 /// A uniform in (0, 1) from 53 random bits.
 pub fn unit(bits: u64) -> f64 {
     ((bits >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)

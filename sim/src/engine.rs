@@ -26,11 +26,12 @@ enum Ev {
     /// requests in service, and their slots may be reused before this event fires).
     ServiceDone(u32, u32),
     Response(u32, Outcome),
-    /// A health check's answer reaches proxy `.0`; `.3` when the instance refused it with a
-    /// 503 (its queue was full), else it passes unless the instance is down by then.
-    ProbeDone(u32, ProbeId, EndpointId, bool),
-    /// A health check reaches an instance whose checks queue like requests.
+    /// A health check's answer `.3` reaches proxy `.0`.
+    ProbeDone(u32, ProbeId, EndpointId, ProbeResult),
+    /// A health check from proxy `.0` reaches its instance.
     HealthAt(u32, ProbeId, EndpointId),
+    /// The health check in slot `.0` (of `Sim::health_checks`) has been served.
+    CheckServed(u32),
     /// A balancer (Prequal) probe from proxy `.0` reaches endpoint `.1`.
     BalancerProbeAt(u32, EndpointId),
     BalancerProbeDone(u32, EndpointId, ProbeReply),
@@ -65,6 +66,10 @@ impl Ord for Scheduled {
 
 /// Marks a station queue entry as a waiting health check rather than a job.
 const PROBE: u32 = 1 << 31;
+
+/// The attempt number of a health check's common random numbers (draws by its probe id), apart
+/// from every request attempt's; live backends draw the same.
+const CHECK: u32 = meshbench_scenario::CHECK_ATTEMPT;
 
 struct Station {
     concurrency: u32,
@@ -339,16 +344,8 @@ impl Sim {
                     }
                 }
                 Ev::HealthAt(p, probe, endpoint) => self.check_at_instance(p, probe, endpoint),
-                Ev::ProbeDone(p, probe, endpoint, refused) => {
-                    // A crashed instance refuses the probe's connection.
-                    let st = self.proxies[p as usize].plan.offset + endpoint.0;
-                    let result = if refused {
-                        ProbeResult::Fail
-                    } else if self.stations[st as usize].fault.down {
-                        ProbeResult::Error
-                    } else {
-                        ProbeResult::Pass
-                    };
+                Ev::CheckServed(slot) => self.check_served(slot),
+                Ev::ProbeDone(p, probe, endpoint, result) => {
                     self.proxies[p as usize].cluster.handle_input(
                         Input::ProbeDone {
                             probe,
@@ -497,18 +494,11 @@ impl Sim {
                     let (a, b) = (px.plan.zone, self.stations[st].zone);
                     let d = self
                         .net
-                        .delay_ns(a, b, self.seed, probe.probe.0, 0, Lane::NetOut);
-                    if self.stations[st].checks_queue {
-                        self.push(
-                            now.saturating_add(d),
-                            Ev::HealthAt(p, probe.probe, probe.endpoint),
-                        );
-                    } else {
-                        self.push(
-                            now.saturating_add(2 * d),
-                            Ev::ProbeDone(p, probe.probe, probe.endpoint, false),
-                        );
-                    }
+                        .delay_ns(a, b, self.seed, probe.probe.0, CHECK, Lane::NetOut);
+                    self.push(
+                        now.saturating_add(d),
+                        Ev::HealthAt(p, probe.probe, probe.endpoint),
+                    );
                 }
                 Output::BalancerProbe { endpoint } => {
                     let px = &self.proxies[p as usize];
@@ -601,13 +591,13 @@ impl Sim {
         }
     }
 
-    /// A health check reaches an instance whose checks queue: answered at once when a server is
-    /// free and nobody waits, refused (503) when the queue is full, else it waits its turn.
+    /// A health check reaches its instance. It is a request there: a crashed instance refuses
+    /// it, a fast-failing one answers 503, and otherwise it takes a service time (drawn per
+    /// check, with the instance's slowdowns) and fails at the instance's error rate. When the
+    /// instance's checks queue, it first waits for a free server like a request (503 when the
+    /// queue is full); either way its service runs beside the requests', holding no server.
     fn check_at_instance(&mut self, p: u32, probe: ProbeId, endpoint: EndpointId) {
         let st_i = (self.proxies[p as usize].plan.offset + endpoint.0) as usize;
-        let st = &self.stations[st_i];
-        let waiting = st.busy >= st.concurrency || !st.queue.is_empty();
-        let full = (st.queue.len() as u64) >= u64::from(st.queue_limit);
         let slot = match self.free_checks.pop() {
             Some(i) => {
                 self.health_checks[i as usize] = (p, probe, endpoint);
@@ -618,17 +608,51 @@ impl Sim {
                 (self.health_checks.len() - 1) as u32
             }
         };
-        if st.fault.down || !waiting {
-            self.answer_check(slot, false);
-        } else if full {
-            self.answer_check(slot, true);
-        } else {
+        let st = &self.stations[st_i];
+        let waiting = st.checks_queue && (st.busy >= st.concurrency || !st.queue.is_empty());
+        let full = (st.queue.len() as u64) >= u64::from(st.queue_limit);
+        if st.fault.down {
+            self.answer_check(slot, ProbeResult::Error);
+        } else if (st.fault.fast_fail > 0.0
+            && uniform(self.seed, probe.0, CHECK, Lane::FastFail) < st.fault.fast_fail)
+            || (waiting && full)
+        {
+            // A 503: fast-failing, or the queue is full.
+            self.answer_check(slot, ProbeResult::Fail);
+        } else if waiting {
             self.stations[st_i].queue.push_back(slot | PROBE);
+        } else {
+            self.serve_check(slot);
         }
     }
 
-    /// Sends waiting health check `slot`'s answer back to its proxy (`refused`: a 503).
-    fn answer_check(&mut self, slot: u32, refused: bool) {
+    /// Starts serving health check `slot`: its service time, then [`Sim::check_served`].
+    fn serve_check(&mut self, slot: u32) {
+        let (p, probe, endpoint) = self.health_checks[slot as usize];
+        let st = &self.stations[(self.proxies[p as usize].plan.offset + endpoint.0) as usize];
+        let u = uniform(self.seed, probe.0, CHECK, Lane::Service);
+        let t = (st.dist.quantile_ns(u) * st.slowdown * st.fault.slowdown).round() as u64;
+        self.push(self.now.saturating_add(t), Ev::CheckServed(slot));
+    }
+
+    /// Health check `slot` has been served: it passes unless the instance crashed meanwhile or
+    /// the error draw fails it (500).
+    fn check_served(&mut self, slot: u32) {
+        let (p, probe, endpoint) = self.health_checks[slot as usize];
+        let st = &self.stations[(self.proxies[p as usize].plan.offset + endpoint.0) as usize];
+        let rate = st.error_rate.max(st.fault.error_rate);
+        let result = if st.fault.down {
+            ProbeResult::Error
+        } else if rate > 0.0 && uniform(self.seed, probe.0, CHECK, Lane::Error) < rate {
+            ProbeResult::Fail
+        } else {
+            ProbeResult::Pass
+        };
+        self.answer_check(slot, result);
+    }
+
+    /// Sends health check `slot`'s answer back to its proxy.
+    fn answer_check(&mut self, slot: u32, result: ProbeResult) {
         let (p, probe, endpoint) = self.health_checks[slot as usize];
         self.free_checks.push(slot);
         let px = &self.proxies[p as usize];
@@ -636,10 +660,10 @@ impl Sim {
         let (a, b) = (px.plan.zone, self.stations[st].zone);
         let d = self
             .net
-            .delay_ns(b, a, self.seed, probe.0, 0, Lane::NetBack);
+            .delay_ns(b, a, self.seed, probe.0, CHECK, Lane::NetBack);
         self.push(
             self.now.saturating_add(d),
-            Ev::ProbeDone(p, probe, endpoint, refused),
+            Ev::ProbeDone(p, probe, endpoint, result),
         );
     }
 
@@ -673,7 +697,7 @@ impl Sim {
             .partition(|&j| j & PROBE != 0);
         // Waiting health checks lose their connection (the answer finds the instance down).
         for c in checks {
-            self.answer_check(c & !PROBE, false);
+            self.answer_check(c & !PROBE, ProbeResult::Error);
         }
         for (j, job) in self.jobs.iter_mut().enumerate() {
             if job.serving && job.station == s {
@@ -729,7 +753,7 @@ impl Sim {
         // reaches the server (it takes no service time).
         while let Some(next) = self.stations[job.station as usize].queue.pop_front() {
             if next & PROBE != 0 {
-                self.answer_check(next & !PROBE, false);
+                self.serve_check(next & !PROBE);
                 continue;
             }
             if self.jobs[next as usize].cancelled {

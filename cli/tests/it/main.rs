@@ -1463,3 +1463,54 @@ fn reproduce_regenerates_docs_validation_md_byte_for_byte() {
     assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean `linkerd-2016`"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn live_health_checks_mark_a_fast_failing_backend_unhealthy_as_the_simulator_does() {
+    // b/1 answers 503 to everything from 1 s; health checks every 100 ms see it (a 503 is a
+    // definite failure) and take it out of rotation, in the simulator and against real loopback
+    // backends alike. Without checks it would fail half the requests after 1 s (about 750).
+    let dir = tmp("live-health");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ff.yaml");
+    std::fs::write(
+        &file,
+        "
+name: live-health
+seed: 3
+duration: 2.5s
+replications: 1
+strategies:
+  rr:
+    balancer: { kind: round_robin }
+    health_check: { timeout: 200ms, interval: 100ms, no_traffic_interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1, initial_health: healthy }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { proxies: 1, target: b, arrival: { process: constant, rate: 1000/s } }
+faults:
+  - { at: 1s, target: b/1, kind: fast_fail }
+",
+    )
+    .unwrap();
+    for cmd in ["run", "live"] {
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let s = summary(&out);
+        let rr = &s.strategies[0];
+        let changes = rr.events.get("health_changed").copied().unwrap_or(0);
+        assert!(changes >= 1, "{cmd}: {:?}", rr.events);
+        let failed: u64 = rr.failures.values().sum();
+        assert!(
+            (1..=300).contains(&failed),
+            "{cmd}: {failed} failed: {:?}",
+            rr.failures
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

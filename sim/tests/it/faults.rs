@@ -112,11 +112,59 @@ faults:
 }
 
 #[test]
+fn health_checks_see_fast_failing_erroring_and_slow_hosts() {
+    // A health check is a request to the instance: from 2 s, b/1 fast-fails (503 to everything),
+    // errors (every served request 500) or turns 400x slow (1 ms -> 400 ms, past the check's
+    // 50 ms timeout). Each way, checks every 100 ms with unhealthy_threshold 2 (a 503 or 500 is a
+    // definite failure: unhealthy at once) take it out of rotation within two intervals, so it
+    // fails at most ~200 ms of its share of requests.
+    for fault in [
+        "kind: fast_fail",
+        "kind: errors, rate: 1.0",
+        "kind: slowdown, factor: 400",
+    ] {
+        let yaml = format!(
+            "
+name: t
+seed: 3
+duration: 6s
+strategies:
+  rr:
+    balancer: {{ kind: round_robin }}
+    timeout: 100ms
+    health_check: {{ timeout: 50ms, interval: 100ms, no_traffic_interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1, initial_health: healthy }}
+services:
+  b: {{ instances: 2, concurrency: 1000, service_time: {{ dist: constant, value: 1ms }} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: constant, rate: 1000/s }} }}
+faults:
+  - {{ at: 2s, target: b/1, {fault} }}
+"
+        );
+        let r = &run(&yaml)[0];
+        assert!(
+            r.events.get("health_changed").copied().unwrap_or(0) >= 1,
+            "{fault}: {:?}",
+            r.events
+        );
+        let failed = r.requests - r.successes;
+        assert!(
+            (1..=110).contains(&failed),
+            "{fault}: {failed} failed {:?}",
+            r.failures
+        );
+        // The last window: all of it on b/0.
+        let last = r.endpoint_series.last().unwrap();
+        assert_eq!(last[1], 0, "{fault}: {last:?}");
+    }
+}
+
+#[test]
 fn health_checks_that_queue_fail_on_an_overloaded_host_and_inline_ones_do_not() {
-    // b/1 slows 20x from 2 s to 4 s: 200/s of capacity for its 500/s. Checks that wait behind
+    // b/1 slows 20x from 2 s to 4 s: 200/s of capacity for its 400/s. Checks that wait behind
     // its queue pass their 50 ms timeout and turn it unhealthy, so round robin moves its
-    // traffic to b/0 and the queue stops growing; a health endpoint that answers at once keeps
-    // it healthy, and its queue grows for the whole 2 s.
+    // traffic to b/0 and the queue stops growing; checks that do not queue take one (slowed)
+    // service time, 20 ms, keep it healthy, and its queue grows for the whole 2 s.
     let yaml = |queues: bool| {
         format!(
             "
@@ -128,7 +176,7 @@ strategies:
     balancer: {{ kind: round_robin }}
     health_check: {{ timeout: 50ms, interval: 100ms, no_traffic_interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1, initial_health: healthy }}
 services:
-  b: {{ instances: 2, concurrency: 4, service_time: {{ dist: constant, value: 8ms }}, health_check_queues: {queues} }}
+  b: {{ instances: 2, concurrency: 4, service_time: {{ dist: constant, value: 1ms }}, health_check_queues: {queues} }}
 clients:
   c: {{ proxies: 1, target: b, arrival: {{ process: constant, rate: 800/s }} }}
 faults:
