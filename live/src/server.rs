@@ -56,6 +56,8 @@ struct Station {
     concurrency: u32,
     /// `GET /health` waits for a free server like a request (`services.X.health_check_queues`).
     checks_queue: bool,
+    /// A request whose client gave up is served anyway (`services.X.serves_abandoned`).
+    serves_abandoned: bool,
 }
 
 impl Station {
@@ -229,6 +231,7 @@ impl Backends {
                 epoch,
                 concurrency: x.concurrency,
                 checks_queue: x.health_check_queues,
+                serves_abandoned: x.serves_abandoned,
             });
             let listener = TcpListener::bind((bind, 0)).await?;
             let addr = listener.local_addr()?;
@@ -398,7 +401,16 @@ async fn handle(
         }
         return Ok(r);
     }
-    let answer = serve_one(request, attempt, &st).await;
+    let answer = if st.serves_abandoned {
+        // Served in a task of its own: a client that closes the connection (a timeout) drops
+        // this future but not the work, which runs to its end as the simulator's does.
+        let work = st.clone();
+        tokio::spawn(async move { serve_one(request, attempt, &work).await })
+            .await
+            .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, "worker failed\n"))
+    } else {
+        serve_one(request, attempt, &st).await
+    };
     st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
     Ok(with_load(answer, &st))
 }

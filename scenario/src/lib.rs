@@ -140,10 +140,13 @@ fn default_sample_period() -> Duration {
     try_from = "ArrivalSpec"
 )]
 pub enum Arrival {
-    /// Exponential gaps.
+    /// Exponential gaps; with `steps`, a Poisson process whose rate changes at given times
+    /// (piecewise constant, exact by the time-change of a unit-rate process).
     Poisson {
-        /// Mean rate.
+        /// Mean rate (until the first step).
         rate: Rate,
+        /// From each step's time on, its rate; times strictly increasing. Empty: constant rate.
+        steps: Vec<RateStep>,
     },
     /// Equal gaps (each proxy starts at a random phase).
     Constant {
@@ -159,6 +162,16 @@ pub enum Arrival {
         /// Length of an off period.
         off: Duration,
     },
+}
+
+/// A change of an arrival rate: from `at` on, `rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateStep {
+    /// When, since the start of the run.
+    pub at: Duration,
+    /// The rate from then on.
+    pub rate: Rate,
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -177,6 +190,8 @@ struct ArrivalSpec {
     rate: Rate,
     on: Option<Duration>,
     off: Option<Duration>,
+    #[serde(default)]
+    steps: Vec<RateStep>,
 }
 
 impl TryFrom<ArrivalSpec> for Arrival {
@@ -188,7 +203,23 @@ impl TryFrom<ArrivalSpec> for Arrival {
             ProcessKind::Poisson | ProcessKind::Constant if timed => {
                 return Err("`on` and `off` belong to `process: on_off`".into());
             }
-            ProcessKind::Poisson => Arrival::Poisson { rate: s.rate },
+            ProcessKind::Constant | ProcessKind::OnOff if !s.steps.is_empty() => {
+                return Err("`steps` belong to `process: poisson`".into());
+            }
+            ProcessKind::Poisson => {
+                for w in s.steps.windows(2) {
+                    if w[1].at <= w[0].at {
+                        return Err(format!(
+                            "`steps` must be in increasing time: {} comes after {}",
+                            w[1].at, w[0].at
+                        ));
+                    }
+                }
+                Arrival::Poisson {
+                    rate: s.rate,
+                    steps: s.steps,
+                }
+            }
             ProcessKind::Constant => Arrival::Constant { rate: s.rate },
             ProcessKind::OnOff => Arrival::OnOff {
                 rate: s.rate,
@@ -204,10 +235,15 @@ impl TryFrom<ArrivalSpec> for Arrival {
 }
 
 impl Arrival {
-    /// The long-run mean rate, per second.
+    /// The long-run mean rate, per second; with rate `steps`, the highest rate it reaches (what
+    /// estimates of load and work must allow for).
     pub fn mean_rate(&self) -> f64 {
         match self {
-            Arrival::Poisson { rate } | Arrival::Constant { rate } => rate.as_per_sec(),
+            Arrival::Poisson { rate, steps } => steps
+                .iter()
+                .map(|s| s.rate.as_per_sec())
+                .fold(rate.as_per_sec(), f64::max),
+            Arrival::Constant { rate } => rate.as_per_sec(),
             Arrival::OnOff { rate, on, off } => {
                 let on = on.as_secs_f64();
                 rate.as_per_sec() * on / (on + off.as_secs_f64())
@@ -222,6 +258,8 @@ impl Arrival {
 pub struct ArrivalClock {
     arrival: Arrival,
     rate_per_ns: f64,
+    /// With rate steps: (from ns, this proxy's rate per ns), the base rate first at 0.
+    segments: Vec<(u64, f64)>,
     on_cursor: f64,
     started: bool,
 }
@@ -232,6 +270,15 @@ impl ArrivalClock {
         ArrivalClock {
             arrival: arrival.clone(),
             rate_per_ns: arrival.mean_rate() / f64::from(proxies.max(1)) / 1e9,
+            segments: match arrival {
+                Arrival::Poisson { rate, steps } if !steps.is_empty() => {
+                    let per = |r: &Rate| r.as_per_sec() / f64::from(proxies.max(1)) / 1e9;
+                    std::iter::once((0, per(rate)))
+                        .chain(steps.iter().map(|s| (s.at.as_nanos(), per(&s.rate))))
+                        .collect()
+                }
+                _ => Vec::new(),
+            },
             on_cursor: 0.0,
             started: false,
         }
@@ -242,6 +289,31 @@ impl ArrivalClock {
         let first = !self.started;
         self.started = true;
         match &self.arrival {
+            Arrival::Poisson { .. } if !self.segments.is_empty() => {
+                // A unit-exponential amount of the integrated rate, spent segment by segment.
+                let mut left = -(1.0 - u).ln();
+                let mut t = now as f64;
+                let mut k = self
+                    .segments
+                    .partition_point(|s| s.0 <= now)
+                    .saturating_sub(1);
+                loop {
+                    let rate = self.segments[k].1;
+                    let end = self
+                        .segments
+                        .get(k + 1)
+                        .map_or(f64::INFINITY, |s| s.0 as f64);
+                    if rate > 0.0 && t + left / rate <= end {
+                        return (t + left / rate).round().min(u64::MAX as f64) as u64;
+                    }
+                    if !end.is_finite() {
+                        return u64::MAX; // the rate stays 0: no more arrivals
+                    }
+                    left -= rate * (end - t);
+                    t = end;
+                    k += 1;
+                }
+            }
             Arrival::Poisson { .. } => {
                 now.saturating_add((-(1.0 - u).ln() / self.rate_per_ns).round() as u64)
             }
@@ -1445,5 +1517,47 @@ fn merge(base: &mut yaml_serde::Value, over: &yaml_serde::Value) {
             }
         }
         (b, o) => *b = o.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_steps_give_each_segment_its_rate() {
+        // 1000/s, 2000/s from 2 s, 500/s from 3 s: over 200 independent clocks (as many
+        // proxies' worth of arrivals), each segment's count is its rate x length x 200 within 1%.
+        let arrival = Arrival::Poisson {
+            rate: "1000/s".parse().unwrap(),
+            steps: vec![
+                RateStep {
+                    at: Duration::from_secs(2),
+                    rate: "2000/s".parse().unwrap(),
+                },
+                RateStep {
+                    at: Duration::from_secs(3),
+                    rate: "500/s".parse().unwrap(),
+                },
+            ],
+        };
+        let mut counts = [0u64; 4];
+        for run in 0..200u64 {
+            let mut clock = ArrivalClock::new(&arrival, 1);
+            let mut t = 0;
+            let mut i = 0;
+            loop {
+                t = clock.next(t, crn_uniform(run, i, 0, Lane::Service));
+                i += 1;
+                if t >= 4_000_000_000 {
+                    break;
+                }
+                counts[(t / 1_000_000_000) as usize] += 1;
+            }
+        }
+        for (got, want) in counts.iter().zip([1000.0, 1000.0, 2000.0, 500.0]) {
+            let want = want * 200.0;
+            assert!((*got as f64 - want).abs() < 0.01 * want, "{counts:?}");
+        }
     }
 }

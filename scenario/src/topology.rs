@@ -230,6 +230,12 @@ pub struct Service {
     /// false: the health endpoint answers at once (only a crashed instance fails it).
     #[serde(default)]
     pub health_check_queues: bool,
+    /// Whether an instance still serves a queued request whose client gave up on it (a timeout
+    /// reset the stream), as a server that learns of the reset only when it writes the answer
+    /// does: the wasted work a retry storm feeds on. Default false: an abandoned request leaves
+    /// the queue unserved.
+    #[serde(default)]
+    pub serves_abandoned: bool,
     /// Sparse per-instance changes, by instance index (`3`) or inclusive range (`0-27`).
     #[serde(default)]
     pub overrides: BTreeMap<InstanceRange, Override>,

@@ -41,6 +41,8 @@ pub struct Station {
     /// Whether active health checks wait for a free server like requests
     /// (`services.X.health_check_queues`).
     pub health_check_queues: bool,
+    /// Whether it serves queued requests their client abandoned (`services.X.serves_abandoned`).
+    pub serves_abandoned: bool,
 }
 
 /// One client proxy: everything a driver needs to run it.
@@ -220,6 +222,7 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
                 error_rate: x.error_rate,
                 meta: x.meta(),
                 health_check_queues: svc.health_check_queues,
+                serves_abandoned: svc.serves_abandoned,
             });
         }
     }

@@ -86,6 +86,8 @@ struct Station {
     queue: VecDeque<u32>,
     /// Health checks wait in `queue` for a free server (`services.X.health_check_queues`).
     checks_queue: bool,
+    /// Abandoned (cancelled) requests are still served (`services.X.serves_abandoned`).
+    serves_abandoned: bool,
     /// What it reports about its load (ORCA reports, Prequal probes), when the balancer reads
     /// either.
     meter: Option<LoadMeter>,
@@ -187,6 +189,7 @@ pub fn run_one(
             busy: 0,
             queue: VecDeque::new(),
             checks_queue: x.health_check_queues,
+            serves_abandoned: x.serves_abandoned,
             meter: w.meters.then(|| LoadMeter::new(x.concurrency, 0)),
         })
         .collect();
@@ -542,7 +545,8 @@ impl Sim {
 
     fn at_instance(&mut self, j: u32) {
         let job = self.jobs[j as usize];
-        if job.cancelled {
+        // An abandoned request still on its way arrives anyway where abandoned work is served.
+        if job.cancelled && !self.stations[job.station as usize].serves_abandoned {
             self.free_jobs.push(j);
             return;
         }
@@ -756,7 +760,9 @@ impl Sim {
                 self.serve_check(next & !PROBE);
                 continue;
             }
-            if self.jobs[next as usize].cancelled {
+            if self.jobs[next as usize].cancelled
+                && !self.stations[job.station as usize].serves_abandoned
+            {
                 if let Some(m) = &mut self.stations[job.station as usize].meter {
                     m.leave(now, false);
                 }

@@ -215,3 +215,75 @@ fn a_scenario_without_faults_is_unchanged_by_an_empty_timeline() {
         serde_json::to_string(&b[0].timeseries).unwrap()
     );
 }
+
+#[test]
+fn rate_steps_change_the_arrival_rate_at_their_times() {
+    // 10,000/s, then 20,000/s from 2 s, 5,000/s from 3 s, and 10,000/s again from 4 s:
+    // each 1 s window's arrivals follow within 2% (about 1% is the Poisson noise at 10^4).
+    let yaml = "
+name: t
+seed: 11
+duration: 5s
+sample_period: 1s
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 4, concurrency: 1000, service_time: { dist: constant, value: 100us } }
+clients:
+  c:
+    proxies: 3
+    target: b
+    arrival: { process: poisson, rate: 10000/s, steps: [ { at: 2s, rate: 20000/s }, { at: 3s, rate: 5000/s }, { at: 4s, rate: 10000/s } ] }
+";
+    let r = &run(yaml)[0];
+    let per_window: Vec<u64> = r.timeseries.iter().map(|s| s.requests).collect();
+    let want = [10_000.0, 10_000.0, 20_000.0, 5_000.0, 10_000.0];
+    assert_eq!(per_window.len(), want.len(), "{per_window:?}");
+    for (got, want) in per_window.iter().zip(want) {
+        let got = *got as f64;
+        assert!((got - want).abs() <= 0.02 * want, "{per_window:?}");
+    }
+    // Steps belong to Poisson arrivals, in increasing time.
+    let bad = yaml.replace("process: poisson", "process: constant");
+    let e = meshbench_scenario::parse(&bad, "t.yaml", std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`steps` belong to `process: poisson`"), "{e}");
+    let unordered = yaml.replace("at: 4s", "at: 1s");
+    let e = meshbench_scenario::parse(&unordered, "t.yaml", std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("increasing time"), "{e}");
+}
+
+#[test]
+fn an_instance_that_serves_abandoned_requests_wastes_its_time_on_them() {
+    // One server at 10/s takes 20/s for 2 s, then 2/s. Requests time out after 300 ms.
+    // Dropping abandoned requests from the queue, the backlog vanishes as they time out; serving
+    // them (`serves_abandoned`), the server spends about 2 s after the burst on work nobody
+    // waits for, and the requests that arrive then time out too.
+    let yaml = |serves: bool| {
+        format!(
+            "
+name: t
+seed: 4
+duration: 6s
+strategies: {{ rr: {{ balancer: {{ kind: round_robin }}, timeout: 300ms }} }}
+services:
+  b: {{ instances: 1, concurrency: 1, service_time: {{ dist: constant, value: 100ms }}, serves_abandoned: {serves} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: poisson, rate: 20/s, steps: [ {{ at: 2s, rate: 2/s }} ] }} }}
+"
+        )
+    };
+    let dropped = &run(&yaml(false))[0];
+    let served = &run(&yaml(true))[0];
+    // Errors finishing from 3 s on: requests that arrived after the burst.
+    let late = |r: &RunResult| -> u64 { r.timeseries[3..].iter().map(|s| s.errors).sum() };
+    assert!(
+        late(served) > late(dropped),
+        "errors after the burst: served {} vs dropped {}",
+        late(served),
+        late(dropped)
+    );
+    assert_eq!(late(dropped), 0, "{:?}", dropped.timeseries);
+}
