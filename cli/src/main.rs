@@ -163,8 +163,8 @@ enum Command {
     },
     /// Reproduce the published results: run the shipped validation scenarios in full and
     /// compare each figure (queueing theory's closed forms, Envoy's priority and zone-aware
-    /// arithmetic, Linkerd 2016, the Tail at Scale's hedging) with what was measured; exit 1
-    /// when one does not hold.
+    /// arithmetic, Linkerd 2016, the retry storm, the Tail at Scale's hedging) with what was
+    /// measured; exit 1 when one does not hold.
     Reproduce {
         /// Only these experiments (repeat for more; default: all).
         #[arg(long)]

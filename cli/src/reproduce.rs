@@ -152,9 +152,9 @@ queueing theory, Envoy's source, or a published experiment. The same checks run 
         }
         out.push('\n');
     }
-    out.push_str("## Not reproduced yet\n\nPublished figures the simulator cannot run yet, and what each needs:\n\n");
+    out.push_str("## Not reproduced yet\n\nPublished figures not reproduced here, and why:\n\n");
     for (what, needs) in NOT_YET {
-        let _ = writeln!(out, "- {what}. Needs {needs}.");
+        let _ = writeln!(out, "- {what}. {needs}.");
     }
     out
 }

@@ -1,10 +1,10 @@
 //! The simulator against what the field published: queueing theory's closed forms (M/M/1,
 //! M/M/c, round robin over N, the supermarket model), Envoy's priority and zone-aware
-//! arithmetic, Linkerd's 2016 experiment and the Tail at Scale's hedging. Each experiment runs a
-//! shipped scenario file in full (`meshbench_sim::published`, the same checks `meshbench
-//! reproduce` writes into docs/validation.md) and every figure must hold: exact figures within
-//! the 99% confidence interval of their replications, with an interval narrow enough to mean
-//! something.
+//! arithmetic, Linkerd's 2016 experiment, the retry storm and the Tail at Scale's hedging. Each
+//! experiment runs a shipped scenario file in full (`meshbench_sim::published`, the same checks
+//! `meshbench reproduce` writes into docs/validation.md) and every figure must hold: exact
+//! figures within the 99% confidence interval of their replications, with an interval narrow
+//! enough to mean something.
 
 use std::path::PathBuf;
 
@@ -148,4 +148,12 @@ clients:
     let runs = meshbench_sim::run_all(&two, 5, &|| {});
     assert_eq!(runs[0].requests, runs[2].requests, "same arrivals");
     assert_ne!(runs[0].latency, runs[2].latency, "different decisions");
+}
+
+/// The retry storm: a 5 s spike leaves the server overloaded without a retry budget for as long
+/// as the run lasts; Envoy's budget, and Linkerd's with its reserve scaled to the service, end
+/// it within 60 s.
+#[test]
+fn a_retry_storm_outlives_its_spike_without_a_budget_and_ends_with_one() {
+    reproduce("retry-storm");
 }
