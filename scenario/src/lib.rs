@@ -172,6 +172,11 @@ pub struct RateStep {
     pub at: Duration,
     /// The rate from then on.
     pub rate: Rate,
+    /// Reach `rate` by a linear ramp from the previous step's rate (the base `rate` for the
+    /// first step), starting at that step's time (0 for the first), instead of jumping to it at
+    /// `at`. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ramp: bool,
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -258,8 +263,9 @@ impl Arrival {
 pub struct ArrivalClock {
     arrival: Arrival,
     rate_per_ns: f64,
-    /// With rate steps: (from ns, this proxy's rate per ns), the base rate first at 0.
-    segments: Vec<(u64, f64)>,
+    /// With rate steps: (from ns, this proxy's rate per ns then, its slope per ns^2 until the
+    /// next segment), the base rate first at 0.
+    segments: Vec<(u64, f64, f64)>,
     on_cursor: f64,
     started: bool,
 }
@@ -273,8 +279,24 @@ impl ArrivalClock {
             segments: match arrival {
                 Arrival::Poisson { rate, steps } if !steps.is_empty() => {
                     let per = |r: &Rate| r.as_per_sec() / f64::from(proxies.max(1)) / 1e9;
-                    std::iter::once((0, per(rate)))
-                        .chain(steps.iter().map(|s| (s.at.as_nanos(), per(&s.rate))))
+                    let points: Vec<(u64, f64, bool)> = std::iter::once((0, per(rate), false))
+                        .chain(
+                            steps
+                                .iter()
+                                .map(|s| (s.at.as_nanos(), per(&s.rate), s.ramp)),
+                        )
+                        .collect();
+                    (0..points.len())
+                        .map(|i| {
+                            let (at, r, _) = points[i];
+                            let slope = match points.get(i + 1) {
+                                Some(&(next, r2, true)) if next > at => {
+                                    (r2 - r) / (next - at) as f64
+                                }
+                                _ => 0.0,
+                            };
+                            (at, r, slope)
+                        })
                         .collect()
                 }
                 _ => Vec::new(),
@@ -298,18 +320,28 @@ impl ArrivalClock {
                     .partition_point(|s| s.0 <= now)
                     .saturating_sub(1);
                 loop {
-                    let rate = self.segments[k].1;
+                    let (start, r0, slope) = self.segments[k];
+                    // The rate now, and what the segment holds from now to its end.
+                    let rate = (r0 + slope * (t - start as f64)).max(0.0);
                     let end = self
                         .segments
                         .get(k + 1)
                         .map_or(f64::INFINITY, |s| s.0 as f64);
-                    if rate > 0.0 && t + left / rate <= end {
-                        return (t + left / rate).round().min(u64::MAX as f64) as u64;
-                    }
-                    if !end.is_finite() {
+                    let holds = if end.is_finite() {
+                        let d = end - t;
+                        rate * d + slope * d * d / 2.0
+                    } else if rate > 0.0 {
+                        f64::INFINITY
+                    } else {
                         return u64::MAX; // the rate stays 0: no more arrivals
+                    };
+                    if left <= holds {
+                        // Solve rate d + slope d^2 / 2 = left, in the form stable for any slope.
+                        let disc = (rate * rate + 2.0 * slope * left).max(0.0);
+                        let d = 2.0 * left / (rate + disc.sqrt()).max(f64::MIN_POSITIVE);
+                        return (t + d).min(end).round().min(u64::MAX as f64) as u64;
                     }
-                    left -= rate * (end - t);
+                    left -= holds;
                     t = end;
                     k += 1;
                 }
@@ -1534,10 +1566,12 @@ mod tests {
                 RateStep {
                     at: Duration::from_secs(2),
                     rate: "2000/s".parse().unwrap(),
+                    ramp: false,
                 },
                 RateStep {
                     at: Duration::from_secs(3),
                     rate: "500/s".parse().unwrap(),
+                    ramp: false,
                 },
             ],
         };
@@ -1556,6 +1590,38 @@ mod tests {
             }
         }
         for (got, want) in counts.iter().zip([1000.0, 1000.0, 2000.0, 500.0]) {
+            let want = want * 200.0;
+            assert!((*got as f64 - want).abs() < 0.01 * want, "{counts:?}");
+        }
+        // A ramp from 1000/s at 1 s to 3000/s at 3 s, then down to 1000/s by 4 s: the second
+        // second holds 1500/s on average, the third 2500/s, the fourth 2000/s.
+        let step = |at: u64, rate: &str, ramp: bool| RateStep {
+            at: Duration::from_secs(at),
+            rate: rate.parse().unwrap(),
+            ramp,
+        };
+        let ramped = Arrival::Poisson {
+            rate: "1000/s".parse().unwrap(),
+            steps: vec![
+                step(1, "1000/s", false),
+                step(3, "3000/s", true),
+                step(4, "1000/s", true),
+            ],
+        };
+        let mut counts = [0u64; 5];
+        for run in 0..200u64 {
+            let mut clock = ArrivalClock::new(&ramped, 1);
+            let (mut t, mut i) = (0, 0);
+            loop {
+                t = clock.next(t, crn_uniform(run, i, 0, Lane::Service));
+                i += 1;
+                if t >= 5_000_000_000 {
+                    break;
+                }
+                counts[(t / 1_000_000_000) as usize] += 1;
+            }
+        }
+        for (got, want) in counts.iter().zip([1000.0, 1500.0, 2500.0, 2000.0, 1000.0]) {
             let want = want * 200.0;
             assert!((*got as f64 - want).abs() < 0.01 * want, "{counts:?}");
         }
