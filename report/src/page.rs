@@ -156,16 +156,26 @@ pub(crate) fn world_tables(dir: &Path) -> Res<String> {
 /// A metric's value (and CI) as the page writes it: rates in percent, latencies in ms with
 /// three decimals, throughput whole, attempts per request with three decimals.
 fn metric_text(metric: &str, mean: f64, ci: Option<f64>) -> String {
-    let (scale, digits, unit) = match metric {
-        "error_rate" | "timeout_rate" => (100.0, 3, " %"),
-        "throughput_rps" => (1.0, 0, "/s"),
-        "retry_amplification" => (1.0, 3, ""),
-        "requests" => (1.0, 0, ""),
-        _ => (1.0, 3, " ms"),
+    let unit = match metric {
+        "error_rate" | "timeout_rate" => " %",
+        "throughput_rps" => "/s",
+        "retry_amplification" | "requests" => "",
+        _ => " ms",
+    };
+    metric_number(metric, mean, ci) + unit
+}
+
+/// A metric's value (and CI) without its unit, as the comparison table's cells (the unit is in
+/// the column's heading): rates in percent, throughput whole, the rest with three decimals.
+fn metric_number(metric: &str, mean: f64, ci: Option<f64>) -> String {
+    let (scale, digits) = match metric {
+        "error_rate" | "timeout_rate" => (100.0, 3),
+        "throughput_rps" | "requests" => (1.0, 0),
+        _ => (1.0, 3),
     };
     match ci {
-        Some(c) => format!("{:.digits$} ± {:.digits$}{unit}", mean * scale, c * scale),
-        None => format!("{:.digits$}{unit}", mean * scale),
+        Some(c) => format!("{:.digits$} ± {:.digits$}", mean * scale, c * scale),
+        None => format!("{:.digits$}", mean * scale),
     }
 }
 
@@ -488,11 +498,7 @@ pub(crate) fn html_page(
             }
             let mean = m.map_or(f64::NAN, |m| m.mean);
             let ci = m.and_then(|m| m.ci95);
-            let cell = metric_text(k, mean, ci);
-            let cell = cell
-                .trim_end_matches(" ms")
-                .trim_end_matches(" %")
-                .trim_end_matches("/s");
+            let cell = metric_number(k, mean, ci);
             // An interval wider than its mean says more replications are needed.
             if ci.is_some_and(|c| c > mean.abs() && mean != 0.0) {
                 wide = true;

@@ -457,6 +457,15 @@ macro_rules! plot {
             draw_png: |d, a| $f(d, a),
         }
     };
+    // A sweep curve of `metric` (times `scale`), its axis called `what`.
+    ($name:literal, $title:literal, sweep: $metric:literal, $scale:literal, $what:literal) => {
+        Plot {
+            name: $name,
+            title: $title,
+            draw: |d, a| sweep_curve(d, a, $metric, $scale, $what),
+            draw_png: |d, a| sweep_curve(d, a, $metric, $scale, $what),
+        }
+    };
 }
 
 /// Every plot a report has, the ones that answer its question first: with a sweep, the sweep
@@ -472,73 +481,80 @@ pub fn plots(data: &ReportData) -> Vec<Plot> {
     let errors = any("error_rate", |v| v > 0.0);
     let retries = any("retry_amplification", |v| (v - 1.0).abs() > 1e-9);
     let troubled = errors || !data.faults.is_empty();
-    let mut v = Vec::new();
-    if !data.sweep_paths.is_empty() {
-        v.push(plot!(
-            "sweep_p99",
-            "p99 latency across the sweep",
-            sweep_p99
-        ));
-        if errors {
-            v.push(plot!(
-                "sweep_errors",
-                "Error rate across the sweep",
-                sweep_errors
-            ));
-        }
-        v.push(plot!(
-            "sweep_throughput",
-            "Throughput across the sweep",
-            sweep_throughput
-        ));
-        v.push(plot!(
-            "sweep_mean",
-            "Mean latency across the sweep",
-            sweep_mean
-        ));
-    }
-    if troubled {
-        v.push(plot!(
-            "errors_over_time",
-            "Error rate and throughput over time",
-            errors_over_time
-        ));
-        v.push(plot!(
-            "percentiles_over_time",
-            "Percentiles over time",
-            percentiles_over_time
-        ));
-    }
-    if retries || troubled {
-        v.push(plot!(
-            "retries_and_ejections",
-            "Retry amplification and ejections over time",
-            retries_and_ejections
-        ));
-    }
-    v.push(plot!("latency_cdf", "Latency CDF", latency_cdf));
-    v.push(plot!("latency_ccdf", "Latency CCDF (tail)", latency_ccdf));
-    if !troubled {
-        v.push(plot!(
-            "percentiles_over_time",
-            "Percentiles over time",
-            percentiles_over_time
-        ));
-    }
-    v.push(plot!("load_share", "Load share per endpoint", load_share));
-    v.push(plot!(
-        "endpoint_heatmap",
-        "Per-endpoint load over time",
-        endpoint_heatmap
-    ));
-    if !(retries || troubled) {
-        v.push(plot!(
-            "retries_and_ejections",
-            "Retry amplification and ejections over time",
-            retries_and_ejections
-        ));
-    }
-    v
+    let sweep = !data.sweep_paths.is_empty();
+    // (shown, rank, plot): the plots shown, by rank, file order among equals.
+    let mut v = vec![
+        (
+            sweep,
+            0,
+            plot!("sweep_p99", "p99 latency across the sweep", sweep: "p99_ms", 1.0, "p99 latency of successes (ms)"),
+        ),
+        (
+            sweep && errors,
+            0,
+            plot!("sweep_errors", "Error rate across the sweep", sweep: "error_rate", 100.0, "error rate (%)"),
+        ),
+        (
+            sweep,
+            0,
+            plot!("sweep_throughput", "Throughput across the sweep", sweep: "throughput_rps", 1.0, "successes per second"),
+        ),
+        (
+            sweep,
+            0,
+            plot!("sweep_mean", "Mean latency across the sweep", sweep: "mean_ms", 1.0, "mean latency of successes (ms)"),
+        ),
+        (
+            troubled,
+            10,
+            plot!(
+                "errors_over_time",
+                "Error rate and throughput over time",
+                errors_over_time
+            ),
+        ),
+        (
+            true,
+            if troubled { 10 } else { 35 },
+            plot!(
+                "percentiles_over_time",
+                "Percentiles over time",
+                percentiles_over_time
+            ),
+        ),
+        (
+            true,
+            if retries || troubled { 20 } else { 50 },
+            plot!(
+                "retries_and_ejections",
+                "Retry amplification and ejections over time",
+                retries_and_ejections
+            ),
+        ),
+        (true, 30, plot!("latency_cdf", "Latency CDF", latency_cdf)),
+        (
+            true,
+            30,
+            plot!("latency_ccdf", "Latency CCDF (tail)", latency_ccdf),
+        ),
+        (
+            true,
+            40,
+            plot!("load_share", "Load share per endpoint", load_share),
+        ),
+        (
+            true,
+            40,
+            plot!(
+                "endpoint_heatmap",
+                "Per-endpoint load over time",
+                endpoint_heatmap
+            ),
+        ),
+    ];
+    v.retain(|p| p.0);
+    v.sort_by_key(|p| p.1);
+    v.into_iter().map(|p| p.2).collect()
 }
 
 /// Draws `plot` as SVG text.
@@ -1744,34 +1760,6 @@ where
             .map_err(err)?;
     }
     Ok(())
-}
-
-fn sweep_p99<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
-where
-    DB::ErrorType: 'static,
-{
-    sweep_curve(data, root, "p99_ms", 1.0, "p99 latency of successes (ms)")
-}
-
-fn sweep_errors<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
-where
-    DB::ErrorType: 'static,
-{
-    sweep_curve(data, root, "error_rate", 100.0, "error rate (%)")
-}
-
-fn sweep_throughput<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
-where
-    DB::ErrorType: 'static,
-{
-    sweep_curve(data, root, "throughput_rps", 1.0, "successes per second")
-}
-
-fn sweep_mean<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
-where
-    DB::ErrorType: 'static,
-{
-    sweep_curve(data, root, "mean_ms", 1.0, "mean latency of successes (ms)")
 }
 
 /// Rebuilds every plot (PNG and SVG) and `index.html` in a result directory.
