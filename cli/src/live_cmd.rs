@@ -428,8 +428,9 @@ pub(crate) struct LiveArgs {
     /// HTTP/2 over cleartext (h2c) instead of HTTP/1.1.
     #[arg(long)]
     http2: bool,
-    /// Closed loop with this many virtual users (each sends its next request when the last
-    /// finishes) instead of the scenario's open-loop arrivals.
+    /// Closed loop with this many virtual users, each sending its next request the moment the
+    /// last finishes (no think time), instead of the scenario's arrivals. A scenario's own
+    /// `process: closed` clients (users with think times) need no flag.
     #[arg(long)]
     connections: Option<u32>,
     /// Run share I of N of the open-loop schedule (`--shard 0/2` here, `--shard 1/2` on

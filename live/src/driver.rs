@@ -549,7 +549,15 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let mut clocks = Vec::new();
     let mut all_shared: Vec<Arc<Shared>> = Vec::new();
     let mut actors: Vec<(Actor, mpsc::UnboundedReceiver<Msg>, bool)> = Vec::new();
-    let target_rps: f64 = sc.clients.values().map(|c| c.arrival.mean_rate()).sum();
+    // The open-loop clients' target (a closed loop's rate is the system's answer).
+    let target_rps: f64 = sc
+        .clients
+        .values()
+        .filter(|c| !c.arrival.is_closed())
+        .map(|c| c.arrival.mean_rate())
+        .sum();
+    let all_closed =
+        opts.connections.is_some() || sc.clients.values().all(|c| c.arrival.is_closed());
     let n_proxies = world.proxies.len().max(1) as u32;
     for (i, plan) in world.proxies.iter().enumerate() {
         let addrs = opts
@@ -563,9 +571,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             recorder: std::sync::Mutex::new(Recorder::for_world(&world, warmup)),
         });
         all_shared.push(shared.clone());
-        let users = opts
-            .connections
-            .map_or(0, |n| n / n_proxies + u32::from((i as u32) < n % n_proxies));
+        let from_file = plan.closed_users().map(|u| u.0);
+        let users = opts.connections.map_or(from_file.unwrap_or(0), |n| {
+            n / n_proxies + u32::from((i as u32) < n % n_proxies)
+        });
+        let closed = opts.connections.is_some() || from_file.is_some();
         if opts.record {
             cluster.start_recording();
         }
@@ -586,11 +596,12 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             drain: opts.drain,
             stop: stop.clone(),
             users,
+            thinks: opts.connections.is_none() && from_file.is_some(),
             end_ns: duration_ns,
             issued: 0,
             http2: opts.http2,
         };
-        actors.push((ctx, rx, opts.connections.is_some()));
+        actors.push((ctx, rx, closed));
     }
     // Proxy tasks run on one single-threaded runtime per core, each on its own OS thread, like
     // wrk's per-thread event loops: a proxy's attempts, connections and timers never hop threads.
@@ -679,24 +690,22 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         })
     };
 
-    let (scheduled, on_time, pacing) = match opts.connections {
-        // The pacer: a dedicated thread releasing arrivals at their intended times.
-        None => {
-            let pacer = {
-                let stop = stop.clone();
-                let shard = opts.shard;
-                std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop, shard))
-            };
-            tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
-                .await
-                .expect("pacer thread")
-        }
+    let (scheduled, on_time, pacing) = if all_closed {
         // Closed loop: each proxy task keeps its virtual users busy itself.
-        Some(_) => {
-            drop(senders);
-            let empty = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-            (0, 0, empty)
-        }
+        drop(senders);
+        let empty = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+        (0, 0, empty)
+    } else {
+        // The pacer: a dedicated thread releasing arrivals at their intended times (a closed
+        // population's clocks release none).
+        let pacer = {
+            let stop = stop.clone();
+            let shard = opts.shard;
+            std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop, shard))
+        };
+        tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
+            .await
+            .expect("pacer thread")
     };
     let joined = tokio::task::spawn_blocking(move || {
         let mut all: Vec<(usize, ProxyStats)> = threads
@@ -723,7 +732,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         total.push_sample(sample, per_endpoint);
     }
     let mut from_send = latency_histogram();
-    let closed = opts.connections.is_some();
+    let closed = all_closed;
     let mut stats = LiveStats {
         target_rps: if closed {
             0.0
@@ -869,6 +878,9 @@ struct Actor {
     stop: Arc<AtomicBool>,
     /// Closed loop: virtual users on this proxy (0: open loop, arrivals come from the pacer).
     users: u32,
+    /// Closed loop: whether users think between requests (`process: closed` in the file; not
+    /// with `--connections`, whose users send at once).
+    thinks: bool,
     /// Closed loop: no new request after this (ns since the start).
     end_ns: u64,
     /// Closed loop: requests issued.
@@ -917,12 +929,13 @@ impl Actor {
         );
     }
 
-    /// Closed loop: one more request from a virtual user, sent now.
-    fn issue(&mut self, intended: &mut HashMap<u64, InFlight>) {
+    /// Closed loop: one more request from a virtual user, meant for `intended_ns` (when its
+    /// think time ended) and sent now.
+    fn issue(&mut self, intended_ns: u64, intended: &mut HashMap<u64, InFlight>) {
         let now = self.now();
         let seq = self.issued;
         self.issued += 1;
-        self.request(seq, now.as_nanos(), now, intended);
+        self.request(seq, intended_ns.min(now.as_nanos()), now, intended);
     }
 
     fn now(&self) -> Instant {
@@ -967,8 +980,23 @@ impl Actor {
                 outputs.push((Instant::EPOCH, o));
             }
         }
-        for _ in 0..self.users {
-            self.issue(&mut intended);
+        // Closed loop: when each user sends next (ns since the start). Users from the file start
+        // with a think time, drawn as the simulator draws it; `--connections` users send at once.
+        let mut wakeups: std::collections::BinaryHeap<std::cmp::Reverse<u64>> =
+            std::collections::BinaryHeap::new();
+        if self.thinks {
+            let (_, mut rng) = self.plan.arrivals();
+            if let Some((_, think)) = self.plan.closed_users() {
+                for _ in 0..self.users {
+                    let u = workload::next_uniform(&mut rng);
+                    wakeups.push(std::cmp::Reverse(think.quantile_ns(u).round() as u64));
+                }
+            }
+        } else {
+            for _ in 0..self.users {
+                let now = self.now().as_nanos();
+                self.issue(now, &mut intended);
+            }
         }
         if closed && self.users == 0 {
             pacer_done = true;
@@ -982,10 +1010,10 @@ impl Actor {
             let timer = self.cluster.poll_timeout().map(|t| {
                 tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(t.as_nanos()))
             });
-            let until = match (timer, drain_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = wakeups.peek().map(|w| {
+                tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(w.0))
+            });
+            let until = [timer, drain_deadline, wake].into_iter().flatten().min();
             // One timer entry, moved only when the deadline changes (a fresh `Sleep` per
             // iteration would register and cancel a timer for every request).
             let until = until.unwrap_or(far);
@@ -1074,6 +1102,8 @@ impl Actor {
                     now,
                 ),
                 Event::Msg(Msg::Kick) => {}
+                // Closed-loop users end by themselves, not with the open-loop schedule.
+                Event::Msg(Msg::PacerDone) if self.users > 0 => {}
                 Event::Msg(Msg::PacerDone) => {
                     pacer_done = true;
                     drain_deadline = Some(tokio::time::Instant::now() + self.drain);
@@ -1081,6 +1111,15 @@ impl Actor {
                 Event::Timer => {
                     if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                         break;
+                    }
+                    while let Some(&std::cmp::Reverse(at)) = wakeups.peek() {
+                        if at > now.as_nanos() {
+                            break;
+                        }
+                        wakeups.pop();
+                        if !pacer_done {
+                            self.issue(at, &mut intended);
+                        }
                     }
                     self.cluster.handle_timeout(now);
                 }
@@ -1095,10 +1134,16 @@ impl Actor {
                     &pending,
                     &mut pool,
                 );
-                if let Output::Finished { .. } = &o {
+                if let Output::Finished { request, .. } = &o {
                     if self.users > 0 && !pacer_done {
                         if now.as_nanos() < self.end_ns && !self.stop.load(Ordering::Relaxed) {
-                            self.issue(&mut intended);
+                            // The user thinks, then sends its next request.
+                            let think = self.plan.think_ns(self.run_seed, *request);
+                            if think == 0 {
+                                self.issue(now.as_nanos(), &mut intended);
+                            } else {
+                                wakeups.push(std::cmp::Reverse(now.as_nanos() + think));
+                            }
                         } else {
                             pacer_done = true;
                             drain_deadline = Some(tokio::time::Instant::now() + self.drain);

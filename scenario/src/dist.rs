@@ -382,9 +382,7 @@ impl Dist {
     ) -> Result<(), (String, String)> {
         match self {
             Dist::Empirical { file, samples } => {
-                let path = under(dir, file)
-                    .or_else(|e| data_dirs.iter().find_map(|d| in_data_dir(d, file)).ok_or(e))
-                    .map_err(|m| ("file".to_owned(), m))?;
+                let path = resolve(dir, data_dirs, file).map_err(|m| ("file".to_owned(), m))?;
                 let text = read_samples_file(&path).map_err(|m| ("file".to_owned(), m))?;
                 let v = parse_samples(&text)
                     .map_err(|m| ("file".to_owned(), format!("{}: {m}", path.display())))?;
@@ -404,6 +402,16 @@ impl Dist {
     }
 }
 
+/// A data file a scenario names: relative to the scenario's directory `dir` and inside it, or
+/// inside one of `data_dirs` (directories named on the command line with `--data-dir`).
+pub(crate) fn resolve(
+    dir: &std::path::Path,
+    data_dirs: &[std::path::PathBuf],
+    file: &str,
+) -> Result<std::path::PathBuf, String> {
+    under(dir, file).or_else(|e| data_dirs.iter().find_map(|d| in_data_dir(d, file)).ok_or(e))
+}
+
 /// A short, escaped excerpt of a line for an error message: at most 32 characters, control
 /// and non-ASCII characters escaped, so an error never reproduces a file.
 fn excerpt(s: &str) -> String {
@@ -420,7 +428,7 @@ fn under(dir: &std::path::Path, file: &str) -> Result<std::path::PathBuf, String
     let rel = std::path::Path::new(file);
     let outside = || {
         format!(
-            "`{}` is outside the scenario's directory: samples files are read from the scenario's directory or below (copy the file there, or name its directory with --data-dir)",
+            "`{}` is outside the scenario's directory: data files (samples, traces) are read from the scenario's directory or below (copy the file there, or name its directory with --data-dir)",
             excerpt(file)
         )
     };

@@ -46,6 +46,7 @@ mod locate;
 pub mod shape;
 pub mod thresholds;
 mod topology;
+pub mod trace;
 mod units;
 pub mod workload;
 
@@ -162,6 +163,33 @@ pub enum Arrival {
         /// Length of an off period.
         off: Duration,
     },
+    /// Closed loop: `users` virtual users, each sending a request, waiting for it to finish
+    /// (success or failure, after any retries), thinking for a `think` time, and sending the
+    /// next. The users are shared among the population's proxies as evenly as possible, and each
+    /// starts with a think time. Its rate follows from the system: `users / (think + response
+    /// time)` (the interactive response-time law).
+    Closed {
+        /// Virtual users of the whole population, >= 1.
+        users: u32,
+        /// Think time between a request's end and the user's next request. Default 0.
+        think: Dist,
+    },
+    /// Arrivals replayed from a CSV trace of timestamps (see [`trace`]).
+    Trace {
+        /// The CSV file, relative to the scenario's directory (or in a `--data-dir`).
+        file: String,
+        /// The time column's header; default the first column.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        column: Option<String>,
+        /// A column of request keys; default none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_column: Option<String>,
+        /// Every time is multiplied by this, > 0 (0.5 replays twice as fast). Default 1.
+        time_scale: f64,
+        /// The arrivals, read when the scenario loads.
+        #[serde(skip)]
+        data: trace::TraceData,
+    },
 }
 
 /// A change of an arrival rate: from `at` on, `rate`.
@@ -185,6 +213,8 @@ enum ProcessKind {
     Poisson,
     Constant,
     OnOff,
+    Closed,
+    Trace,
 }
 
 /// An arrival process as written (a plain struct, so field errors are exactly located).
@@ -192,11 +222,17 @@ enum ProcessKind {
 #[serde(deny_unknown_fields)]
 struct ArrivalSpec {
     process: ProcessKind,
-    rate: Rate,
+    rate: Option<Rate>,
     on: Option<Duration>,
     off: Option<Duration>,
     #[serde(default)]
     steps: Vec<RateStep>,
+    users: Option<u32>,
+    think: Option<Dist>,
+    file: Option<String>,
+    column: Option<String>,
+    key_column: Option<String>,
+    time_scale: Option<f64>,
 }
 
 impl TryFrom<ArrivalSpec> for Arrival {
@@ -204,7 +240,67 @@ impl TryFrom<ArrivalSpec> for Arrival {
 
     fn try_from(s: ArrivalSpec) -> Result<Self, String> {
         let timed = s.on.is_some() || s.off.is_some();
+        let closed = s.users.is_some() || s.think.is_some();
+        let traced = s.file.is_some()
+            || s.column.is_some()
+            || s.key_column.is_some()
+            || s.time_scale.is_some();
+        let open = matches!(
+            s.process,
+            ProcessKind::Poisson | ProcessKind::Constant | ProcessKind::OnOff
+        );
+        if open && closed {
+            return Err("`users` and `think` belong to `process: closed`".into());
+        }
+        if open && traced {
+            return Err(
+                "`file`, `column`, `key_column` and `time_scale` belong to `process: trace`".into(),
+            );
+        }
+        let rate = || {
+            s.rate.ok_or_else(|| {
+                "needs `rate` (for example 1000/s), or use `process: closed` (users and think time) or `process: trace` (a CSV of arrival times)".to_owned()
+            })
+        };
+        if !open && (s.rate.is_some() || timed || !s.steps.is_empty()) {
+            return Err(
+                "`rate`, `steps`, `on` and `off` belong to the open-loop processes (poisson, constant, on_off)".into(),
+            );
+        }
         Ok(match s.process {
+            ProcessKind::Closed if traced => {
+                return Err("`file`, `column`, `key_column` and `time_scale` belong to `process: trace`".into());
+            }
+            ProcessKind::Trace if closed => {
+                return Err("`users` and `think` belong to `process: closed`".into());
+            }
+            ProcessKind::Closed => {
+                let users = s
+                    .users
+                    .ok_or("`process: closed` needs `users` (virtual users, for example 50)")?;
+                if users == 0 {
+                    return Err("`users` must be >= 1".into());
+                }
+                Arrival::Closed {
+                    users,
+                    think: s.think.unwrap_or(Dist::ZERO),
+                }
+            }
+            ProcessKind::Trace => {
+                let time_scale = s.time_scale.unwrap_or(1.0);
+                if !(time_scale.is_finite() && time_scale > 0.0) {
+                    return Err(format!("`time_scale` must be > 0, not {time_scale}"));
+                }
+                Arrival::Trace {
+                    file: s
+                        .file
+                        .ok_or("`process: trace` needs `file` (a CSV of arrival times)")?,
+                    column: s.column,
+                    key_column: s.key_column,
+                    time_scale,
+                    data: trace::TraceData::default(),
+                }
+            }
             ProcessKind::Poisson | ProcessKind::Constant if timed => {
                 return Err("`on` and `off` belong to `process: on_off`".into());
             }
@@ -221,13 +317,13 @@ impl TryFrom<ArrivalSpec> for Arrival {
                     }
                 }
                 Arrival::Poisson {
-                    rate: s.rate,
+                    rate: rate()?,
                     steps: s.steps,
                 }
             }
-            ProcessKind::Constant => Arrival::Constant { rate: s.rate },
+            ProcessKind::Constant => Arrival::Constant { rate: rate()? },
             ProcessKind::OnOff => Arrival::OnOff {
-                rate: s.rate,
+                rate: rate()?,
                 on: s
                     .on
                     .ok_or("`process: on_off` needs `on` (for example 10s)")?,
@@ -253,7 +349,18 @@ impl Arrival {
                 let on = on.as_secs_f64();
                 rate.as_per_sec() * on / (on + off.as_secs_f64())
             }
+            // At most a request per think time and millisecond of response per user: an
+            // estimate for budgets (the real rate depends on the response times).
+            Arrival::Closed { users, think } => {
+                f64::from(*users) / (think.mean_ns() / 1e9 + 1e-3)
+            }
+            Arrival::Trace { data, .. } => data.mean_rate(),
         }
+    }
+
+    /// Whether arrivals wait for responses (`process: closed`).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Arrival::Closed { .. })
     }
 }
 
@@ -268,12 +375,24 @@ pub struct ArrivalClock {
     segments: Vec<(u64, f64, f64)>,
     on_cursor: f64,
     started: bool,
+    /// A trace: the next of its arrivals this proxy takes, and the proxies taking turns.
+    trace_next: usize,
+    trace_stride: usize,
 }
 
 impl ArrivalClock {
-    /// The clock of one of `proxies` proxies sharing `arrival`'s rate.
+    /// The clock of one of `proxies` proxies sharing `arrival`'s rate (a trace's arrivals go to
+    /// proxy 0).
     pub fn new(arrival: &Arrival, proxies: u32) -> Self {
+        Self::of_proxy(arrival, 0, proxies)
+    }
+
+    /// The clock of proxy `index` of `proxies` sharing `arrival`: a trace's arrivals go to the
+    /// proxies in turn.
+    pub fn of_proxy(arrival: &Arrival, index: u32, proxies: u32) -> Self {
         ArrivalClock {
+            trace_next: index as usize,
+            trace_stride: proxies.max(1) as usize,
             arrival: arrival.clone(),
             rate_per_ns: arrival.mean_rate() / f64::from(proxies.max(1)) / 1e9,
             segments: match arrival {
@@ -349,6 +468,15 @@ impl ArrivalClock {
             Arrival::Poisson { .. } => {
                 now.saturating_add((-(1.0 - u).ln() / self.rate_per_ns).round() as u64)
             }
+            // A closed loop's users send when their last request ends, not by a clock.
+            Arrival::Closed { .. } => u64::MAX,
+            Arrival::Trace { data, .. } => match data.times.get(self.trace_next) {
+                Some(&t) => {
+                    self.trace_next += self.trace_stride;
+                    t
+                }
+                None => u64::MAX,
+            },
             Arrival::Constant { .. } => {
                 let gap = 1.0 / self.rate_per_ns;
                 now.saturating_add((if first { u * gap } else { gap }).round() as u64)
@@ -394,6 +522,8 @@ pub enum Lane {
     FastFail = 5,
     /// A request's key (attempt 0 only: every attempt of a request has its key).
     Key = 6,
+    /// A closed-loop user's think time after the request (attempt 0).
+    Think = 7,
 }
 
 /// The attempt number under which a health check draws its common random numbers (keyed by its
@@ -739,6 +869,39 @@ fn parse_one(
     for (path, d) in scenario.network.dists_mut() {
         d.load_files(dir, data_dirs)
             .map_err(|(f, m)| at(&format!("network.{path}.{f}"), m, None))?;
+    }
+    for (name, c) in &mut scenario.clients {
+        let base = format!("clients.{name}.arrival");
+        match &mut c.arrival {
+            Arrival::Closed { think, .. } => {
+                think
+                    .load_files(dir, data_dirs)
+                    .map_err(|(f, m)| at(&format!("{base}.think.{f}"), m, None))?;
+                think
+                    .validate()
+                    .map_err(|(f, m)| at(&format!("{base}.think.{f}"), m, None))?;
+            }
+            Arrival::Trace {
+                file: f,
+                column,
+                key_column,
+                time_scale,
+                data,
+            } => {
+                let path = dist::resolve(dir, data_dirs, f)
+                    .map_err(|m| at(&format!("{base}.file"), m, None))?;
+                *data = trace::load(&path, column.as_deref(), key_column.as_deref(), *time_scale)
+                    .map_err(|(f, m)| at(&format!("{base}.{f}"), m, None))?;
+                if data.keys.is_some() && c.keys.is_some() {
+                    return Err(at(
+                        &format!("{base}.key_column"),
+                        "gives the requests' keys, and so does `keys`: keep one".into(),
+                        None,
+                    ));
+                }
+            }
+            _ => {}
+        }
     }
     let warnings = check(&scenario, &at)?;
     budget::check_hard(&scenario, source, file)?;
@@ -1488,7 +1651,17 @@ fn check_modeled(s: &Scenario, c: &ClusterConfig) -> Result<(), mesh_core::Confi
         c.balancer,
         BalancerConfig::RingHash(_) | BalancerConfig::Maglev(_) | BalancerConfig::BoundedLoad(_)
     );
-    if hashing && let Some((name, _)) = s.clients.iter().find(|(_, c)| c.keys.is_none()) {
+    let keyed = |c: &Client| {
+        c.keys.is_some()
+            || matches!(
+                &c.arrival,
+                Arrival::Trace {
+                    key_column: Some(_),
+                    ..
+                }
+            )
+    };
+    if hashing && let Some((name, _)) = s.clients.iter().find(|(_, c)| !keyed(c)) {
         return Err(ConfigError::new(
             "balancer",
             format!(

@@ -15,6 +15,7 @@ use mesh_core::{
     Cluster, ClusterConfig, EndpointMeta, LoadReport, ProbeReply, RequestId, Rng, Seed,
 };
 
+use crate::trace::TraceData;
 use crate::{Arrival, ArrivalClock, Dist, Keys, Lane, Loaded, Scenario, crn_uniform, unit};
 
 /// One instance of a service, as both drivers run it.
@@ -84,9 +85,32 @@ impl ProxyPlan {
     /// The proxy's arrival clock and the stream of uniforms that drives it.
     pub fn arrivals(&self) -> (ArrivalClock, Rng) {
         (
-            ArrivalClock::new(&self.arrival, self.proxies),
+            ArrivalClock::of_proxy(&self.arrival, self.index, self.proxies),
             self.seed.fork("arrivals").rng(),
         )
+    }
+
+    /// Closed loop (`process: closed`): this proxy's virtual users (the population's shared as
+    /// evenly as possible, the first proxies taking one more) and their think time.
+    pub fn closed_users(&self) -> Option<(u32, &Dist)> {
+        match &self.arrival {
+            Arrival::Closed { users, think } => Some((
+                users / self.proxies + u32::from(self.index < users % self.proxies),
+                think,
+            )),
+            _ => None,
+        }
+    }
+
+    /// The think time (ns) of a closed-loop user after `request` ends: a common random number
+    /// of the request, so both drivers draw the same.
+    pub fn think_ns(&self, run_seed: u64, request: RequestId) -> u64 {
+        match &self.arrival {
+            Arrival::Closed { think, .. } => think
+                .quantile_ns(crn_uniform(run_seed, request.0, 0, Lane::Think))
+                .round() as u64,
+            _ => 0,
+        }
     }
 
     /// The request id of this proxy's `seq`-th request, given the proxy's global index: the
@@ -98,6 +122,18 @@ impl ProxyPlan {
     /// The request's key index, when the client has `keys:`.
     #[inline]
     pub fn key_index(&self, run_seed: u64, request: RequestId) -> Option<u32> {
+        if let Arrival::Trace {
+            data: TraceData {
+                keys: Some(keys), ..
+            },
+            ..
+        } = &self.arrival
+        {
+            // The proxy's `seq`-th arrival is the trace's `seq * proxies + index`-th.
+            let seq = request.0 & ((1 << 40) - 1);
+            let j = seq * u64::from(self.proxies) + u64::from(self.index);
+            return keys.get(j as usize).copied();
+        }
         let t = self.keys.as_ref()?;
         Some(t.draw(crn_uniform(run_seed, request.0, 0, Lane::Key)))
     }

@@ -100,6 +100,9 @@ struct Proxy {
     rng: mesh_core::Rng,
     next_seq: u64,
     timer_at: Option<u64>,
+    /// Closed loop: its users send their next request when the last ends (after a think time),
+    /// not by the arrival clock.
+    closed: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -148,6 +151,8 @@ struct Sim {
     // Arrivals.
     arrive_until: u64,
     arrivals_left: u64,
+    /// Proxies whose arrivals have not run out (a trace's end).
+    sources: u32,
     live: u64,
     rec: Recorder,
     sample_period: u64,
@@ -212,6 +217,7 @@ pub fn run_one(
                 rng,
                 next_seq: 0,
                 timer_at: None,
+                closed: plan.closed_users().is_some(),
             }
         })
         .collect();
@@ -234,6 +240,7 @@ pub fn run_one(
         load_reports: w.load_reports,
         arrive_until: sc.duration.map_or(u64::MAX, |d| d.as_nanos()),
         arrivals_left: sc.requests.unwrap_or(u64::MAX),
+        sources: 0,
         live: 0,
         rec: Recorder::for_world(&w, sc.warmup.as_nanos()),
         sample_period: sc.sample_period.as_nanos(),
@@ -247,8 +254,20 @@ pub fn run_one(
         meshbench_scenario::budget::run_bounds(sc, &pt.strategies[strategy].1);
     for p in 0..sim.proxies.len() as u32 {
         sim.drain(p);
-        let first = sim.next_arrival(p, 0);
-        sim.push(first, Ev::Arrive(p));
+        sim.sources += 1;
+        let px = &mut sim.proxies[p as usize];
+        if let Some((users, think)) = px.plan.closed_users() {
+            // Each user starts thinking.
+            let starts: Vec<u64> = (0..users)
+                .map(|_| think.quantile_ns(next_uniform(&mut px.rng)).round() as u64)
+                .collect();
+            for t in starts {
+                sim.push(t, Ev::Arrive(p));
+            }
+        } else {
+            let first = sim.next_arrival(p, 0);
+            sim.schedule_arrival(p, first);
+        }
     }
     sim.push(sim.sample_period, Ev::Sample);
     // The fault timeline: at each change point, the new state of every station a fault names.
@@ -291,6 +310,15 @@ impl Sim {
             seq: self.seq,
             ev,
         });
+    }
+
+    /// Schedules proxy `p`'s next arrival at `at`; `u64::MAX` means its arrivals have run out.
+    fn schedule_arrival(&mut self, p: u32, at: u64) {
+        if at == u64::MAX {
+            self.sources -= 1;
+        } else {
+            self.push(at, Ev::Arrive(p));
+        }
     }
 
     /// The time of proxy `p`'s next arrival after `now`.
@@ -414,7 +442,11 @@ impl Sim {
     }
 
     fn done(&self) -> bool {
-        self.live == 0 && (self.now >= self.arrive_until || self.arrivals_left == 0)
+        self.live == 0
+            && (self.now >= self.arrive_until || self.arrivals_left == 0
+                // A run sized by `requests` whose arrivals ran out (a trace) ends; one with a
+                // `duration` keeps its windows to the end.
+                || self.sources == 0 && self.arrive_until == u64::MAX)
     }
 
     fn arrive(&mut self, p: u32) {
@@ -433,8 +465,10 @@ impl Sim {
         );
         self.rec.arrived(self.now);
         self.drain(p);
-        let next = self.next_arrival(p, self.now);
-        self.push(next, Ev::Arrive(p));
+        if !self.proxies[p as usize].closed {
+            let next = self.next_arrival(p, self.now);
+            self.schedule_arrival(p, next);
+        }
     }
 
     fn drain(&mut self, p: u32) {
@@ -514,11 +548,19 @@ impl Sim {
                     self.push(now.saturating_add(d), Ev::BalancerProbeAt(p, endpoint));
                 }
                 Output::Finished {
+                    request,
                     result,
                     attempts,
                     started,
-                    ..
-                } => self.finished(result, attempts, started.as_nanos()),
+                } => {
+                    self.finished(result, attempts, started.as_nanos());
+                    let px = &self.proxies[p as usize];
+                    if px.closed && now < self.arrive_until && self.arrivals_left > 0 {
+                        // The user thinks, then sends its next request.
+                        let think = px.plan.think_ns(self.seed, request);
+                        self.push(now.saturating_add(think), Ev::Arrive(p));
+                    }
+                }
                 Output::Event(e) => self.event(p, &e),
             }
         }

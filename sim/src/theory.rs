@@ -11,6 +11,10 @@
 //! * The supermarket model (Mitzenmacher 1996; Vvedenskaya, Dobrushin and Karpelevich 1996): in
 //!   the limit of many servers, join the shorter of d sampled queues; the fraction of queues with
 //!   at least i jobs is lambda^((d^i - 1) / (d - 1)).
+//! * The machine-repairman model (finite-source M/M/1, Kleinrock 3.10; Lazowska et al.,
+//!   *Quantitative System Performance*, 7): N users thinking Exp(Z) between requests to one
+//!   exponential server. Mean value analysis gives it exactly: R(k) = 1 + Q(k - 1),
+//!   X(k) = k / (R(k) + Z), Q(k) = X(k) R(k).
 
 /// The `p` quantile of a distribution given its survival function, by bisection on [0, 10^4].
 pub fn quantile(survival: impl Fn(f64) -> f64, p: f64) -> f64 {
@@ -91,6 +95,18 @@ pub fn supermarket(lambda: f64, d: i32) -> (f64, impl Fn(f64) -> f64) {
     (t, survival)
 }
 
+/// The machine-repairman model: `n` users with mean think time `z` (in units of the mean
+/// service time): (mean response time, throughput per mean service time).
+pub fn machine_repairman(n: u32, z: f64) -> (f64, f64) {
+    let (mut r, mut x, mut q) = (0.0, 0.0, 0.0);
+    for k in 1..=n {
+        r = 1.0 + q;
+        x = f64::from(k) / (r + z);
+        q = x * r;
+    }
+    (r, x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +121,11 @@ mod tests {
         assert!((supermarket(0.9, 2).0 - 2.6141).abs() < 1e-3);
         // One server: Erlang C is M/M/1.
         assert!((erlang_c(1, 0.7).1 - mm1(0.7).0).abs() < 1e-12);
+        // The published example: N = 10, Z = 9 (p0 = 0.1680, X = 0.832, R = 3.019).
+        let (r, x) = machine_repairman(10, 9.0);
+        assert!((r - 3.0187).abs() < 1e-4 && (x - 0.83204).abs() < 1e-4);
+        assert!((1.0 - x - 0.1680).abs() < 1e-3);
+        // One user never waits.
+        assert_eq!(machine_repairman(1, 4.0).0, 1.0);
     }
 }

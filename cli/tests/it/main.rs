@@ -1514,3 +1514,51 @@ faults:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn closed_loop_users_from_the_file_think_in_both_drivers() {
+    // 8 users, each thinking 10 ms after its last request ends, against a 5 ms service that never
+    // queues: every user cycles in 15 ms (plus the network's few microseconds), so both drivers
+    // settle at the response-time law's 8 / 15 ms = 533 requests/s. Users that did not think
+    // would send 1600/s; a think time drawn but ignored would show as that.
+    let dir = tmp("closed-loop");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("closed.yaml");
+    std::fs::write(
+        &file,
+        "
+name: closed-loop
+seed: 4
+duration: 3s
+warmup: 500ms
+replications: 1
+strategies:
+  rr: { balancer: { kind: round_robin } }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 5ms } }
+clients:
+  c: { proxies: 2, target: b, arrival: { process: closed, users: 8, think: { dist: constant, value: 10ms } } }
+",
+    )
+    .unwrap();
+    for cmd in ["run", "live"] {
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let rps = metric(&out, "throughput_rps")["rr"];
+        let want = 8.0 / 0.015;
+        let tol = if cmd == "run" { 0.01 } else { 0.15 };
+        assert!(
+            (rps - want).abs() <= tol * want,
+            "{cmd}: {rps:.1}/s, want {want:.1}/s"
+        );
+        let mean = metric(&out, "mean_ms")["rr"];
+        assert!((4.9..7.0).contains(&mean), "{cmd}: mean {mean} ms");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,6 @@
 //! The simulator against what the field published: queueing theory's closed forms (M/M/1,
 //! M/M/c, round robin over N, the supermarket model), Envoy's priority and zone-aware
-//! arithmetic, Linkerd's 2016 experiment, the retry storm and the Tail at Scale's hedging. Each
+//! arithmetic, the machine-repairman model (closed-loop users), Linkerd's 2016 experiment, the retry storm and the Tail at Scale's hedging. Each
 //! experiment runs a shipped scenario file in full (`meshbench_sim::published`, the same checks
 //! `meshbench reproduce` writes into docs/validation.md) and every figure must hold: exact
 //! figures within the 99% confidence interval of their replications, with an interval narrow
@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+mod arrivals;
 mod faults;
 mod fields;
 mod fuzz;
@@ -86,6 +87,14 @@ fn envoy_priority_load_matches_its_arithmetic() {
 #[test]
 fn envoy_zone_aware_routes_62_5_percent_locally_and_spills_2_to_1() {
     reproduce("envoy-zone-aware");
+}
+
+/// Closed-loop users in the simulator: 10 users thinking Exp(9 ms) against one Exp(1 ms)
+/// server match the machine-repairman model's mean response time (3.019 ms) within the CI, and
+/// its throughput.
+#[test]
+fn closed_loop_users_match_the_machine_repairman_model() {
+    reproduce("machine-repairman");
 }
 
 #[test]
