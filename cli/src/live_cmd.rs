@@ -546,7 +546,7 @@ pub(crate) fn serve(
         if !timeline.is_empty() {
             if faults {
                 writeln!(o, "fault timeline: {} faults, time zero is now:", timeline.len())?;
-                for f in fault_windows(timeline) {
+                for f in fault_windows(&loaded.scenario) {
                     let until = f.until_s.map_or("the end".to_owned(), |u| format!("{u} s"));
                     writeln!(o, "  {} s to {until}: {} {}", f.from_s, f.target, f.kind)?;
                 }
@@ -715,7 +715,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         replications,
         sweep_paths: loaded.sweep_paths.clone(),
-        faults: fault_windows(&sc.faults),
+        faults: fault_windows(sc),
         shard: None,
     };
     write_reports(&dir, &info, &loaded.source, &summaries, &results)

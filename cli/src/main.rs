@@ -507,15 +507,25 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
     Ok((i, n))
 }
 
-/// The scenario's fault timeline as reports show it (shaded windows on the time plots).
-fn fault_windows(faults: &[meshbench_scenario::Fault]) -> Vec<meshbench_report::FaultWindow> {
-    faults
+/// The scenario's fault timeline as reports show it (shaded windows on the time plots): one
+/// window per fault, or per period of a flapping fault.
+fn fault_windows(sc: &meshbench_scenario::Scenario) -> Vec<meshbench_report::FaultWindow> {
+    let end = sc.duration.map_or(u64::MAX, |d| d.as_nanos());
+    sc.faults
         .iter()
-        .map(|f| meshbench_report::FaultWindow {
-            target: f.target.clone(),
-            kind: f.kind.name().to_owned(),
-            from_s: f.at.as_nanos() as f64 / 1e9,
-            until_s: f.until.map(|u| u.as_nanos() as f64 / 1e9),
+        .flat_map(|f| {
+            let target = match &f.from {
+                Some(from) => format!("{from} - {}", f.target),
+                None => f.target.clone(),
+            };
+            f.windows(end)
+                .into_iter()
+                .map(move |(from, until)| meshbench_report::FaultWindow {
+                    target: target.clone(),
+                    kind: f.kind.name().to_owned(),
+                    from_s: from as f64 / 1e9,
+                    until_s: (until != u64::MAX).then(|| until as f64 / 1e9),
+                })
         })
         .collect()
 }

@@ -90,7 +90,7 @@ pub(crate) fn run(
         meshbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         replications: sc.replications,
         sweep_paths: loaded.sweep_paths.clone(),
-        faults: fault_windows(&sc.faults),
+        faults: fault_windows(sc),
         shard: sharded.map(|(index, count)| meshbench_report::ShardInfo {
             index,
             count,

@@ -181,6 +181,9 @@ static KEY_HEADER: hyper::header::HeaderName =
 /// The calling proxy's zone.
 static ZONE_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static(workload::ZONE_HEADER);
+/// The calling proxy's client population.
+static CLIENT_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static(workload::CLIENT_HEADER);
 
 /// What a request carries besides its path.
 #[derive(Clone, Copy, Debug, Default)]
@@ -191,6 +194,8 @@ struct Ids {
     key: Option<u32>,
     /// The proxy's zone, when the scenario has zones or latency.
     zone: Option<u16>,
+    /// The proxy's client population, when a partition cuts one off.
+    client: Option<u16>,
 }
 
 /// Which report header a response is read for.
@@ -246,7 +251,7 @@ async fn exchange(
                 Path::Health => &t.health_head,
                 Path::Probe => &t.probe_head,
             };
-            let mut extra: [(&[u8], u64); 4] = [(b"", 0); 4];
+            let mut extra: [(&[u8], u64); 5] = [(b"", 0); 5];
             let mut n = 0;
             if let Some((request, retry)) = ids.request {
                 extra[0] = (REQUEST_HEADER.as_str().as_bytes(), request);
@@ -259,6 +264,10 @@ async fn exchange(
             }
             if let Some(z) = ids.zone {
                 extra[n] = (ZONE_HEADER.as_str().as_bytes(), u64::from(z));
+                n += 1;
+            }
+            if let Some(c) = ids.client {
+                extra[n] = (CLIENT_HEADER.as_str().as_bytes(), u64::from(c));
                 n += 1;
             }
             match c.get(head, &extra[..n]).await {
@@ -289,6 +298,9 @@ async fn exchange(
             }
             if let Some(z) = ids.zone {
                 req = req.header(&ZONE_HEADER, z);
+            }
+            if let Some(c) = ids.client {
+                req = req.header(&CLIENT_HEADER, c);
             }
             let req = req.body(Empty::new()).expect("a valid request");
             if s.ready().await.is_err() {
@@ -543,6 +555,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .map(|b| b.run_faults(sc.fault_changes(), start));
     // Zones and latency are applied by the backends; they need the proxy's zone.
     let send_zone = !world.network.is_zero() || world.zones.len() > 1;
+    // A partition from a client population needs the caller's population.
+    let send_client = sc.faults.iter().any(|f| {
+        f.kind == meshbench_scenario::FaultKind::Partition
+            && f.from.as_ref().is_some_and(|x| !x.starts_with("zone:"))
+    });
 
     // Actors: one per proxy of the workload.
     let mut senders = Vec::new();
@@ -587,6 +604,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             plan: plan.clone(),
             run_seed: run_seed.value(),
             zone: send_zone.then_some(plan.zone),
+            client: send_client.then_some(plan.client_index),
             want_load: world.load_reports,
             addrs,
             tls: opts.tls.clone(),
@@ -867,6 +885,8 @@ struct Actor {
     run_seed: u64,
     /// The zone sent to the backends (when the scenario has zones or latency).
     zone: Option<u16>,
+    /// The client population sent to the backends (when a partition cuts one off).
+    client: Option<u16>,
     /// Whether the balancer reads load reports (ORCA): parse them off responses.
     want_load: bool,
     addrs: Vec<SocketAddr>,
@@ -1010,9 +1030,9 @@ impl Actor {
             let timer = self.cluster.poll_timeout().map(|t| {
                 tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(t.as_nanos()))
             });
-            let wake = wakeups.peek().map(|w| {
-                tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(w.0))
-            });
+            let wake = wakeups
+                .peek()
+                .map(|w| tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(w.0)));
             let until = [timer, drain_deadline, wake].into_iter().flatten().min();
             // One timer entry, moved only when the deadline changes (a fresh `Sleep` per
             // iteration would register and cancel a timer for every request).
@@ -1217,6 +1237,7 @@ impl Actor {
                     request: Some((request.0, *retry)),
                     key,
                     zone: self.zone,
+                    client: self.client,
                 };
                 let want = if self.want_load {
                     Want::Load
@@ -1252,6 +1273,7 @@ impl Actor {
                     request: Some((probe.0, meshbench_scenario::CHECK_ATTEMPT)),
                     key: None,
                     zone: self.zone,
+                    client: self.client,
                 };
                 tokio::spawn(async move {
                     let result =
@@ -1279,6 +1301,7 @@ impl Actor {
                     request: None,
                     key: None,
                     zone: self.zone,
+                    client: self.client,
                 };
                 pending.push(Box::pin(async move {
                     let (status, conn, report) =

@@ -5,7 +5,7 @@
 //! (times its slowdown), and a 500 at its error rate. The draw for a request comes from the
 //! `x-meshbench-request` / `x-meshbench-attempt` headers hashed with the scenario seed, the same
 //! common random numbers the simulator uses, so a live run and a simulated one see the same
-//! service times. `GET /health` answers 200 at once. An instance can be killed (its listener and
+//! service times. `GET /health` is a request too (see [`health`]). An instance can be killed (its listener and
 //! every connection close: clients see refused or reset connections), restarted, slowed down and
 //! made to fail on demand, and [`Backends::run_faults`] plays the scenario's fault timeline in
 //! real time with the simulator's semantics (see `meshbench_scenario::Fault`).
@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshbench_scenario::workload::{
-    LOAD_HEADER, LoadMeter, NetworkModel, PROBE_HEADER, PROBE_PATH, ZONE_HEADER,
+    CLIENT_HEADER, LOAD_HEADER, LoadMeter, NetworkModel, PROBE_HEADER, PROBE_PATH, ZONE_HEADER,
     format_load_report, format_probe,
 };
 use meshbench_scenario::{Dist, FaultChange, FaultState, Scenario};
@@ -58,9 +58,41 @@ struct Station {
     checks_queue: bool,
     /// A request whose client gave up is served anyway (`services.X.serves_abandoned`).
     serves_abandoned: bool,
+    /// Faults beyond the atomics' (cold start, partition, network), with the run's start;
+    /// `None` without any, so the common path takes no lock.
+    extra: std::sync::RwLock<Option<(FaultState, std::time::Instant)>>,
+    has_extra: AtomicBool,
+    /// A capacity dip: the task holding the servers taken away, and how many it holds.
+    dip: std::sync::Mutex<(Option<tokio::task::JoinHandle<()>>, Arc<AtomicU32>)>,
+}
+
+/// The faults of [`Station::extra`] that act on one request.
+#[derive(Clone, Copy)]
+struct Extra {
+    state: FaultState,
+    start: std::time::Instant,
+}
+
+impl Extra {
+    /// The cold-start multiplier now.
+    fn cold(&self) -> f64 {
+        self.state
+            .cold_factor(self.start.elapsed().as_nanos() as u64)
+    }
 }
 
 impl Station {
+    fn extra(&self) -> Option<Extra> {
+        if !self.has_extra.load(Ordering::Acquire) {
+            return None;
+        }
+        let g = self
+            .extra
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.map(|(state, start)| Extra { state, start })
+    }
+
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
@@ -73,10 +105,12 @@ impl Station {
 
     /// One network hop of `request`'s attempt between zones `from` and `to`, as the simulator
     /// draws it.
-    async fn hop(&self, from: u16, to: u16, request: u64, attempt: u32, lane: Lane) {
+    /// `extra_ns` is a network fault's delay on top.
+    async fn hop(&self, from: u16, to: u16, request: u64, attempt: u32, lane: Lane, extra_ns: u64) {
         let ns = self
             .net
-            .delay_ns(from, to, self.seed, request, attempt, lane);
+            .delay_ns(from, to, self.seed, request, attempt, lane)
+            + extra_ns;
         if ns > 0 {
             let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns);
             self.timer.sleep_until(until).await;
@@ -147,17 +181,56 @@ impl Instance {
     }
 
     /// Puts the instance in the state the fault timeline gives it: stopped or serving, with
-    /// its own slowdown and error rate changed by the faults.
-    pub async fn apply(&self, state: FaultState) -> std::io::Result<()> {
+    /// its own slowdown and error rate changed by the faults, its capacity dipped, cold, cut off
+    /// from some callers or behind a slow network. `start` is the run's time zero (a cold start's
+    /// window is in run time).
+    pub async fn apply(&self, state: FaultState, start: std::time::Instant) -> std::io::Result<()> {
         self.set_slowdown(self.station.base_slowdown * state.slowdown);
         self.set_error_rate(self.station.base_error_rate.max(state.error_rate));
         self.set_fast_fail(state.fast_fail);
+        let extra = state.cold.2 != 1.0
+            || state.cut_zones != 0
+            || state.cut_clients != 0
+            || state.net_zones != 0;
+        *self
+            .station
+            .extra
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = extra.then_some((state, start));
+        self.station.has_extra.store(extra, Ordering::Release);
+        self.set_capacity(state.capacity);
         match (state.down, self.is_alive()) {
             (true, true) => self.kill(),
             (false, false) => self.restart().await?,
             _ => {}
         }
         Ok(())
+    }
+
+    /// Serves at most `limit` requests at once from now on (at most its concurrency; requests
+    /// in service finish): the servers taken away are permits a task acquires and holds.
+    pub fn set_capacity(&self, limit: u32) {
+        let st = &self.station;
+        let mut dip = st
+            .dip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = dip.0.take() {
+            t.abort();
+        }
+        let held = dip.1.swap(0, Ordering::SeqCst);
+        st.permits.add_permits(held as usize);
+        let take = st.concurrency.saturating_sub(limit);
+        if take > 0 {
+            let (station, count) = (st.clone(), dip.1.clone());
+            dip.0 = Some(tokio::spawn(async move {
+                // As requests in service finish, their servers go to the dip first.
+                if let Ok(p) = station.permits.acquire_many(take).await {
+                    p.forget();
+                    count.store(take, Ordering::SeqCst);
+                }
+            }));
+        }
     }
 
     /// Multiplies its service time by `factor` from now on.
@@ -232,6 +305,9 @@ impl Backends {
                 concurrency: x.concurrency,
                 checks_queue: x.health_check_queues,
                 serves_abandoned: x.serves_abandoned,
+                extra: std::sync::RwLock::new(None),
+                has_extra: AtomicBool::new(false),
+                dip: std::sync::Mutex::new((None, Arc::new(AtomicU32::new(0)))),
             });
             let listener = TcpListener::bind((bind, 0)).await?;
             let addr = listener.local_addr()?;
@@ -279,7 +355,7 @@ impl Backends {
                     else {
                         continue;
                     };
-                    if let Err(e) = inst.apply(state).await {
+                    if let Err(e) = inst.apply(state, start).await {
                         eprintln!(
                             "fault timeline: {}/{} cannot restart on {}: {e}",
                             inst.service, inst.index, inst.addr
@@ -372,10 +448,23 @@ fn with_load(mut r: Response<Full<Bytes>>, st: &Station) -> Response<Full<Bytes>
     r
 }
 
+/// A request from a caller a partition cuts off: the connection closes without an answer, as
+/// a connection to an unreachable host fails.
+#[derive(Debug)]
+struct Unreachable;
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("partitioned from the caller")
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 async fn handle(
     req: Request<Incoming>,
     st: Arc<Station>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, Unreachable> {
     let request = header_u64(&req, "x-meshbench-request").unwrap_or_else(|| {
         // A request from elsewhere: draw from a counter so it still gets a fresh sample.
         static NEXT: AtomicU64 = AtomicU64::new(1 << 62);
@@ -384,16 +473,38 @@ async fn handle(
     let attempt = header_u64(&req, "x-meshbench-attempt").unwrap_or(0) as u32;
     // The caller's zone (ours when it does not say): the hop's latency is the zone pair's.
     let from = header_u64(&req, ZONE_HEADER).map_or(st.zone, |z| z as u16);
-    st.hop(from, st.zone, request, attempt, Lane::NetOut).await;
+    let client = header_u64(&req, CLIENT_HEADER).map_or(u16::MAX, |c| c as u16);
+    let extra = st.extra();
+    let net = |lane| {
+        extra.map_or(0, |x| {
+            x.state
+                .net_extra_ns(from, || uniform(st.seed, request, attempt, lane))
+        })
+    };
+    if extra.is_some_and(|x| x.state.cut_from(from, client)) {
+        return Err(Unreachable);
+    }
+    st.hop(
+        from,
+        st.zone,
+        request,
+        attempt,
+        Lane::NetOut,
+        net(Lane::LossOut),
+    )
+    .await;
+    let back = net(Lane::LossBack);
     if req.uri().path() == "/health" {
         let answer = health(request, &st).await;
-        st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
+        st.hop(st.zone, from, request, attempt, Lane::NetBack, back)
+            .await;
         return Ok(answer);
     }
     if req.uri().path() == PROBE_PATH {
         // A Prequal probe reads the instance as it is when the probe arrives.
         let answer = st.meter().probe(st.now_ns());
-        st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
+        st.hop(st.zone, from, request, attempt, Lane::NetBack, back)
+            .await;
         let mut r = reply(StatusCode::OK, "ok\n");
         if let Ok(v) = hyper::header::HeaderValue::from_str(&format_probe(&answer)) {
             r.headers_mut()
@@ -411,7 +522,8 @@ async fn handle(
     } else {
         serve_one(request, attempt, &st).await
     };
-    st.hop(st.zone, from, request, attempt, Lane::NetBack).await;
+    st.hop(st.zone, from, request, attempt, Lane::NetBack, back)
+        .await;
     Ok(with_load(answer, &st))
 }
 
@@ -440,7 +552,8 @@ async fn health(id: u64, st: &Station) -> Response<Full<Bytes>> {
         let _waiting = Waiting(&st.waiting);
         drop(st.permits.acquire().await.expect("never closed"));
     }
-    let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed));
+    let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed))
+        * st.extra().map_or(1.0, |x| x.cold());
     let ns = st.dist.quantile_ns(draw(Lane::Service)) * slowdown;
     let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns.max(0.0) as u64);
     st.timer.sleep_until(until).await;
@@ -504,7 +617,8 @@ async fn served(
 ) -> Response<Full<Bytes>> {
     st.meter().start(st.now_ns());
     let guard = LeaveOnDrop { st, started: true };
-    let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed));
+    let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed))
+        * st.extra().map_or(1.0, |x| x.cold());
     let ns = st
         .dist
         .quantile_ns(uniform(st.seed, request, attempt, Lane::Service))

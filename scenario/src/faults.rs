@@ -19,6 +19,26 @@
 //!   instance's own error rate, if higher).
 //! * `fast_fail` (`rate`, default 1): that share of arriving requests is answered 503 at once,
 //!   without queueing or service: the gray failure that attracts traffic under least-request.
+//! * `cold_start` (`factor` > 1, `until` required): a cold instance (empty caches, a JIT not yet
+//!   warm). A request starting service at time t of the window takes `factor` times as long at
+//!   its start, decaying linearly to 1 at `until`.
+//! * `capacity` (`concurrency` >= 1): the instance serves at most that many requests at once
+//!   for the window (a noisy neighbour, a CPU limit); requests in service finish, the rest
+//!   queue.
+//! * `partition` (`from`: `zone:NAME` or a client population): the network between the two sides
+//!   is cut. Requests and health checks from the `from` side to the target fail at once as
+//!   connect failures (and, for two zones, from the target's side to `from`'s); the rest is
+//!   untouched.
+//! * `network` (`from`: `zone:NAME`; `delay` and/or `loss`): every message between the two
+//!   zones (both directions, requests, responses and health checks) takes `delay` longer, and
+//!   with probability `loss` is lost once and retransmitted by TCP after its minimum
+//!   retransmission timeout (Linux's `TCP_RTO_MIN`, 200 ms).
+//!
+//! Targets: `service`, `service/index`, or `zone:NAME` (every instance of every service in the
+//! zone: a zone outage is `{target: zone:a, kind: crash}`). For `network` the target is a zone.
+//!
+//! Flapping: `every: 10s` repeats the fault from `at` with that period, on for the first `duty`
+//! share of each period (default 0.5), until `until` or the end of the run.
 
 use mesh_core::Duration;
 use serde::{Deserialize, Serialize};
@@ -34,16 +54,64 @@ pub struct Fault {
     /// When it ends; absent: at the end of the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Duration>,
-    /// `service` (every instance) or `service/index`.
+    /// `service` (every instance), `service/index`, or `zone:NAME` (every instance in the zone).
     pub target: String,
     /// What happens.
     pub kind: FaultKind,
-    /// `slowdown`: the service-time multiplier, > 0.
+    /// `slowdown`: the service-time multiplier, > 0. `cold_start`: the multiplier at the start,
+    /// > 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factor: Option<f64>,
     /// `errors` (required) and `fast_fail` (default 1): the share of requests affected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Probability>,
+    /// `capacity`: the requests served at once during the window, >= 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// `partition` and `network`: the other side, `zone:NAME` or (`partition` only) a client
+    /// population's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `network`: the delay added to every message, each way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+    /// `network`: the probability that a message is lost once (and retransmitted 200 ms later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Probability>,
+    /// Flapping: the period with which the fault repeats from `at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
+    /// Flapping: the share of each period the fault is on, in (0, 1). Default 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duty: Option<Probability>,
+}
+
+/// TCP's minimum retransmission timeout on Linux (`TCP_RTO_MIN`, 200 ms): what a lost message
+/// costs under a `network` fault's `loss`.
+pub const RETRANSMIT_NS: u64 = 200_000_000;
+
+/// Most windows one flapping fault may expand to.
+pub const MAX_FLAPS: u64 = 100_000;
+
+impl Fault {
+    /// The windows (ns since the start) in which the fault is on: one, or with `every` one per
+    /// period up to `until` or `end_ns` (the end of the arrivals).
+    pub fn windows(&self, end_ns: u64) -> Vec<(u64, u64)> {
+        let from = self.at.as_nanos();
+        let until = self.until.map_or(u64::MAX, Duration::as_nanos);
+        let Some(every) = self.every.map(Duration::as_nanos).filter(|&e| e > 0) else {
+            return vec![(from, until)];
+        };
+        let on = (every as f64 * self.duty.map_or(0.5, Probability::get)).round() as u64;
+        let last = until.min(end_ns);
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < last && (out.len() as u64) < MAX_FLAPS {
+            out.push((t, t.saturating_add(on).min(until)));
+            t = t.saturating_add(every);
+        }
+        out
+    }
 }
 
 /// What a fault does (see the module docs).
@@ -58,6 +126,14 @@ pub enum FaultKind {
     Errors,
     /// 503 at once to a share `rate` of arriving requests.
     FastFail,
+    /// Service time x a factor decaying linearly from `factor` to 1 over the window.
+    ColdStart,
+    /// At most `concurrency` requests in service.
+    Capacity,
+    /// Connect failures between `from` and the target.
+    Partition,
+    /// Delay and loss between two zones.
+    Network,
 }
 
 impl FaultKind {
@@ -68,6 +144,10 @@ impl FaultKind {
             FaultKind::Slowdown => "slowdown",
             FaultKind::Errors => "errors",
             FaultKind::FastFail => "fast_fail",
+            FaultKind::ColdStart => "cold_start",
+            FaultKind::Capacity => "capacity",
+            FaultKind::Partition => "partition",
+            FaultKind::Network => "network",
         }
     }
 }
@@ -98,6 +178,28 @@ pub enum Effect {
     Errors(f64),
     /// Share of arriving requests answered 503 at once.
     FastFail(f64),
+    /// Service time multiplier at the window's start, decaying linearly to 1 at its end.
+    ColdStart(f64),
+    /// Requests served at once.
+    Capacity(u32),
+    /// Cut off from the proxies in these zones (bit z: zone index z) and of these client
+    /// populations (bit c: the c-th client in name order).
+    Cut {
+        /// Zone bits.
+        zones: u64,
+        /// Client bits.
+        clients: u64,
+    },
+    /// Messages to and from proxies in these zones (bits) take `delay_ns` longer and are lost
+    /// once with probability `loss`.
+    Network {
+        /// Zone bits.
+        zones: u64,
+        /// Added delay, ns.
+        delay_ns: u64,
+        /// Loss probability per message.
+        loss: f64,
+    },
 }
 
 /// The combined state of one instance under the faults active on it.
@@ -111,6 +213,20 @@ pub struct FaultState {
     pub error_rate: f64,
     /// Share of arrivals answered 503 at once (0: none).
     pub fast_fail: f64,
+    /// A cold start: (from ns, until ns, multiplier at `from`); multiplier 1: none.
+    pub cold: (u64, u64, f64),
+    /// Requests served at once, at most (`u32::MAX`: the instance's own concurrency).
+    pub capacity: u32,
+    /// Partitioned from proxies in these zones (bits).
+    pub cut_zones: u64,
+    /// Partitioned from proxies of these client populations (bits).
+    pub cut_clients: u64,
+    /// Messages to and from proxies in these zones (bits) are delayed and lossy.
+    pub net_zones: u64,
+    /// The added delay of those messages, ns.
+    pub net_delay_ns: u64,
+    /// Their loss probability.
+    pub net_loss: f64,
 }
 
 impl Default for FaultState {
@@ -120,24 +236,86 @@ impl Default for FaultState {
             slowdown: 1.0,
             error_rate: 0.0,
             fast_fail: 0.0,
+            cold: (0, 0, 1.0),
+            capacity: u32::MAX,
+            cut_zones: 0,
+            cut_clients: 0,
+            net_zones: 0,
+            net_delay_ns: 0,
+            net_loss: 0.0,
         }
     }
 }
 
 impl FaultState {
-    /// The state under `effects` (in any order: the result does not depend on it).
-    pub fn of<'a>(effects: impl IntoIterator<Item = &'a Effect>) -> Self {
+    /// The state under the active `faults` (in any order: the result does not depend on it,
+    /// except that of two overlapping cold starts the later-starting one acts, and overlapping
+    /// network faults on one instance take the largest delay and loss for every zone named).
+    pub fn of<'a>(faults: impl IntoIterator<Item = &'a PlannedFault>) -> Self {
         let mut s = FaultState::default();
-        for e in effects {
-            match *e {
+        for f in faults {
+            match f.effect {
                 Effect::Crash => s.down = true,
-                Effect::Slowdown(f) => s.slowdown *= f,
+                Effect::Slowdown(x) => s.slowdown *= x,
                 Effect::Errors(r) => s.error_rate = s.error_rate.max(r),
                 Effect::FastFail(r) => s.fast_fail = s.fast_fail.max(r),
+                Effect::ColdStart(x) => {
+                    if s.cold.2 == 1.0 || f.from_ns >= s.cold.0 {
+                        s.cold = (f.from_ns, f.until_ns, x);
+                    }
+                }
+                Effect::Capacity(c) => s.capacity = s.capacity.min(c),
+                Effect::Cut { zones, clients } => {
+                    s.cut_zones |= zones;
+                    s.cut_clients |= clients;
+                }
+                Effect::Network {
+                    zones,
+                    delay_ns,
+                    loss,
+                } => {
+                    s.net_zones |= zones;
+                    s.net_delay_ns = s.net_delay_ns.max(delay_ns);
+                    s.net_loss = s.net_loss.max(loss);
+                }
             }
         }
         s
     }
+
+    /// The cold-start service-time multiplier at `now_ns` (1 outside a cold start).
+    #[inline]
+    pub fn cold_factor(&self, now_ns: u64) -> f64 {
+        let (from, until, x) = self.cold;
+        if x == 1.0 || now_ns >= until || until <= from {
+            return 1.0;
+        }
+        let left = (until - now_ns.max(from)) as f64 / (until - from) as f64;
+        1.0 + (x - 1.0) * left
+    }
+
+    /// Whether a proxy in zone `zone` of client population `client` (indices) is cut off
+    /// from the instance.
+    #[inline]
+    pub fn cut_from(&self, zone: u16, client: u16) -> bool {
+        (self.cut_zones | self.cut_clients) != 0
+            && (bit(self.cut_zones, zone) || bit(self.cut_clients, client))
+    }
+
+    /// The delay (ns) a `network` fault adds to one message between the instance and a proxy
+    /// in zone `zone`, given the message's uniform `u` for loss.
+    #[inline]
+    pub fn net_extra_ns(&self, zone: u16, u: impl FnOnce() -> f64) -> u64 {
+        if !bit(self.net_zones, zone) {
+            return 0;
+        }
+        let lost = self.net_loss > 0.0 && u() < self.net_loss;
+        self.net_delay_ns + if lost { RETRANSMIT_NS } else { 0 }
+    }
+}
+
+fn bit(mask: u64, i: u16) -> bool {
+    i < 64 && mask & (1 << i) != 0
 }
 
 /// Splits `service/index` (or `service`).
@@ -175,7 +353,7 @@ pub fn fault_changes(plan: &[PlannedFault]) -> Vec<FaultChange> {
                         .iter()
                         .map(|&k| &plan[k])
                         .filter(|f| f.service == service && f.instances.contains(&i));
-                    (service.to_owned(), i, FaultState::of(on.map(|f| &f.effect)))
+                    (service.to_owned(), i, FaultState::of(on))
                 })
                 .collect(),
         })
@@ -211,21 +389,75 @@ fn change_points(plan: &[PlannedFault]) -> Vec<(u64, Vec<usize>)> {
 mod tests {
     use super::*;
 
+    fn planned(effect: Effect, from_ns: u64, until_ns: u64) -> PlannedFault {
+        PlannedFault {
+            from_ns,
+            until_ns,
+            service: "b".into(),
+            instances: 0..1,
+            effect,
+        }
+    }
+
     #[test]
     fn effects_compose() {
-        let s = FaultState::of(&[
+        let all = |e: &[Effect]| -> Vec<PlannedFault> {
+            e.iter().map(|&e| planned(e, 0, u64::MAX)).collect()
+        };
+        let s = FaultState::of(&all(&[
             Effect::Slowdown(2.0),
             Effect::Errors(0.1),
             Effect::Slowdown(3.0),
             Effect::Errors(0.3),
             Effect::FastFail(0.5),
-        ]);
+            Effect::Capacity(4),
+            Effect::Capacity(2),
+        ]));
         assert_eq!(s.slowdown, 6.0);
         assert_eq!(s.error_rate, 0.3);
         assert_eq!(s.fast_fail, 0.5);
+        assert_eq!(s.capacity, 2);
         assert!(!s.down);
-        assert!(FaultState::of(&[Effect::Crash]).down);
-        assert_eq!(FaultState::of(&[]), FaultState::default());
+        assert!(FaultState::of(&all(&[Effect::Crash])).down);
+        assert_eq!(FaultState::of(&all(&[])), FaultState::default());
+        let cut = FaultState::of(&all(&[Effect::Cut {
+            zones: 0b10,
+            clients: 0b100,
+        }]));
+        assert!(cut.cut_from(1, 0) && cut.cut_from(0, 2) && !cut.cut_from(0, 0));
+        assert!(!FaultState::default().cut_from(0, 0));
+    }
+
+    #[test]
+    fn a_cold_start_decays_linearly_to_one() {
+        let s = FaultState::of(&[planned(Effect::ColdStart(5.0), 1000, 2000)]);
+        assert_eq!(s.cold_factor(0), 5.0);
+        assert_eq!(s.cold_factor(1000), 5.0);
+        assert_eq!(s.cold_factor(1500), 3.0);
+        assert_eq!(s.cold_factor(2000), 1.0);
+        assert_eq!(FaultState::default().cold_factor(1500), 1.0);
+    }
+
+    #[test]
+    fn flapping_repeats_at_the_period_and_duty_cycle() {
+        let f: Fault = yaml_serde::from_str(
+            "{ at: 1s, until: 5500ms, target: b, kind: crash, every: 2s, duty: 0.25 }",
+        )
+        .unwrap();
+        let s = 1_000_000_000;
+        assert_eq!(
+            f.windows(u64::MAX),
+            vec![
+                (s, s + s / 2),
+                (3 * s, 3 * s + s / 2),
+                (5 * s, 5 * s + s / 2)
+            ]
+        );
+        // Without `until`, to the end of the run.
+        let f: Fault =
+            yaml_serde::from_str("{ at: 0s, target: b, kind: crash, every: 1s }").unwrap();
+        assert_eq!(f.windows(3 * s).len(), 3);
+        assert_eq!(f.windows(3 * s)[2], (2 * s, 2 * s + s / 2));
     }
 
     #[test]

@@ -58,7 +58,10 @@ use serde::{Deserialize, Serialize};
 
 pub use dist::{Component, Dist, normal_quantile};
 pub use error::{ScenarioError, nearest, suggest_from_message};
-pub use faults::{Effect, Fault, FaultChange, FaultKind, FaultState, PlannedFault, fault_changes};
+pub use faults::{
+    Effect, Fault, FaultChange, FaultKind, FaultState, MAX_FLAPS, PlannedFault, RETRANSMIT_NS,
+    fault_changes,
+};
 pub use topology::{
     Client, InstanceRange, InstanceSpec, Keys, Network, Override, Placement, Service, StartHealth,
     Zone, ZonePair,
@@ -269,7 +272,10 @@ impl TryFrom<ArrivalSpec> for Arrival {
         }
         Ok(match s.process {
             ProcessKind::Closed if traced => {
-                return Err("`file`, `column`, `key_column` and `time_scale` belong to `process: trace`".into());
+                return Err(
+                    "`file`, `column`, `key_column` and `time_scale` belong to `process: trace`"
+                        .into(),
+                );
             }
             ProcessKind::Trace if closed => {
                 return Err("`users` and `think` belong to `process: closed`".into());
@@ -351,9 +357,7 @@ impl Arrival {
             }
             // At most a request per think time and millisecond of response per user: an
             // estimate for budgets (the real rate depends on the response times).
-            Arrival::Closed { users, think } => {
-                f64::from(*users) / (think.mean_ns() / 1e9 + 1e-3)
-            }
+            Arrival::Closed { users, think } => f64::from(*users) / (think.mean_ns() / 1e9 + 1e-3),
             Arrival::Trace { data, .. } => data.mean_rate(),
         }
     }
@@ -524,6 +528,10 @@ pub enum Lane {
     Key = 6,
     /// A closed-loop user's think time after the request (attempt 0).
     Think = 7,
+    /// Whether a `network` fault loses the message, proxy to instance.
+    LossOut = 8,
+    /// Whether a `network` fault loses the message, instance to proxy.
+    LossBack = 9,
 }
 
 /// The attempt number under which a health check draws its common random numbers (keyed by its
@@ -1416,32 +1424,7 @@ fn check_faults(
 ) -> Result<(), ScenarioError> {
     for (n, f) in s.faults.iter().enumerate() {
         let base = format!("faults.{n}");
-        let (service, index) = faults::parse_target(&f.target);
-        let Some(svc) = s.services.get(service) else {
-            return Err(at(
-                &format!("{base}.target"),
-                format!(
-                    "no service `{service}`; services: {} (write `service` or `service/index`)",
-                    s.services.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-                nearest(service, s.services.keys().map(String::as_str)),
-            ));
-        };
-        if let Some(i) = index {
-            match i.parse::<u32>() {
-                Ok(i) if i < svc.instances => {}
-                _ => {
-                    return Err(at(
-                        &format!("{base}.target"),
-                        format!(
-                            "instance `{i}` does not exist: `{service}` has instances 0..{}",
-                            svc.instances
-                        ),
-                        None,
-                    ));
-                }
-            }
-        }
+        check_fault_target(s, &f.target, &format!("{base}.target"), at)?;
         if let Some(u) = f.until
             && u <= f.at
         {
@@ -1452,15 +1435,23 @@ fn check_faults(
             ));
         }
         let kind = f.kind.name();
+        let need = |field: &str, example: &str| {
+            at(
+                &base,
+                format!("`kind: {kind}` needs `{field}` ({example})"),
+                None,
+            )
+        };
+        let belongs = |field: &str, kinds: &str| {
+            at(
+                &format!("{base}.{field}"),
+                format!("`{field}` belongs to {kinds}, not `kind: {kind}`"),
+                None,
+            )
+        };
         match f.kind {
             FaultKind::Slowdown => match f.factor {
-                None => {
-                    return Err(at(
-                        &base,
-                        "`kind: slowdown` needs `factor` (for example 10)".into(),
-                        None,
-                    ));
-                }
+                None => return Err(need("factor", "for example 10")),
                 Some(x) if !(x.is_finite() && x > 0.0) => {
                     return Err(at(
                         &format!("{base}.factor"),
@@ -1470,28 +1461,173 @@ fn check_faults(
                 }
                 Some(_) => {}
             },
+            FaultKind::ColdStart => {
+                match f.factor {
+                    None => return Err(need("factor", "the slowdown at the start, for example 5")),
+                    Some(x) if !(x.is_finite() && x > 1.0) => {
+                        return Err(at(
+                            &format!("{base}.factor"),
+                            format!(
+                                "must be a finite number > 1 (the service-time multiplier at the start, decaying to 1 at `until`), got {x}"
+                            ),
+                            None,
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if f.until.is_none() {
+                    return Err(need("until", "when the instance is warm again"));
+                }
+            }
             FaultKind::Errors if f.rate.is_none() => {
-                return Err(at(
-                    &base,
-                    "`kind: errors` needs `rate` (for example 0.5)".into(),
-                    None,
-                ));
+                return Err(need("rate", "for example 0.5"));
+            }
+            FaultKind::Capacity => match f.concurrency {
+                None => {
+                    return Err(need(
+                        "concurrency",
+                        "requests served at once, for example 1",
+                    ));
+                }
+                Some(0) => {
+                    return Err(at(
+                        &format!("{base}.concurrency"),
+                        "must be >= 1 (a crash stops an instance)".into(),
+                        None,
+                    ));
+                }
+                Some(_) => {}
+            },
+            FaultKind::Partition | FaultKind::Network => {
+                let Some(from) = &f.from else {
+                    return Err(need(
+                        "from",
+                        if f.kind == FaultKind::Network {
+                            "the other zone, for example zone:b"
+                        } else {
+                            "the other side: zone:NAME or a client population"
+                        },
+                    ));
+                };
+                let field = format!("{base}.from");
+                match from.strip_prefix("zone:") {
+                    Some(z) => check_zone_name(s, z, &field, at)?,
+                    None if f.kind == FaultKind::Network => {
+                        return Err(at(
+                            &field,
+                            format!(
+                                "a network fault is between two zones: write `zone:NAME`, not `{from}`"
+                            ),
+                            None,
+                        ));
+                    }
+                    None if !s.clients.contains_key(from) => {
+                        return Err(at(
+                            &field,
+                            format!(
+                                "no client population `{from}`; write `zone:NAME` or one of: {}",
+                                s.clients.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                            nearest(from, s.clients.keys().map(String::as_str)),
+                        ));
+                    }
+                    None => {}
+                }
+                if f.kind == FaultKind::Network {
+                    if !f.target.starts_with("zone:") {
+                        return Err(at(
+                            &format!("{base}.target"),
+                            format!(
+                                "a network fault is between two zones: write `zone:NAME`, not `{}`",
+                                f.target
+                            ),
+                            None,
+                        ));
+                    }
+                    if f.delay.is_none() && f.loss.is_none() {
+                        return Err(need("delay", "for example 50ms, and/or `loss`"));
+                    }
+                }
+                if s.zones.len() > 64 || s.clients.len() > 64 {
+                    return Err(at(
+                        &base,
+                        "partitions and network faults support up to 64 zones and 64 client populations".into(),
+                        None,
+                    ));
+                }
             }
             _ => {}
         }
-        if f.factor.is_some() && f.kind != FaultKind::Slowdown {
-            return Err(at(
-                &format!("{base}.factor"),
-                format!("`factor` belongs to `kind: slowdown`, not `{kind}`"),
-                None,
-            ));
+        let takes_factor = matches!(f.kind, FaultKind::Slowdown | FaultKind::ColdStart);
+        if f.factor.is_some() && !takes_factor {
+            return Err(belongs("factor", "`kind: slowdown` and `kind: cold_start`"));
         }
-        if f.rate.is_some() && matches!(f.kind, FaultKind::Crash | FaultKind::Slowdown) {
-            return Err(at(
-                &format!("{base}.rate"),
-                format!("`rate` belongs to `kind: errors` and `kind: fast_fail`, not `{kind}`"),
-                None,
-            ));
+        if f.rate.is_some() && !matches!(f.kind, FaultKind::Errors | FaultKind::FastFail) {
+            return Err(belongs("rate", "`kind: errors` and `kind: fast_fail`"));
+        }
+        if f.concurrency.is_some() && f.kind != FaultKind::Capacity {
+            return Err(belongs("concurrency", "`kind: capacity`"));
+        }
+        if f.from.is_some() && !matches!(f.kind, FaultKind::Partition | FaultKind::Network) {
+            return Err(belongs("from", "`kind: partition` and `kind: network`"));
+        }
+        for (field, set) in [("delay", f.delay.is_some()), ("loss", f.loss.is_some())] {
+            if set && f.kind != FaultKind::Network {
+                return Err(belongs(field, "`kind: network`"));
+            }
+        }
+        match (f.every, f.duty) {
+            (None, Some(_)) => {
+                return Err(at(
+                    &format!("{base}.duty"),
+                    "`duty` is the on-share of a flapping fault's period: give `every` too".into(),
+                    None,
+                ));
+            }
+            (Some(e), duty) => {
+                if e.is_zero() {
+                    return Err(at(&format!("{base}.every"), "must be > 0".into(), None));
+                }
+                if let Some(d) = duty
+                    && !(d.get() > 0.0 && d.get() < 1.0)
+                {
+                    return Err(at(
+                        &format!("{base}.duty"),
+                        format!(
+                            "must be strictly between 0 and 1 (the share of each period the fault is on), got {}",
+                            d.get()
+                        ),
+                        None,
+                    ));
+                }
+                if f.kind == FaultKind::ColdStart {
+                    return Err(belongs("every", "every kind but `cold_start`"));
+                }
+                let end = f.until.or(s.duration);
+                match end {
+                    None => {
+                        return Err(at(
+                            &format!("{base}.every"),
+                            "a flapping fault needs an end: give `until`, or size the run by `duration`".into(),
+                            None,
+                        ));
+                    }
+                    Some(end) => {
+                        let flaps = end.as_nanos().saturating_sub(f.at.as_nanos()) / e.as_nanos();
+                        if flaps >= faults::MAX_FLAPS {
+                            return Err(at(
+                                &format!("{base}.every"),
+                                format!(
+                                    "gives {flaps} windows, more than the {} a fault may have",
+                                    faults::MAX_FLAPS
+                                ),
+                                None,
+                            ));
+                        }
+                    }
+                }
+            }
+            (None, None) => {}
         }
         if let Some(d) = s.duration
             && f.at >= d
@@ -1505,6 +1641,45 @@ fn check_faults(
     Ok(())
 }
 
+/// Checks a fault's `target`: `service`, `service/index` or `zone:NAME`.
+fn check_fault_target(
+    s: &Scenario,
+    target: &str,
+    field: &str,
+    at: &At<'_>,
+) -> Result<(), ScenarioError> {
+    if let Some(z) = target.strip_prefix("zone:") {
+        return check_zone_name(s, z, field, at);
+    }
+    let (service, index) = faults::parse_target(target);
+    let Some(svc) = s.services.get(service) else {
+        return Err(at(
+            field,
+            format!(
+                "no service `{service}`; services: {} (write `service`, `service/index` or `zone:NAME`)",
+                s.services.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            nearest(service, s.services.keys().map(String::as_str)),
+        ));
+    };
+    if let Some(i) = index {
+        match i.parse::<u32>() {
+            Ok(i) if i < svc.instances => {}
+            _ => {
+                return Err(at(
+                    field,
+                    format!(
+                        "instance `{i}` does not exist: `{service}` has instances 0..{}",
+                        svc.instances
+                    ),
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Scenario {
     /// The fault timeline as the drivers play it (see [`fault_changes`]).
     pub fn fault_changes(&self) -> Vec<FaultChange> {
@@ -1512,36 +1687,116 @@ impl Scenario {
     }
 
     /// The fault timeline resolved against the services (checked at load time, so every
-    /// target exists).
+    /// target exists): each window of each fault (one, or one per period of a flapping fault)
+    /// on each run of consecutive instances it names.
     pub fn fault_plan(&self) -> Vec<PlannedFault> {
-        self.faults
-            .iter()
-            .filter_map(|f| {
-                let (service, index) = faults::parse_target(&f.target);
-                let svc = self.services.get(service)?;
-                let instances = match index {
-                    Some(i) => {
-                        let i = i.parse::<u32>().ok()?;
-                        i..i + 1
-                    }
-                    None => 0..svc.instances,
-                };
-                Some(PlannedFault {
-                    from_ns: f.at.as_nanos(),
-                    until_ns: f.until.map_or(u64::MAX, Duration::as_nanos),
-                    service: service.to_owned(),
-                    instances,
-                    effect: match f.kind {
-                        FaultKind::Crash => Effect::Crash,
-                        FaultKind::Slowdown => Effect::Slowdown(f.factor.unwrap_or(1.0)),
-                        FaultKind::Errors => Effect::Errors(f.rate.map_or(0.0, Probability::get)),
-                        FaultKind::FastFail => {
-                            Effect::FastFail(f.rate.map_or(1.0, Probability::get))
-                        }
+        let end_ns = self.duration.map_or(u64::MAX, Duration::as_nanos);
+        let zone_bit = |z: &str| -> u64 {
+            self.zones
+                .keys()
+                .position(|k| k == z)
+                .map_or(0, |i| 1u64 << i.min(63))
+        };
+        let mut out = Vec::new();
+        for f in &self.faults {
+            // (instances, effect) pairs: a zone pair's partition or network fault acts on both
+            // sides.
+            let mut parts: Vec<((String, std::ops::Range<u32>), Effect)> = Vec::new();
+            let from_zone = f.from.as_deref().and_then(|x| x.strip_prefix("zone:"));
+            let to_zone = f.target.strip_prefix("zone:");
+            let effect = match f.kind {
+                FaultKind::Crash => Effect::Crash,
+                FaultKind::Slowdown => Effect::Slowdown(f.factor.unwrap_or(1.0)),
+                FaultKind::Errors => Effect::Errors(f.rate.map_or(0.0, Probability::get)),
+                FaultKind::FastFail => Effect::FastFail(f.rate.map_or(1.0, Probability::get)),
+                FaultKind::ColdStart => Effect::ColdStart(f.factor.unwrap_or(1.0)),
+                FaultKind::Capacity => Effect::Capacity(f.concurrency.unwrap_or(u32::MAX)),
+                FaultKind::Partition => match from_zone {
+                    Some(z) => Effect::Cut {
+                        zones: zone_bit(z),
+                        clients: 0,
                     },
-                })
-            })
-            .collect()
+                    None => Effect::Cut {
+                        zones: 0,
+                        clients: f
+                            .from
+                            .as_deref()
+                            .and_then(|c| self.clients.keys().position(|k| k == c))
+                            .map_or(0, |i| 1u64 << i.min(63)),
+                    },
+                },
+                FaultKind::Network => Effect::Network {
+                    zones: from_zone.map_or(0, zone_bit),
+                    delay_ns: f.delay.map_or(0, Duration::as_nanos),
+                    loss: f.loss.map_or(0.0, Probability::get),
+                },
+            };
+            for r in self.fault_targets(&f.target) {
+                parts.push((r, effect));
+            }
+            // The reverse direction of a zone pair.
+            if let (Some(a), Some(b)) = (from_zone, to_zone)
+                && a != b
+            {
+                let reverse = match effect {
+                    Effect::Cut { .. } => Effect::Cut {
+                        zones: zone_bit(b),
+                        clients: 0,
+                    },
+                    Effect::Network { delay_ns, loss, .. } => Effect::Network {
+                        zones: zone_bit(b),
+                        delay_ns,
+                        loss,
+                    },
+                    other => other,
+                };
+                for r in self.fault_targets(&format!("zone:{a}")) {
+                    parts.push((r, reverse));
+                }
+            }
+            for (from_ns, until_ns) in f.windows(end_ns) {
+                for ((service, instances), effect) in &parts {
+                    out.push(PlannedFault {
+                        from_ns,
+                        until_ns,
+                        service: service.clone(),
+                        instances: instances.clone(),
+                        effect: *effect,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// A fault target's instances: (service, a run of consecutive indices), services in name
+    /// order.
+    fn fault_targets(&self, target: &str) -> Vec<(String, std::ops::Range<u32>)> {
+        if let Some(zone) = target.strip_prefix("zone:") {
+            let mut out = Vec::new();
+            for (name, svc) in &self.services {
+                let mut run: Option<std::ops::Range<u32>> = None;
+                for (i, x) in (0..).zip(svc.instances()) {
+                    match (&mut run, x.zone == zone) {
+                        (Some(r), true) => r.end = i + 1,
+                        (None, true) => run = Some(i..i + 1),
+                        (Some(_), false) => out.extend(run.take().map(|r| (name.clone(), r))),
+                        (None, false) => {}
+                    }
+                }
+                out.extend(run.map(|r| (name.clone(), r)));
+            }
+            return out;
+        }
+        let (service, index) = faults::parse_target(target);
+        let Some(svc) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let instances = match index.and_then(|i| i.parse::<u32>().ok()) {
+            Some(i) => i..i + 1,
+            None => 0..svc.instances,
+        };
+        vec![(service.to_owned(), instances)]
     }
 }
 

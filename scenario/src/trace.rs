@@ -47,8 +47,12 @@ pub(crate) fn load(
     key_column: Option<&str>,
     time_scale: f64,
 ) -> Result<TraceData, (String, String)> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ("file".to_owned(), format!("cannot read {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        (
+            "file".to_owned(),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     if !meta.is_file() || meta.len() > MAX_TRACE_FILE {
         return Err((
             "file".to_owned(),
@@ -58,8 +62,12 @@ pub(crate) fn load(
             ),
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ("file".to_owned(), format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        (
+            "file".to_owned(),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     parse(&text, column, key_column, time_scale)
         .map_err(|(f, m)| (f, format!("{}: {m}", path.display())))
 }

@@ -53,6 +53,8 @@ pub struct ProxyPlan {
     pub client: String,
     /// Index within the population.
     pub index: u32,
+    /// The population's index among the scenario's clients (name order).
+    pub client_index: u16,
     /// The service it calls.
     pub target: String,
     /// Global station index of the target's instance 0: endpoint `e` is station `offset + e`.
@@ -356,6 +358,10 @@ pub fn parse_probe(v: &str) -> Option<ProbeReply> {
 /// names), so a live backend applies the zone pair's latency.
 pub const ZONE_HEADER: &str = "x-meshbench-zone";
 
+/// The header that carries the calling proxy's client population (its index in name order),
+/// so a live backend can play a partition from that population.
+pub const CLIENT_HEADER: &str = "x-meshbench-client";
+
 /// One run's world. See the module docs.
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -401,7 +407,7 @@ impl Workload {
             offsets.insert(st.service.as_str(), i as u32);
         }
         let mut proxies = Vec::new();
-        for (client_name, c) in &scenario.clients {
+        for (client_index, (client_name, c)) in (0u16..).zip(&scenario.clients) {
             let offset = offsets[c.target.as_str()];
             let n = scenario.services[&c.target].instances as usize;
             let endpoints: Vec<EndpointMeta> = stations[offset as usize..offset as usize + n]
@@ -443,6 +449,7 @@ impl Workload {
                 proxies.push(ProxyPlan {
                     client: client_name.clone(),
                     index: p,
+                    client_index,
                     target: c.target.clone(),
                     offset,
                     zone: zone_id(&zone),

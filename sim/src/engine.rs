@@ -93,6 +93,14 @@ struct Station {
     meter: Option<LoadMeter>,
 }
 
+impl Station {
+    /// Requests it serves at once now: its concurrency, or less during a capacity dip.
+    #[inline]
+    fn serving_limit(&self) -> u32 {
+        self.concurrency.min(self.fault.capacity)
+    }
+}
+
 struct Proxy {
     cluster: Cluster,
     plan: ProxyPlan,
@@ -514,10 +522,13 @@ impl Sim {
                     };
                     self.by_attempt.insert((p, attempt), j);
                     self.rec.attempt(from, station as usize, key);
-                    let to = self.stations[station as usize].zone;
-                    let d = self
-                        .net
-                        .delay_ns(from, to, self.seed, request.0, retry, Lane::NetOut);
+                    let st = &self.stations[station as usize];
+                    let d =
+                        self.net
+                            .delay_ns(from, st.zone, self.seed, request.0, retry, Lane::NetOut)
+                            + st.fault.net_extra_ns(from, || {
+                                uniform(self.seed, request.0, retry, Lane::LossOut)
+                            });
                     self.push(now.saturating_add(d), Ev::AtInstance(j));
                 }
                 Output::Cancel { attempt, .. } => {
@@ -527,11 +538,18 @@ impl Sim {
                 }
                 Output::Probe(probe) => {
                     let px = &self.proxies[p as usize];
-                    let st = (px.plan.offset + probe.endpoint.0) as usize;
-                    let (a, b) = (px.plan.zone, self.stations[st].zone);
-                    let d = self
-                        .net
-                        .delay_ns(a, b, self.seed, probe.probe.0, CHECK, Lane::NetOut);
+                    let st = &self.stations[(px.plan.offset + probe.endpoint.0) as usize];
+                    let a = px.plan.zone;
+                    let d = self.net.delay_ns(
+                        a,
+                        st.zone,
+                        self.seed,
+                        probe.probe.0,
+                        CHECK,
+                        Lane::NetOut,
+                    ) + st.fault.net_extra_ns(a, || {
+                        uniform(self.seed, probe.probe.0, CHECK, Lane::LossOut)
+                    });
                     self.push(
                         now.saturating_add(d),
                         Ev::HealthAt(p, probe.probe, probe.endpoint),
@@ -593,9 +611,11 @@ impl Sim {
             return;
         }
         let now = self.now;
+        let plan = &self.proxies[job.proxy as usize].plan;
+        let (zone, client) = (plan.zone, plan.client_index);
         let st = &mut self.stations[job.station as usize];
-        if st.fault.down {
-            // Connection refused.
+        if st.fault.down || st.fault.cut_from(zone, client) {
+            // Connection refused, or no route (a partition).
             self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::LocalError);
         } else if st.fault.fast_fail > 0.0
@@ -607,7 +627,7 @@ impl Sim {
             }
             self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::GatewayError);
-        } else if st.busy < st.concurrency {
+        } else if st.busy < st.serving_limit() {
             let rif = st.meter.as_mut().map_or(0, |m| m.arrive(now));
             if let Some(m) = self.metered.get_mut(j as usize) {
                 *m = Metered {
@@ -655,9 +675,10 @@ impl Sim {
             }
         };
         let st = &self.stations[st_i];
-        let waiting = st.checks_queue && (st.busy >= st.concurrency || !st.queue.is_empty());
+        let waiting = st.checks_queue && (st.busy >= st.serving_limit() || !st.queue.is_empty());
         let full = (st.queue.len() as u64) >= u64::from(st.queue_limit);
-        if st.fault.down {
+        let plan = &self.proxies[p as usize].plan;
+        if st.fault.down || st.fault.cut_from(plan.zone, plan.client_index) {
             self.answer_check(slot, ProbeResult::Error);
         } else if (st.fault.fast_fail > 0.0
             && uniform(self.seed, probe.0, CHECK, Lane::FastFail) < st.fault.fast_fail)
@@ -677,7 +698,11 @@ impl Sim {
         let (p, probe, endpoint) = self.health_checks[slot as usize];
         let st = &self.stations[(self.proxies[p as usize].plan.offset + endpoint.0) as usize];
         let u = uniform(self.seed, probe.0, CHECK, Lane::Service);
-        let t = (st.dist.quantile_ns(u) * st.slowdown * st.fault.slowdown).round() as u64;
+        let t = (st.dist.quantile_ns(u)
+            * st.slowdown
+            * st.fault.slowdown
+            * st.fault.cold_factor(self.now))
+        .round() as u64;
         self.push(self.now.saturating_add(t), Ev::CheckServed(slot));
     }
 
@@ -702,11 +727,13 @@ impl Sim {
         let (p, probe, endpoint) = self.health_checks[slot as usize];
         self.free_checks.push(slot);
         let px = &self.proxies[p as usize];
-        let st = (px.plan.offset + endpoint.0) as usize;
-        let (a, b) = (px.plan.zone, self.stations[st].zone);
+        let st = &self.stations[(px.plan.offset + endpoint.0) as usize];
+        let a = px.plan.zone;
         let d = self
             .net
-            .delay_ns(b, a, self.seed, probe.0, CHECK, Lane::NetBack);
+            .delay_ns(st.zone, a, self.seed, probe.0, CHECK, Lane::NetBack)
+            + st.fault
+                .net_extra_ns(a, || uniform(self.seed, probe.0, CHECK, Lane::LossBack));
         self.push(
             self.now.saturating_add(d),
             Ev::ProbeDone(p, probe, endpoint, result),
@@ -725,7 +752,11 @@ impl Sim {
         if let Some(m) = &mut st.meter {
             m.start(self.now);
         }
-        let t = (st.dist.quantile_ns(u) * st.slowdown * st.fault.slowdown).round() as u64;
+        let t = (st.dist.quantile_ns(u)
+            * st.slowdown
+            * st.fault.slowdown
+            * st.fault.cold_factor(self.now))
+        .round() as u64;
         self.push(self.now.saturating_add(t), Ev::ServiceDone(j, generation));
     }
 
@@ -734,6 +765,10 @@ impl Sim {
     fn set_fault(&mut self, s: u32, state: FaultState) {
         let was_down = self.stations[s as usize].fault.down;
         self.stations[s as usize].fault = state;
+        if !state.down {
+            // A capacity dip's end frees servers for the queue.
+            self.start_queued(s);
+        }
         if was_down || !state.down {
             return;
         }
@@ -795,24 +830,30 @@ impl Sim {
                 Outcome::Success
             },
         );
-        // Next in line, skipping cancelled requests; a waiting health check is answered as it
-        // reaches the server (it takes no service time).
-        while let Some(next) = self.stations[job.station as usize].queue.pop_front() {
+        self.start_queued(job.station);
+    }
+
+    /// Starts queued work on station `s` while it has free servers: the next in line, skipping
+    /// cancelled requests; a waiting health check is answered as it reaches a server (its
+    /// service runs beside the requests', holding none).
+    fn start_queued(&mut self, s: u32) {
+        let now = self.now;
+        while self.stations[s as usize].busy < self.stations[s as usize].serving_limit() {
+            let Some(next) = self.stations[s as usize].queue.pop_front() else {
+                break;
+            };
             if next & PROBE != 0 {
                 self.serve_check(next & !PROBE);
                 continue;
             }
-            if self.jobs[next as usize].cancelled
-                && !self.stations[job.station as usize].serves_abandoned
-            {
-                if let Some(m) = &mut self.stations[job.station as usize].meter {
+            if self.jobs[next as usize].cancelled && !self.stations[s as usize].serves_abandoned {
+                if let Some(m) = &mut self.stations[s as usize].meter {
                     m.leave(now, false);
                 }
                 self.free_jobs.push(next);
                 continue;
             }
             self.start(next);
-            break;
         }
     }
 
@@ -822,13 +863,18 @@ impl Sim {
             self.free_jobs.push(j);
             return;
         }
-        let (from, to) = (
-            self.stations[job.station as usize].zone,
-            self.proxies[job.proxy as usize].plan.zone,
-        );
-        let d = self
-            .net
-            .delay_ns(from, to, self.seed, job.request, job.retry, Lane::NetBack);
+        let st = &self.stations[job.station as usize];
+        let to = self.proxies[job.proxy as usize].plan.zone;
+        let d = self.net.delay_ns(
+            st.zone,
+            to,
+            self.seed,
+            job.request,
+            job.retry,
+            Lane::NetBack,
+        ) + st.fault.net_extra_ns(to, || {
+            uniform(self.seed, job.request, job.retry, Lane::LossBack)
+        });
         self.push(self.now.saturating_add(d), Ev::Response(j, outcome));
     }
 

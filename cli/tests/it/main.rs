@@ -1562,3 +1562,141 @@ clients:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn live_backends_play_cold_starts_capacity_dips_and_partitions_as_the_simulator_does() {
+    let dir = tmp("live-faults");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Cold from 0.5 s to 2.5 s with factor 5 on a 2 ms service: the window's first half second
+    // has a median of 2 x 4.5 = 9 ms, its last 2 x 1.5 = 3 ms. Then a capacity dip to 1 server
+    // from 3 s to 3.5 s at 800/s queues work (2 ms each, 1.6 s of work a second).
+    let cold = dir.join("cold.yaml");
+    std::fs::write(
+        &cold,
+        "
+name: live-cold
+seed: 3
+duration: 4s
+sample_period: 500ms
+replications: 1
+strategies:
+  rr: { balancer: { kind: round_robin }, timeout: 0s }
+services:
+  b: { instances: 1, concurrency: 100, service_time: { dist: constant, value: 2ms } }
+clients:
+  c: { proxies: 1, target: b, arrival: { process: constant, rate: 800/s } }
+faults:
+  - { at: 500ms, until: 2500ms, target: b/0, kind: cold_start, factor: 5 }
+  - { at: 3s, until: 3500ms, target: b/0, kind: capacity, concurrency: 1 }
+",
+    )
+    .unwrap();
+    // Two zones cut apart: every cross-zone request fails as a connect failure, none other.
+    let cut = dir.join("cut.yaml");
+    std::fs::write(
+        &cut,
+        "
+name: live-cut
+seed: 3
+duration: 2s
+replications: 1
+strategies:
+  rr: { balancer: { kind: round_robin }, retries: { num_retries: 0 } }
+zones: { a: {}, b: {} }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 1ms }, zone: { a: 1, b: 1 } }
+clients:
+  c: { proxies: 2, zone: { a: 1, b: 1 }, target: b, arrival: { process: constant, rate: 400/s } }
+faults:
+  - { at: 0s, target: zone:b, kind: partition, from: zone:a }
+",
+    )
+    .unwrap();
+    for cmd in ["run", "live"] {
+        let out = dir.join(format!("cold-{cmd}"));
+        run_ok(&[
+            cmd,
+            cold.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let ts = String::from_utf8(read(&out, "timeseries.csv")).unwrap();
+        // strategy,replication,t_s,requests,errors,p50_ms,p99_ms,...
+        let p50: Vec<f64> = ts
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+            .collect();
+        let p99: Vec<f64> = ts
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(6).unwrap().parse().unwrap())
+            .collect();
+        let tol = if cmd == "run" { 0.02 } else { 0.12 };
+        assert!(
+            (p50[1] / 9.0 - 1.0).abs() < tol,
+            "{cmd}: first quarter {p50:?}"
+        );
+        assert!(
+            (p50[4] / 3.0 - 1.0).abs() < tol,
+            "{cmd}: last quarter {p50:?}"
+        );
+        assert!(
+            p50[1] > p50[2] && p50[2] > p50[3] && p50[3] > p50[4],
+            "{cmd}: {p50:?}"
+        );
+        assert!(p99[6] > 20.0 && p99[5] < 3.0, "{cmd}: the dip {p99:?}");
+
+        let out = dir.join(format!("cut-{cmd}"));
+        run_ok(&[
+            cmd,
+            cut.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let s = summary(&out);
+        let rr = &s.strategies[0];
+        let failed: u64 = rr.failures.values().sum();
+        let all = rr.mean("requests");
+        let share = failed as f64 / all;
+        assert!(
+            (0.4..0.6).contains(&share),
+            "{cmd}: {failed} of {all} failed: {:?}",
+            rr.failures
+        );
+        assert_eq!(
+            rr.failures.keys().collect::<Vec<_>>(),
+            ["local_error"],
+            "{cmd}"
+        );
+
+        // A slow network between the zones instead: 20 ms more each way on 1 ms of service.
+        let slow = dir.join(format!("slow-{cmd}.yaml"));
+        std::fs::write(
+            &slow,
+            std::fs::read_to_string(&cut)
+                .unwrap()
+                .replace(
+                    "kind: partition, from: zone:a",
+                    "kind: network, from: zone:a, delay: 20ms",
+                )
+                .replace("proxies: 2, zone: { a: 1, b: 1 }", "proxies: 1, zone: a")
+                .replace("zone: { a: 1, b: 1 } }", "zone: b }")
+                .replace("instances: 2", "instances: 1"),
+        )
+        .unwrap();
+        let out = dir.join(format!("slow-{cmd}"));
+        run_ok(&[
+            cmd,
+            slow.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let p50 = metric(&out, "p50_ms")["rr"];
+        assert!((41.0..43.0).contains(&p50), "{cmd}: p50 {p50} ms");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

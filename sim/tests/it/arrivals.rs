@@ -41,7 +41,12 @@ clients:
     );
     let want = [10_000.0, 10_000.0, 15_000.0, 25_000.0, 25_000.0, 15_000.0];
     let got: Vec<f64> = (0..want.len())
-        .map(|w| runs.iter().map(|r| r.timeseries[w].attempts as f64).sum::<f64>() / 4.0)
+        .map(|w| {
+            runs.iter()
+                .map(|r| r.timeseries[w].attempts as f64)
+                .sum::<f64>()
+                / 4.0
+        })
         .collect();
     assert!(runs.iter().all(|r| r.timeseries.len() == want.len()));
     for (g, w) in got.iter().zip(want) {
@@ -60,9 +65,15 @@ fn a_trace_replays_its_timestamps_exactly() {
     let mut state = 12345u64;
     let mut t = 0u64;
     for i in 0..5000u64 {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         // A burst of 20 arrivals 10 us apart every 500 arrivals, else gaps up to 2 ms.
-        t += if i % 500 < 20 { 10_000 } else { 1_000 + (state >> 44) % 1_000_000 };
+        t += if i % 500 < 20 {
+            10_000
+        } else {
+            1_000 + (state >> 44) % 1_000_000
+        };
         times.push(t + 137);
     }
     let mut csv = String::from("at_ms,user\n");

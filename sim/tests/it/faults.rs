@@ -287,3 +287,211 @@ clients:
     );
     assert_eq!(late(dropped), 0, "{:?}", dropped.timeseries);
 }
+
+#[test]
+fn a_cold_start_decays_from_its_factor_to_one_over_its_window() {
+    // 1 ms service, cold from 2 s to 6 s with factor 5: a request starting at t takes
+    // 1 + 4 (6 s - t) / 4 s ms, so the window's first second has a median of 4.5 ms and its last
+    // 1.5 ms; before and after, 1 ms.
+    let r = &run(&format!(
+        "{}faults:\n  - {{ at: 2s, until: 6s, target: b/0, kind: cold_start, factor: 5 }}\n",
+        BASE.replace("concurrency: 4", "concurrency: 100")
+    ))[0];
+    let p50: Vec<f64> = r.timeseries.iter().map(|s| s.p50_ms).collect();
+    assert!((p50[1] - 1.0).abs() < 0.02, "{p50:?}");
+    assert!((p50[2] - 4.5).abs() < 0.05, "first quarter: {p50:?}");
+    assert!((p50[5] - 1.5).abs() < 0.03, "last quarter: {p50:?}");
+    assert!(
+        p50[2] > p50[3] && p50[3] > p50[4] && p50[4] > p50[5],
+        "{p50:?}"
+    );
+    assert!((p50[7] - 1.0).abs() < 0.02, "{p50:?}");
+    assert_eq!(r.failures.values().sum::<u64>(), 0);
+}
+
+#[test]
+fn a_capacity_dip_queues_work_and_recovers_after_it() {
+    // 2000/s at 1 ms with 4 servers runs at half load; with 1 server for [2 s, 3 s) the queue
+    // grows by 1000 requests, then drains at 2000/s once the 4 servers are back.
+    let r = &run(&format!(
+        "{}faults:\n  - {{ at: 2s, until: 3s, target: b/0, kind: capacity, concurrency: 1 }}\n",
+        BASE.replace("rate: 1000/s", "rate: 2000/s")
+    ))[0];
+    let p99: Vec<f64> = r.timeseries.iter().map(|s| s.p99_ms).collect();
+    assert!(p99[1] < 1.1, "{p99:?}");
+    assert!(p99[2] > 300.0, "the dip: {p99:?}");
+    assert!(p99[6] < 1.1, "recovered: {p99:?}");
+    assert_eq!(r.failures.values().sum::<u64>(), 0);
+}
+
+#[test]
+fn flapping_fails_at_its_period_and_duty_cycle() {
+    // A crash every 1 s from 1 s to 5 s, on 30% of each period: 300 refusals in each of the 4
+    // windows, none elsewhere.
+    let r = &run(&format!(
+        "{BASE}faults:\n  - {{ at: 1s, until: 5s, target: b/0, kind: crash, every: 1s, duty: 0.3 }}\n"
+    ))[0];
+    let errors: Vec<u64> = r.timeseries.iter().map(|s| s.errors).collect();
+    for (w, e) in errors.iter().enumerate() {
+        if (1..5).contains(&w) {
+            assert!((299..=302).contains(e), "window {w}: {errors:?}");
+        } else {
+            assert_eq!(*e, 0, "window {w}: {errors:?}");
+        }
+    }
+}
+
+/// Two zones, one instance in each, one proxy in each, random picks, no network latency.
+const ZONED: &str = "
+name: t
+seed: 7
+duration: 4s
+strategies: { random: { balancer: { kind: random }, retries: { num_retries: 0 } } }
+zones: { a: {}, b: {} }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 1ms }, zone: { a: 1, b: 1 } }
+clients:
+  c: { proxies: 2, zone: { a: 1, b: 1 }, target: b, arrival: { process: poisson, rate: 2000/s } }
+";
+
+#[test]
+fn a_zone_partition_fails_exactly_the_cross_zone_requests_as_connect_failures() {
+    let r = &run(&format!(
+        "{ZONED}faults:\n  - {{ at: 0s, target: zone:b, kind: partition, from: zone:a }}\n"
+    ))[0];
+    let flow = |from: &str, to: &str| {
+        r.zone_flows
+            .iter()
+            .filter(|f| f.from == from && f.to == to)
+            .map(|f| f.attempts)
+            .sum::<u64>()
+    };
+    let cross = flow("a", "b") + flow("b", "a");
+    assert!(cross > 1000, "{:?}", r.zone_flows);
+    // Both directions are cut; same-zone requests all succeed.
+    assert_eq!(r.failures.get("local_error").copied().unwrap_or(0), cross);
+    assert_eq!(r.failures.values().sum::<u64>(), cross);
+    assert_eq!(r.successes, flow("a", "a") + flow("b", "b"));
+}
+
+#[test]
+fn a_client_partition_cuts_only_that_population() {
+    let yaml = "
+name: t
+seed: 7
+duration: 2s
+strategies: { rr: { balancer: { kind: round_robin }, retries: { num_retries: 0 } } }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 1ms } }
+clients:
+  cut: { target: b, arrival: { process: constant, rate: 1000/s } }
+  fine: { target: b, arrival: { process: constant, rate: 1000/s } }
+faults:
+  - { at: 0s, target: b, kind: partition, from: cut }
+";
+    let r = &run(yaml)[0];
+    assert_eq!(r.requests, 4000);
+    assert_eq!(r.failures.get("local_error").copied(), Some(2000));
+}
+
+#[test]
+fn a_zone_outage_downs_every_instance_of_the_zone() {
+    let r = &run(&format!(
+        "{ZONED}faults:\n  - {{ at: 0s, target: zone:a, kind: crash }}\n"
+    ))[0];
+    let errors: Vec<u64> = r.endpoints.iter().map(|e| e.errors).collect();
+    assert!(errors[0] > 1000 && errors[1] == 0, "{errors:?}");
+    assert_eq!(r.failures.values().sum::<u64>(), errors[0]);
+}
+
+#[test]
+fn a_network_fault_delays_and_loses_messages_between_its_zones() {
+    // Every proxy in zone a, the instance in zone b: 50 ms more each way, and each message lost
+    // once with probability 0.1 (a 200 ms retransmission): mean 1 + 100 + 2 x 0.1 x 200 = 141 ms.
+    let yaml = "
+name: t
+seed: 7
+duration: 20s
+strategies: { rr: { balancer: { kind: round_robin }, timeout: 0s } }
+zones: { a: {}, b: {} }
+services:
+  b: { instances: 1, concurrency: 1000, service_time: { dist: constant, value: 1ms }, zone: b }
+clients:
+  c: { proxies: 1, zone: a, target: b, arrival: { process: poisson, rate: 1000/s } }
+faults:
+  - { at: 0s, target: zone:b, kind: network, from: zone:a, delay: 50ms, loss: 0.1 }
+";
+    let r = &run(yaml)[0];
+    let mean = r.metric("mean_ms");
+    assert!((mean - 141.0).abs() < 0.02 * 141.0, "mean {mean} ms");
+    let p50 = r.metric("p50_ms");
+    assert!((p50 - 101.0).abs() < 1.0, "p50 {p50} ms");
+}
+
+#[test]
+fn bad_faults_are_refused_naming_the_field() {
+    let err = |faults: &str| {
+        meshbench_scenario::parse(
+            &format!("{ZONED}faults:\n  - {faults}\n"),
+            "t.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    for (fault, field, words) in [
+        (
+            "{ at: 1s, target: b/0, kind: cold_start, factor: 5 }",
+            "faults.0",
+            "needs `until`",
+        ),
+        (
+            "{ at: 1s, until: 2s, target: b/0, kind: cold_start, factor: 0.5 }",
+            "faults.0.factor",
+            "> 1",
+        ),
+        (
+            "{ at: 1s, target: b, kind: network, from: zone:a, delay: 5ms }",
+            "faults.0.target",
+            "between two zones",
+        ),
+        (
+            "{ at: 1s, target: zone:b, kind: network, from: zone:a }",
+            "faults.0",
+            "needs `delay`",
+        ),
+        (
+            "{ at: 1s, target: b, kind: partition, from: cc }",
+            "faults.0.from",
+            "no client population `cc`",
+        ),
+        (
+            "{ at: 1s, target: zone:c, kind: crash }",
+            "faults.0.target",
+            "no zone `c`",
+        ),
+        (
+            "{ at: 1s, target: b, kind: crash, duty: 0.5 }",
+            "faults.0.duty",
+            "give `every`",
+        ),
+        (
+            "{ at: 1s, target: b, kind: crash, every: 1s, duty: 1 }",
+            "faults.0.duty",
+            "strictly between 0 and 1",
+        ),
+        (
+            "{ at: 1s, target: b, kind: crash, concurrency: 2 }",
+            "faults.0.concurrency",
+            "belongs to `kind: capacity`",
+        ),
+        (
+            "{ at: 1s, target: b, kind: capacity, concurrency: 0 }",
+            "faults.0.concurrency",
+            ">= 1",
+        ),
+    ] {
+        let e = err(fault);
+        assert!(e.contains(field) && e.contains(words), "{fault}: {e}");
+    }
+}
