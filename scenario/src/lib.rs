@@ -43,6 +43,7 @@ mod dist;
 mod error;
 mod faults;
 mod locate;
+pub mod membership;
 pub mod shape;
 pub mod thresholds;
 mod topology;
@@ -114,6 +115,10 @@ pub struct Scenario {
     /// The fault timeline (see [`Fault`]). Default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
+    /// The membership timeline (see [`membership`]). Default none: the instances of `services`
+    /// for the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<membership::Membership>,
     /// Pass/fail conditions on the results, checked at the end of `run` and `live` and by
     /// `meshbench check`: `all` or a strategy name -> thresholds such as `p99 < 20ms` (see
     /// [`thresholds`]). Default none.
@@ -532,6 +537,9 @@ pub enum Lane {
     LossOut = 8,
     /// Whether a `network` fault loses the message, instance to proxy.
     LossBack = 9,
+    /// A membership change's propagation delay to one proxy (keyed by the change, with the
+    /// proxy as the attempt).
+    Propagation = 10,
 }
 
 /// The attempt number under which a health check draws its common random numbers (keyed by its
@@ -1243,6 +1251,9 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
         }
     }
     check_faults(s, at, &mut warnings)?;
+    if let Some(m) = &s.membership {
+        check_membership(s, m, at)?;
+    }
     check_thresholds(s, at)?;
     Ok(warnings)
 }
@@ -1641,6 +1652,115 @@ fn check_faults(
     Ok(())
 }
 
+/// Checks the membership timeline: targets, each kind's fields, the propagation distribution.
+fn check_membership(
+    s: &Scenario,
+    m: &membership::Membership,
+    at: &At<'_>,
+) -> Result<(), ScenarioError> {
+    use membership::ChangeKind;
+    m.propagation
+        .validate()
+        .map_err(|(f, msg)| at(&format!("membership.propagation.{f}"), msg, None))?;
+    for (n, c) in m.changes.iter().enumerate() {
+        let base = format!("membership.changes.{n}");
+        if c.target.starts_with("zone:") {
+            return Err(at(
+                &format!("{base}.target"),
+                "a membership change names a service or one instance (`service/index`)".into(),
+                None,
+            ));
+        }
+        check_fault_target(s, &c.target, &format!("{base}.target"), at)?;
+        let kind = match c.change {
+            ChangeKind::Scale => "scale",
+            ChangeKind::Remove => "remove",
+            ChangeKind::Weight => "weight",
+            ChangeKind::RollingRestart => "rolling_restart",
+        };
+        let need = |field: &str, example: &str| {
+            at(
+                &base,
+                format!("`change: {kind}` needs `{field}` ({example})"),
+                None,
+            )
+        };
+        let belongs = |field: &str, kinds: &str| {
+            at(
+                &format!("{base}.{field}"),
+                format!("`{field}` belongs to {kinds}, not `change: {kind}`"),
+                None,
+            )
+        };
+        let single = c.target.contains('/');
+        match c.change {
+            ChangeKind::Scale if c.to.is_none() => {
+                return Err(need("to", "the instance count after it, for example 14"));
+            }
+            ChangeKind::Scale if single => {
+                return Err(at(
+                    &format!("{base}.target"),
+                    "`change: scale` names a service, not one instance".into(),
+                    None,
+                ));
+            }
+            ChangeKind::Weight if c.weight.is_none() => {
+                return Err(need("weight", "for example 5, or 0 for no new traffic"));
+            }
+            _ => {}
+        }
+        if c.to.is_some() && c.change != ChangeKind::Scale {
+            return Err(belongs("to", "`change: scale`"));
+        }
+        if c.weight.is_some() && c.change != ChangeKind::Weight {
+            return Err(belongs("weight", "`change: weight`"));
+        }
+        for (field, set) in [
+            ("batch", c.batch.is_some()),
+            ("down", c.down.is_some()),
+            ("pause", c.pause.is_some()),
+        ] {
+            if set && c.change != ChangeKind::RollingRestart {
+                return Err(belongs(field, "`change: rolling_restart`"));
+            }
+        }
+        if c.batch == Some(0) {
+            return Err(at(&format!("{base}.batch"), "must be >= 1".into(), None));
+        }
+        if c.drain.is_some() && c.change == ChangeKind::Weight {
+            return Err(belongs("drain", "`scale`, `remove` and `rolling_restart`"));
+        }
+        if let Some(cold) = &c.cold {
+            if !matches!(c.change, ChangeKind::Scale | ChangeKind::RollingRestart) {
+                return Err(belongs("cold", "`scale` and `rolling_restart`"));
+            }
+            if !(cold.factor.is_finite() && cold.factor > 1.0) {
+                return Err(at(
+                    &format!("{base}.cold.factor"),
+                    format!("must be a finite number > 1, got {}", cold.factor),
+                    None,
+                ));
+            }
+            if cold.lasts.is_zero() {
+                return Err(at(&format!("{base}.cold.for"), "must be > 0".into(), None));
+            }
+        }
+    }
+    let plan = s.membership_plan();
+    let slots: u64 = plan.slots.values().map(|&n| u64::from(n)).sum();
+    if slots > u64::from(membership::MAX_SLOTS) {
+        return Err(at(
+            "membership.changes",
+            format!(
+                "the timeline makes {slots} instances in all, more than the {} meshbench allows",
+                membership::MAX_SLOTS
+            ),
+            None,
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a fault's `target`: `service`, `service/index` or `zone:NAME`.
 fn check_fault_target(
     s: &Scenario,
@@ -1766,7 +1886,35 @@ impl Scenario {
                 }
             }
         }
+        // Instances the membership timeline starts cold.
+        for (service, x, from_ns, until_ns, factor) in self.membership_plan().cold {
+            out.push(PlannedFault {
+                from_ns,
+                until_ns,
+                service,
+                instances: x..x + 1,
+                effect: Effect::ColdStart(factor),
+            });
+        }
         out
+    }
+
+    /// The membership timeline flattened (empty without `membership:`).
+    pub fn membership_plan(&self) -> membership::MembershipPlan {
+        let initial: BTreeMap<String, u32> = self
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.instances))
+            .collect();
+        match &self.membership {
+            Some(m) => membership::MembershipPlan::of(m, &initial, |svc, i| {
+                self.services[svc].instance(i).meta()
+            }),
+            None => membership::MembershipPlan {
+                slots: initial,
+                ..Default::default()
+            },
+        }
     }
 
     /// A fault target's instances: (service, a run of consecutive indices), services in name

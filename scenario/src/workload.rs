@@ -44,6 +44,9 @@ pub struct Station {
     pub health_check_queues: bool,
     /// Whether it serves queued requests their client abandoned (`services.X.serves_abandoned`).
     pub serves_abandoned: bool,
+    /// Whether it serves when the run starts (not an instance the membership timeline starts
+    /// later).
+    pub present: bool,
 }
 
 /// One client proxy: everything a driver needs to run it.
@@ -67,6 +70,8 @@ pub struct ProxyPlan {
     pub config: ClusterConfig,
     /// The proxy's seed (`run / client / <name> / <index>`).
     pub seed: Seed,
+    /// The membership changes this proxy hears, with when (after its propagation delays).
+    pub membership: Vec<(u64, mesh_core::discovery::Change)>,
     arrival: Arrival,
     proxies: u32,
     keys: Option<Arc<KeyTable>>,
@@ -246,9 +251,14 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
         scenario.zones.keys().cloned().collect()
     };
     let zone_id = |name: &str| zones.iter().position(|z| z == name).unwrap_or(0) as u16;
+    let slots = scenario.membership_plan().slots;
     let mut out = Vec::new();
     for (svc_name, svc) in &scenario.services {
-        for (i, x) in (0..).zip(svc.instances()) {
+        let specs = svc.instances();
+        let n = slots.get(svc_name).copied().unwrap_or(svc.instances);
+        // Instances the membership timeline adds are replicas of `index % instances`.
+        for i in 0..n {
+            let x = &specs[(i % svc.instances.max(1)) as usize];
             out.push(Station {
                 service: svc_name.clone(),
                 index: i,
@@ -261,6 +271,7 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
                 meta: x.meta(),
                 health_check_queues: svc.health_check_queues,
                 serves_abandoned: svc.serves_abandoned,
+                present: i < svc.instances,
             });
         }
     }
@@ -380,6 +391,9 @@ pub struct Workload {
     pub load_reports: bool,
     /// Whether instances need to measure their load at all (ORCA reports or Prequal probes).
     pub meters: bool,
+    /// The membership timeline's starts and stops: (ns, station, serving from then on), by
+    /// time.
+    pub presence: Vec<(u64, u32, bool)>,
 }
 
 impl Workload {
@@ -406,6 +420,11 @@ impl Workload {
         for (i, st) in stations.iter().enumerate().rev() {
             offsets.insert(st.service.as_str(), i as u32);
         }
+        let mplan = scenario.membership_plan();
+        let propagation = scenario
+            .membership
+            .as_ref()
+            .map_or(Dist::ZERO, |m| m.propagation.clone());
         let mut proxies = Vec::new();
         for (client_index, (client_name, c)) in (0u16..).zip(&scenario.clients) {
             let offset = offsets[c.target.as_str()];
@@ -459,13 +478,25 @@ impl Workload {
                         .fork("client")
                         .fork(client_name)
                         .fork_index(u64::from(p)),
+                    membership: mplan.deliveries(
+                        &c.target,
+                        &propagation,
+                        run_seed.value(),
+                        proxies.len() as u32,
+                    ),
                     arrival: c.arrival.clone(),
                     proxies: c.proxies,
                     keys: keys.clone(),
                 });
             }
         }
+        let presence = mplan
+            .presence
+            .iter()
+            .map(|x| (x.at_ns, offsets[x.service.as_str()] + x.instance, x.present))
+            .collect();
         Workload {
+            presence,
             seed: run_seed,
             network: NetworkModel::of(scenario, &zones),
             zones,

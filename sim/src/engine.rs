@@ -38,6 +38,10 @@ enum Ev {
     Sample,
     /// Fault change point `.0` (index into `Sim::faults`).
     Fault(u32),
+    /// Proxy `.0` hears its membership change `.1` (index into its plan's `membership`).
+    Membership(u32, u32),
+    /// Station `.0` starts (`true`) or stops serving.
+    Presence(u32, bool),
 }
 
 struct Scheduled {
@@ -80,6 +84,9 @@ struct Station {
     zone: u16,
     /// What the fault timeline does to it now.
     fault: FaultState,
+    /// Serving: not yet started or already stopped by the membership timeline, it refuses
+    /// new requests (and finishes those it has).
+    present: bool,
     busy: u32,
     /// Waiting jobs; an entry with [`PROBE`] set is a health check (index into
     /// `Sim::health_checks`) when the station's checks queue.
@@ -199,6 +206,7 @@ pub fn run_one(
             error_rate: x.error_rate,
             zone: x.zone,
             fault: FaultState::default(),
+            present: x.present,
             busy: 0,
             queue: VecDeque::new(),
             checks_queue: x.health_check_queues,
@@ -278,6 +286,17 @@ pub fn run_one(
         }
     }
     sim.push(sim.sample_period, Ev::Sample);
+    // The membership timeline: each proxy hears each change when its propagation delay says,
+    // each instance starts and stops on time.
+    for p in 0..sim.proxies.len() {
+        for k in 0..sim.proxies[p].plan.membership.len() {
+            let at = sim.proxies[p].plan.membership[k].0;
+            sim.push(at, Ev::Membership(p as u32, k as u32));
+        }
+    }
+    for &(at, st, present) in &w.presence {
+        sim.push(at, Ev::Presence(st, present));
+    }
     // The fault timeline: at each change point, the new state of every station a fault names.
     for change in sc.fault_changes() {
         let states = change.states.into_iter();
@@ -361,6 +380,14 @@ impl Sim {
                         self.service_done(j);
                     }
                 }
+                Ev::Membership(p, k) => {
+                    let px = &mut self.proxies[p as usize];
+                    let change = px.plan.membership[k as usize].1.clone();
+                    px.cluster
+                        .handle_input(Input::Membership(change), Instant::from_nanos(at));
+                    self.drain(p);
+                }
+                Ev::Presence(st, present) => self.stations[st as usize].present = present,
                 Ev::Fault(k) => {
                     for (st, state) in std::mem::take(&mut self.faults[k as usize]) {
                         self.set_fault(st, state);
@@ -401,7 +428,7 @@ impl Sim {
                     let px = &self.proxies[p as usize];
                     let st = (px.plan.offset + endpoint.0) as usize;
                     let (from, to) = (self.stations[st].zone, px.plan.zone);
-                    if !self.stations[st].fault.down {
+                    if !self.stations[st].fault.down && self.stations[st].present {
                         let reply = match &mut self.stations[st].meter {
                             Some(m) => m.probe(at),
                             None => ProbeReply {
@@ -614,8 +641,8 @@ impl Sim {
         let plan = &self.proxies[job.proxy as usize].plan;
         let (zone, client) = (plan.zone, plan.client_index);
         let st = &mut self.stations[job.station as usize];
-        if st.fault.down || st.fault.cut_from(zone, client) {
-            // Connection refused, or no route (a partition).
+        if st.fault.down || !st.present || st.fault.cut_from(zone, client) {
+            // Connection refused (crashed, stopped or not started), or no route (a partition).
             self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::LocalError);
         } else if st.fault.fast_fail > 0.0
@@ -678,7 +705,7 @@ impl Sim {
         let waiting = st.checks_queue && (st.busy >= st.serving_limit() || !st.queue.is_empty());
         let full = (st.queue.len() as u64) >= u64::from(st.queue_limit);
         let plan = &self.proxies[p as usize].plan;
-        if st.fault.down || st.fault.cut_from(plan.zone, plan.client_index) {
+        if st.fault.down || !st.present || st.fault.cut_from(plan.zone, plan.client_index) {
             self.answer_check(slot, ProbeResult::Error);
         } else if (st.fault.fast_fail > 0.0
             && uniform(self.seed, probe.0, CHECK, Lane::FastFail) < st.fault.fast_fail)

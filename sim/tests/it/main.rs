@@ -12,6 +12,7 @@ mod arrivals;
 mod faults;
 mod fields;
 mod fuzz;
+mod membership;
 mod world;
 
 /// Runs the experiment `name` and asserts each of its figures.
