@@ -540,9 +540,12 @@ pub(crate) fn serve(
             writeln!(o, "control token: send `Authorization: Bearer {t}`")?;
         }
         let timeline = &loaded.scenario.faults;
-        let _faults = (faults && !timeline.is_empty()).then(|| {
-            backends.run_faults(loaded.scenario.fault_changes(), std::time::Instant::now())
-        });
+        let t0 = std::time::Instant::now();
+        let _faults = (faults && !timeline.is_empty())
+            .then(|| backends.run_faults(loaded.scenario.fault_changes(), t0));
+        let presence = loaded.scenario.presence();
+        let _membership =
+            (!presence.is_empty()).then(|| backends.run_membership(presence, t0));
         if !timeline.is_empty() {
             if faults {
                 writeln!(o, "fault timeline: {} faults, time zero is now:", timeline.len())?;
@@ -665,6 +668,10 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         tls: live_tls(&args, !targets.is_empty())?,
     };
     if !targets.is_empty() {
+        anyhow::ensure!(
+            sc.membership.is_none(),
+            "the scenario has a `membership:` timeline, which starts and stops instances: live mode plays it only on its own in-process backends (drop --target, or remove `membership:`)"
+        );
         // Endpoint metadata (weights, zones, priorities) is per instance in the file: the
         // targets must be the instances, in order.
         for c in sc.clients.values() {

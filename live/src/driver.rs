@@ -553,6 +553,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .as_ref()
         .filter(|_| !sc.faults.is_empty())
         .map(|b| b.run_faults(sc.fault_changes(), start));
+    let membership = opts
+        .backends
+        .as_ref()
+        .filter(|_| !world.presence.is_empty())
+        .map(|b| b.run_membership(world.presence.clone(), start));
     // Zones and latency are applied by the backends; they need the proxy's zone.
     let send_zone = !world.network.is_zero() || world.zones.len() > 1;
     // A partition from a client population needs the caller's population.
@@ -738,6 +743,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     finished.store(true, Ordering::Relaxed);
     if let Some(f) = faults {
         f.abort();
+    }
+    if let Some(m) = membership {
+        m.abort();
     }
     let series = sampler.await.unwrap_or_default();
 
@@ -1022,6 +1030,8 @@ impl Actor {
             pacer_done = true;
         }
         let mut kick = self.users > 0;
+        // The next membership change this proxy will hear.
+        let mut heard_next = 0usize;
         let far = tokio::time::Instant::now() + StdDuration::from_secs(86_400 * 365);
         let mut armed = far;
         let sleep = tokio::time::sleep_until(far);
@@ -1033,7 +1043,14 @@ impl Actor {
             let wake = wakeups
                 .peek()
                 .map(|w| tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(w.0)));
-            let until = [timer, drain_deadline, wake].into_iter().flatten().min();
+            let heard =
+                self.plan.membership.get(heard_next).map(|m| {
+                    tokio::time::Instant::from_std(self.start + StdDuration::from_nanos(m.0))
+                });
+            let until = [timer, drain_deadline, wake, heard]
+                .into_iter()
+                .flatten()
+                .min();
             // One timer entry, moved only when the deadline changes (a fresh `Sleep` per
             // iteration would register and cancel a timer for every request).
             let until = until.unwrap_or(far);
@@ -1131,6 +1148,15 @@ impl Actor {
                 Event::Timer => {
                     if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                         break;
+                    }
+                    // Membership changes this proxy hears now (after its propagation delays).
+                    while let Some((at, change)) = self.plan.membership.get(heard_next) {
+                        if *at > now.as_nanos() {
+                            break;
+                        }
+                        let change = change.clone();
+                        heard_next += 1;
+                        self.cluster.handle_input(Input::Membership(change), now);
                     }
                     while let Some(&std::cmp::Reverse(at)) = wakeups.peek() {
                         if at > now.as_nanos() {

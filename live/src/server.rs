@@ -62,6 +62,9 @@ struct Station {
     /// `None` without any, so the common path takes no lock.
     extra: std::sync::RwLock<Option<(FaultState, std::time::Instant)>>,
     has_extra: AtomicBool,
+    /// Serving: an instance the membership timeline has not started yet, or has stopped,
+    /// refuses new requests (and finishes those it has).
+    present: AtomicBool,
     /// A capacity dip: the task holding the servers taken away, and how many it holds.
     dip: std::sync::Mutex<(Option<tokio::task::JoinHandle<()>>, Arc<AtomicU32>)>,
 }
@@ -305,6 +308,7 @@ impl Backends {
                 concurrency: x.concurrency,
                 checks_queue: x.health_check_queues,
                 serves_abandoned: x.serves_abandoned,
+                present: AtomicBool::new(x.present),
                 extra: std::sync::RwLock::new(None),
                 has_extra: AtomicBool::new(false),
                 dip: std::sync::Mutex::new((None, Arc::new(AtomicU32::new(0)))),
@@ -361,6 +365,26 @@ impl Backends {
                             inst.service, inst.index, inst.addr
                         );
                     }
+                }
+            }
+        })
+    }
+
+    /// Plays the membership timeline's starts and stops (`Workload::presence`: ns since the
+    /// run's time zero `start`, instance index in `instances`, serving from then on). A stopped
+    /// instance refuses new requests and finishes those it has. Abort the handle to stop.
+    pub fn run_membership(
+        self: &Arc<Self>,
+        presence: Vec<(u64, u32, bool)>,
+        start: std::time::Instant,
+    ) -> tokio::task::JoinHandle<()> {
+        let backends = self.clone();
+        tokio::spawn(async move {
+            for (at_ns, i, present) in presence {
+                let at = start + std::time::Duration::from_nanos(at_ns);
+                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                if let Some(inst) = backends.instances.get(i as usize) {
+                    inst.station.present.store(present, Ordering::Release);
                 }
             }
         })
@@ -481,7 +505,8 @@ async fn handle(
                 .net_extra_ns(from, || uniform(st.seed, request, attempt, lane))
         })
     };
-    if extra.is_some_and(|x| x.state.cut_from(from, client)) {
+    if !st.present.load(Ordering::Acquire) || extra.is_some_and(|x| x.state.cut_from(from, client))
+    {
         return Err(Unreachable);
     }
     st.hop(

@@ -1899,6 +1899,22 @@ impl Scenario {
         out
     }
 
+    /// The membership timeline's starts and stops as the drivers play them: (ns, station index
+    /// in [`workload::stations`] order, serving from then on), by time.
+    pub fn presence(&self) -> Vec<(u64, u32, bool)> {
+        let plan = self.membership_plan();
+        let mut offsets = BTreeMap::new();
+        let mut next = 0u32;
+        for (name, n) in &plan.slots {
+            offsets.insert(name.as_str(), next);
+            next += n;
+        }
+        plan.presence
+            .iter()
+            .map(|x| (x.at_ns, offsets[x.service.as_str()] + x.instance, x.present))
+            .collect()
+    }
+
     /// The membership timeline flattened (empty without `membership:`).
     pub fn membership_plan(&self) -> membership::MembershipPlan {
         let initial: BTreeMap<String, u32> = self

@@ -490,11 +490,7 @@ impl Workload {
                 });
             }
         }
-        let presence = mplan
-            .presence
-            .iter()
-            .map(|x| (x.at_ns, offsets[x.service.as_str()] + x.instance, x.present))
-            .collect();
+        let presence = scenario.presence();
         Workload {
             presence,
             seed: run_seed,

@@ -1700,3 +1700,95 @@ faults:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn live_backends_and_proxies_play_the_membership_timeline_as_the_simulator_does() {
+    // 4 instances scaled to 5 at 1 s; instance 0 removed at 3 s without draining. Every proxy
+    // hears of each change 1 s late: the new instance gets nothing before 2 s, and from 3 s to
+    // 4 s the proxies still send to the stopped instance 0, whose refusals are retried.
+    let dir = tmp("live-membership");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("m.yaml");
+    std::fs::write(
+        &file,
+        "
+name: live-membership
+seed: 5
+duration: 4500ms
+sample_period: 500ms
+replications: 1
+strategies:
+  rr:
+    balancer: { kind: round_robin }
+    retries: { num_retries: 2, retry_on: [connect-failure], retry_host_predicate: [previous_hosts], host_selection_retry_max_attempts: 5 }
+    circuit_breakers: { max_retries: 100 }
+services:
+  b: { instances: 4, concurrency: 100, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { proxies: 2, target: b, arrival: { process: constant, rate: 400/s } }
+membership:
+  propagation: { dist: constant, value: 1s }
+  changes:
+    - { at: 1s, target: b, change: scale, to: 5 }
+    - { at: 3s, target: b/0, change: remove }
+",
+    )
+    .unwrap();
+    for cmd in ["run", "live"] {
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let s = summary(&out);
+        let rr = &s.strategies[0];
+        assert_eq!(
+            rr.failures.values().sum::<u64>(),
+            0,
+            "{cmd}: {:?}",
+            rr.failures
+        );
+        // endpoint_timeseries.csv: strategy,t_s,endpoint,attempts
+        let text = String::from_utf8(read(&out, "endpoint_timeseries.csv")).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (t, inst, att) = (col("t_s"), col("endpoint"), col("attempts"));
+        let attempts = |instance: &str, from: f64, to: f64| -> u64 {
+            text.lines()
+                .skip(1)
+                .map(|l| l.split(',').collect::<Vec<_>>())
+                .filter(|c| c[inst] == instance)
+                .filter(|c| {
+                    let t: f64 = c[t].parse().unwrap();
+                    t > from && t <= to
+                })
+                .map(|c| c[att].parse::<u64>().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            attempts("4", 0.0, 2.0),
+            0,
+            "{cmd}: the new instance before 2 s"
+        );
+        assert!(
+            attempts("4", 2.5, 3.0) > 20,
+            "{cmd}: the new instance after 2.5 s"
+        );
+        let endpoints = String::from_utf8(read(&out, "endpoints.csv")).unwrap();
+        let errors0: u64 = endpoints
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|c| c[3] == "0")
+            .map(|c| c[6].parse::<u64>().unwrap())
+            .sum();
+        assert!(
+            (40..=120).contains(&errors0),
+            "{cmd}: instance 0 refused {errors0}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
