@@ -1236,7 +1236,16 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
             .filter(|o| o.target == c.target)
             .map(|o| o.arrival.mean_rate())
             .sum();
-        let capacity: f64 = svc.instances().iter().map(|x| x.capacity_per_sec()).sum();
+        // With a membership timeline, every instance it ever runs counts: an upper bound, so
+        // the warning holds whenever it is given.
+        let specs = svc.instances();
+        let slots = s
+            .membership
+            .as_ref()
+            .map_or(svc.instances, |_| s.membership_plan().slots[&c.target]);
+        let capacity: f64 = (0..slots)
+            .map(|i| specs[(i % svc.instances.max(1)) as usize].capacity_per_sec())
+            .sum();
         let load = rate / capacity;
         if load >= 1.0
             && !warnings
