@@ -171,6 +171,14 @@ pub enum Arrival {
         /// Length of an off period.
         off: Duration,
     },
+    /// A Markov-modulated Poisson process: Poisson at the current state's rate; the population
+    /// stays in a state for an exponential time of that state's `mean` and then moves to the next
+    /// state (cyclically). All the population's proxies follow one chain, so a burst is the
+    /// population's, drawn from the run's seed.
+    Mmpp {
+        /// The states, >= 2.
+        states: Vec<MmppState>,
+    },
     /// Closed loop: `users` virtual users, each sending a request, waiting for it to finish
     /// (success or failure, after any retries), thinking for a `think` time, and sending the
     /// next. The users are shared among the population's proxies as evenly as possible, and each
@@ -215,10 +223,21 @@ pub struct RateStep {
     pub ramp: bool,
 }
 
+/// One state of a Markov-modulated Poisson process.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmppState {
+    /// The arrival rate in this state.
+    pub rate: Rate,
+    /// The mean time spent in it (exponential), > 0.
+    pub mean: Duration,
+}
+
 #[derive(Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum ProcessKind {
     Poisson,
+    Mmpp,
     Constant,
     OnOff,
     Closed,
@@ -237,6 +256,7 @@ struct ArrivalSpec {
     steps: Vec<RateStep>,
     users: Option<u32>,
     think: Option<Dist>,
+    states: Option<Vec<MmppState>>,
     file: Option<String>,
     column: Option<String>,
     key_column: Option<String>,
@@ -257,6 +277,26 @@ impl TryFrom<ArrivalSpec> for Arrival {
             s.process,
             ProcessKind::Poisson | ProcessKind::Constant | ProcessKind::OnOff
         );
+        if s.states.is_some() != matches!(s.process, ProcessKind::Mmpp) {
+            return Err(match s.process {
+                ProcessKind::Mmpp => "`process: mmpp` needs `states` (for example [ {rate: 1000/s, mean: 10s}, {rate: 5000/s, mean: 2s} ])".into(),
+                _ => "`states` belong to `process: mmpp`".into(),
+            });
+        }
+        if let Some(states) = &s.states {
+            if s.rate.is_some() || timed || !s.steps.is_empty() || closed || traced {
+                return Err("`process: mmpp` takes only `states`: each state's `rate` and `mean` time in it".into());
+            }
+            if states.len() < 2 {
+                return Err("`states` needs at least 2 states".into());
+            }
+            if let Some(st) = states.iter().find(|st| st.mean.is_zero()) {
+                return Err(format!("a state's `mean` must be > 0, got {}", st.mean));
+            }
+            return Ok(Arrival::Mmpp {
+                states: states.clone(),
+            });
+        }
         if open && closed {
             return Err("`users` and `think` belong to `process: closed`".into());
         }
@@ -276,6 +316,7 @@ impl TryFrom<ArrivalSpec> for Arrival {
             );
         }
         Ok(match s.process {
+            ProcessKind::Mmpp => unreachable!("handled above"),
             ProcessKind::Closed if traced => {
                 return Err(
                     "`file`, `column`, `key_column` and `time_scale` belong to `process: trace`"
@@ -347,8 +388,8 @@ impl TryFrom<ArrivalSpec> for Arrival {
 }
 
 impl Arrival {
-    /// The long-run mean rate, per second; with rate `steps`, the highest rate it reaches (what
-    /// estimates of load and work must allow for).
+    /// The long-run mean rate, per second; with rate `steps` or MMPP states, the highest rate it
+    /// reaches (what estimates of load and work must allow for).
     pub fn mean_rate(&self) -> f64 {
         match self {
             Arrival::Poisson { rate, steps } => steps
@@ -364,6 +405,10 @@ impl Arrival {
             // estimate for budgets (the real rate depends on the response times).
             Arrival::Closed { users, think } => f64::from(*users) / (think.mean_ns() / 1e9 + 1e-3),
             Arrival::Trace { data, .. } => data.mean_rate(),
+            Arrival::Mmpp { states } => states
+                .iter()
+                .map(|s| s.rate.as_per_sec())
+                .fold(0.0, f64::max),
         }
     }
 
@@ -387,6 +432,19 @@ pub struct ArrivalClock {
     /// A trace: the next of its arrivals this proxy takes, and the proxies taking turns.
     trace_next: usize,
     trace_stride: usize,
+    /// A Markov-modulated process: the chain, extended into `segments` as time goes on.
+    chain: Option<Chain>,
+}
+
+/// The modulating chain of an MMPP: each state's rate (per ns, this proxy's share) and mean
+/// holding time (ns), the chain's seed (the population's, so every proxy follows the same
+/// path; the k-th holding time hashes it with k), and the state of the last segment.
+#[derive(Clone, Debug)]
+struct Chain {
+    states: Vec<(f64, f64)>,
+    seed: u64,
+    switches: u64,
+    state: usize,
 }
 
 impl ArrivalClock {
@@ -427,11 +485,45 @@ impl ArrivalClock {
                         })
                         .collect()
                 }
+                Arrival::Mmpp { states } => {
+                    vec![(
+                        0,
+                        states[0].rate.as_per_sec() / f64::from(proxies.max(1)) / 1e9,
+                        0.0,
+                    )]
+                }
                 _ => Vec::new(),
             },
             on_cursor: 0.0,
             started: false,
+            chain: match arrival {
+                Arrival::Mmpp { states } => Some(Chain {
+                    states: states
+                        .iter()
+                        .map(|s| {
+                            (
+                                s.rate.as_per_sec() / f64::from(proxies.max(1)) / 1e9,
+                                s.mean.as_nanos() as f64,
+                            )
+                        })
+                        .collect(),
+                    seed: 0,
+                    switches: 0,
+                    state: 0,
+                }),
+                _ => None,
+            },
         }
+    }
+
+    /// Draws a Markov-modulated process's chain from `seed`, which every proxy of the
+    /// population must share (the population's bursts are one chain). No effect on other
+    /// processes.
+    pub fn modulated_by(mut self, seed: mesh_core::Seed) -> Self {
+        if let Some(c) = &mut self.chain {
+            c.seed = seed.value();
+        }
+        self
     }
 
     /// The arrival after the one at `now` (ns), given a uniform `u` in (0, 1).
@@ -439,7 +531,7 @@ impl ArrivalClock {
         let first = !self.started;
         self.started = true;
         match &self.arrival {
-            Arrival::Poisson { .. } if !self.segments.is_empty() => {
+            Arrival::Poisson { .. } | Arrival::Mmpp { .. } if !self.segments.is_empty() => {
                 // A unit-exponential amount of the integrated rate, spent segment by segment.
                 let mut left = -(1.0 - u).ln();
                 let mut t = now as f64;
@@ -448,6 +540,19 @@ impl ArrivalClock {
                     .partition_point(|s| s.0 <= now)
                     .saturating_sub(1);
                 loop {
+                    // A modulated process: the chain's next switch, drawn as it is reached.
+                    if k + 1 == self.segments.len()
+                        && let Some(c) = &mut self.chain
+                    {
+                        use mesh_core::seed::mix;
+                        let u = unit(mix(c.seed ^ mix(c.switches)));
+                        c.switches += 1;
+                        let hold = -(1.0 - u).ln() * c.states[c.state].1;
+                        c.state = (c.state + 1) % c.states.len();
+                        let at =
+                            (self.segments[k].0 as f64 + hold.max(1.0)).min(u64::MAX as f64 / 2.0);
+                        self.segments.push((at as u64, c.states[c.state].0, 0.0));
+                    }
                     let (start, r0, slope) = self.segments[k];
                     // The rate now, and what the segment holds from now to its end.
                     let rate = (r0 + slope * (t - start as f64)).max(0.0);
@@ -474,7 +579,7 @@ impl ArrivalClock {
                     k += 1;
                 }
             }
-            Arrival::Poisson { .. } => {
+            Arrival::Poisson { .. } | Arrival::Mmpp { .. } => {
                 now.saturating_add((-(1.0 - u).ln() / self.rate_per_ns).round() as u64)
             }
             // A closed loop's users send when their last request ends, not by a clock.

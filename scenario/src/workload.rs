@@ -70,6 +70,8 @@ pub struct ProxyPlan {
     pub config: ClusterConfig,
     /// The proxy's seed (`run / client / <name> / <index>`).
     pub seed: Seed,
+    /// The population's seed (`run / client / <name>`): what its proxies share.
+    pub population_seed: Seed,
     /// The membership changes this proxy hears, with when (after its propagation delays).
     pub membership: Vec<(u64, mesh_core::discovery::Change)>,
     arrival: Arrival,
@@ -92,7 +94,8 @@ impl ProxyPlan {
     /// The proxy's arrival clock and the stream of uniforms that drives it.
     pub fn arrivals(&self) -> (ArrivalClock, Rng) {
         (
-            ArrivalClock::of_proxy(&self.arrival, self.index, self.proxies),
+            ArrivalClock::of_proxy(&self.arrival, self.index, self.proxies)
+                .modulated_by(self.population_seed.fork("modulation")),
             self.seed.fork("arrivals").rng(),
         )
     }
@@ -478,6 +481,7 @@ impl Workload {
                         .fork("client")
                         .fork(client_name)
                         .fork_index(u64::from(p)),
+                    population_seed: run_seed.fork("client").fork(client_name),
                     membership: mplan.deliveries(
                         &c.target,
                         &propagation,

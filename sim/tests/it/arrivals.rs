@@ -123,3 +123,60 @@ clients:
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_markov_modulated_process_bursts_for_the_whole_population_at_once() {
+    // 1000/s and 5000/s, 5 s mean in each: 3000/s on average. Four proxies follow one chain, so
+    // a 1 s window holds about 1000 or about 5000 arrivals in all (most windows lie inside one
+    // state); four independent chains would pile up between.
+    let dir = tmp("mmpp");
+    let r = &run_file(
+        &dir,
+        "
+name: t
+seed: 5
+duration: 400s
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 4, concurrency: 1000, service_time: { dist: constant, value: 100us } }
+clients:
+  c:
+    proxies: 4
+    target: b
+    arrival: { process: mmpp, states: [ { rate: 1000/s, mean: 5s }, { rate: 5000/s, mean: 5s } ] }
+",
+    )[0];
+    let counts: Vec<u64> = r.timeseries.iter().map(|s| s.attempts).collect();
+    let mean = counts.iter().sum::<u64>() as f64 / counts.len() as f64;
+    assert!((mean - 3000.0).abs() < 0.1 * 3000.0, "mean {mean}/s");
+    let low = counts.iter().filter(|&&c| c < 1200).count() as f64 / counts.len() as f64;
+    let high = counts.iter().filter(|&&c| c > 4700).count() as f64 / counts.len() as f64;
+    let middle = counts
+        .iter()
+        .filter(|&&c| (2000..4000).contains(&c))
+        .count() as f64
+        / counts.len() as f64;
+    assert!(low > 0.3 && high > 0.3, "low {low}, high {high}");
+    assert!(middle < 0.2, "middle {middle}");
+    // A state needs a positive mean, and the process at least two states.
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "
+name: t
+duration: 1s
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 1, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { target: b, arrival: { process: mmpp, states: [ { rate: 1000/s, mean: 5s } ] } }
+",
+    )
+    .unwrap();
+    let e = meshbench_scenario::load(&file).unwrap_err().to_string();
+    assert!(
+        e.contains("at least 2 states") && e.contains("clients.c"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
