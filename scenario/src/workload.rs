@@ -77,6 +77,8 @@ pub struct ProxyPlan {
     arrival: Arrival,
     proxies: u32,
     keys: Option<Arc<KeyTable>>,
+    /// A trace's key column (each arrival's key index), when it has one.
+    trace_keys: Option<Arc<[u32]>>,
 }
 
 impl ProxyPlan {
@@ -132,20 +134,14 @@ impl ProxyPlan {
     /// The request's key index, when the client has `keys:`.
     #[inline]
     pub fn key_index(&self, run_seed: u64, request: RequestId) -> Option<u32> {
-        if let Arrival::Trace {
-            data: TraceData {
-                keys: Some(keys), ..
-            },
-            ..
-        } = &self.arrival
-        {
-            // The proxy's `seq`-th arrival is the trace's `seq * proxies + index`-th.
-            let seq = request.0 & ((1 << 40) - 1);
-            let j = seq * u64::from(self.proxies) + u64::from(self.index);
-            return keys.get(j as usize).copied();
+        if let Some(t) = &self.keys {
+            return Some(t.draw(crn_uniform(run_seed, request.0, 0, Lane::Key)));
         }
-        let t = self.keys.as_ref()?;
-        Some(t.draw(crn_uniform(run_seed, request.0, 0, Lane::Key)))
+        let keys = self.trace_keys.as_ref()?;
+        // The proxy's `seq`-th arrival is the trace's `seq * proxies + index`-th.
+        let seq = request.0 & ((1 << 40) - 1);
+        let j = seq * u64::from(self.proxies) + u64::from(self.index);
+        keys.get(j as usize).copied()
     }
 
     /// The request's key (index and hash), when the client has `keys:`.
@@ -488,6 +484,13 @@ impl Workload {
                         run_seed.value(),
                         proxies.len() as u32,
                     ),
+                    trace_keys: match &c.arrival {
+                        Arrival::Trace {
+                            data: TraceData { keys, .. },
+                            ..
+                        } => keys.clone(),
+                        _ => None,
+                    },
                     arrival: c.arrival.clone(),
                     proxies: c.proxies,
                     keys: keys.clone(),

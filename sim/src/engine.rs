@@ -638,10 +638,13 @@ impl Sim {
             return;
         }
         let now = self.now;
-        let plan = &self.proxies[job.proxy as usize].plan;
-        let (zone, client) = (plan.zone, plan.client_index);
+        let st = &self.stations[job.station as usize];
+        let cut = (st.fault.cut_zones | st.fault.cut_clients) != 0 && {
+            let plan = &self.proxies[job.proxy as usize].plan;
+            st.fault.cut_from(plan.zone, plan.client_index)
+        };
         let st = &mut self.stations[job.station as usize];
-        if st.fault.down || !st.present || st.fault.cut_from(zone, client) {
+        if st.fault.down || !st.present || cut {
             // Connection refused (crashed, stopped or not started), or no route (a partition).
             self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::LocalError);
@@ -767,6 +770,7 @@ impl Sim {
         );
     }
 
+    #[inline]
     fn start(&mut self, j: u32) {
         let job = &mut self.jobs[j as usize];
         job.serving = true;
