@@ -5,7 +5,7 @@
 //! (times its slowdown), and a 500 at its error rate. The draw for a request comes from the
 //! `x-meshbench-request` / `x-meshbench-attempt` headers hashed with the scenario seed, the same
 //! common random numbers the simulator uses, so a live run and a simulated one see the same
-//! service times. `GET /health` is a request too (see [`health`]). An instance can be killed (its listener and
+//! service times. `GET /health` is a request too: it sees the faults as a request does. An instance can be killed (its listener and
 //! every connection close: clients see refused or reset connections), restarted, slowed down and
 //! made to fail on demand, and [`Backends::run_faults`] plays the scenario's fault timeline in
 //! real time with the simulator's semantics (see `meshbench_scenario::Fault`).
@@ -58,6 +58,8 @@ struct Station {
     checks_queue: bool,
     /// A request whose client gave up is served anyway (`services.X.serves_abandoned`).
     serves_abandoned: bool,
+    /// `GET /health` fails at this rate instead (`services.X.health_error_rate`).
+    health_error_rate: Option<f64>,
     /// Faults beyond the atomics' (cold start, partition, network), with the run's start;
     /// `None` without any, so the common path takes no lock.
     extra: std::sync::RwLock<Option<(FaultState, std::time::Instant)>>,
@@ -308,6 +310,7 @@ impl Backends {
                 concurrency: x.concurrency,
                 checks_queue: x.health_check_queues,
                 serves_abandoned: x.serves_abandoned,
+                health_error_rate: x.health_error_rate,
                 present: AtomicBool::new(x.present),
                 extra: std::sync::RwLock::new(None),
                 has_extra: AtomicBool::new(false),
@@ -582,7 +585,9 @@ async fn health(id: u64, st: &Station) -> Response<Full<Bytes>> {
     let ns = st.dist.quantile_ns(draw(Lane::Service)) * slowdown;
     let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns.max(0.0) as u64);
     st.timer.sleep_until(until).await;
-    let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
+    let error_rate = st
+        .health_error_rate
+        .unwrap_or_else(|| f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed)));
     if error_rate > 0.0 && draw(Lane::Error) < error_rate {
         return reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n");
     }

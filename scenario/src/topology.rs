@@ -227,9 +227,15 @@ pub struct Service {
     /// Whether an active health check waits for a free server like a request (behind the queue,
     /// and refused with 503 when the queue is full), as when the health endpoint shares the
     /// application's workers; then an overloaded instance fails its checks by timeout. Default
-    /// false: the health endpoint answers at once (only a crashed instance fails it).
+    /// false: a check waits for no server (it still takes a service time and sees the faults).
     #[serde(default)]
     pub health_check_queues: bool,
+    /// The share of active health checks that fail (500), in place of the instance's error
+    /// rate and its `errors` faults: a health path that does not exercise what requests fail
+    /// on (0: checks pass while requests fail). Default: the instance's error rate, as for its
+    /// requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_error_rate: Option<crate::Probability>,
     /// Whether an instance still serves a queued request whose client gave up on it (a timeout
     /// reset the stream), as a server that learns of the reset only when it writes the answer
     /// does: the wasted work a retry storm feeds on. Default false: an abandoned request leaves

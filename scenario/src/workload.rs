@@ -44,6 +44,9 @@ pub struct Station {
     pub health_check_queues: bool,
     /// Whether it serves queued requests their client abandoned (`services.X.serves_abandoned`).
     pub serves_abandoned: bool,
+    /// The share of health checks that fail, when the health path has its own
+    /// (`services.X.health_error_rate`).
+    pub health_error_rate: Option<f64>,
     /// Whether it serves when the run starts (not an instance the membership timeline starts
     /// later).
     pub present: bool,
@@ -270,6 +273,7 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
                 meta: x.meta(),
                 health_check_queues: svc.health_check_queues,
                 serves_abandoned: svc.serves_abandoned,
+                health_error_rate: svc.health_error_rate.map(crate::Probability::get),
                 present: i < svc.instances,
             });
         }

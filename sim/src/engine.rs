@@ -95,6 +95,8 @@ struct Station {
     checks_queue: bool,
     /// Abandoned (cancelled) requests are still served (`services.X.serves_abandoned`).
     serves_abandoned: bool,
+    /// Health checks fail at this rate instead (`services.X.health_error_rate`).
+    health_error_rate: Option<f64>,
     /// What it reports about its load (ORCA reports, Prequal probes), when the balancer reads
     /// either.
     meter: Option<LoadMeter>,
@@ -211,6 +213,7 @@ pub fn run_one(
             queue: VecDeque::new(),
             checks_queue: x.health_check_queues,
             serves_abandoned: x.serves_abandoned,
+            health_error_rate: x.health_error_rate,
             meter: w.meters.then(|| LoadMeter::new(x.concurrency, 0)),
         })
         .collect();
@@ -741,7 +744,9 @@ impl Sim {
     fn check_served(&mut self, slot: u32) {
         let (p, probe, endpoint) = self.health_checks[slot as usize];
         let st = &self.stations[(self.proxies[p as usize].plan.offset + endpoint.0) as usize];
-        let rate = st.error_rate.max(st.fault.error_rate);
+        let rate = st
+            .health_error_rate
+            .unwrap_or(st.error_rate.max(st.fault.error_rate));
         let result = if st.fault.down {
             ProbeResult::Error
         } else if rate > 0.0 && uniform(self.seed, probe.0, CHECK, Lane::Error) < rate {

@@ -495,3 +495,44 @@ fn bad_faults_are_refused_naming_the_field() {
         assert!(e.contains(field) && e.contains(words), "{fault}: {e}");
     }
 }
+
+#[test]
+fn a_health_path_with_its_own_error_rate_passes_while_requests_fail() {
+    // b/1 answers every request 500 from 2 s; its health path, with `health_error_rate: 0`,
+    // never fails, so active health checks keep it in rotation and it fails half the requests.
+    // With `health_error_rate: 1` the checks fail from the start (both hosts unhealthy: panic).
+    let yaml = |rate: &str| {
+        format!(
+            "
+name: t
+seed: 3
+duration: 6s
+strategies:
+  rr:
+    balancer: {{ kind: round_robin }}
+    health_check: {{ timeout: 50ms, interval: 100ms, no_traffic_interval: 100ms, unhealthy_threshold: 2, healthy_threshold: 1, initial_health: healthy }}
+services:
+  b: {{ instances: 2, concurrency: 1000, service_time: {{ dist: constant, value: 1ms }}, health_error_rate: {rate} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: constant, rate: 1000/s }} }}
+faults:
+  - {{ at: 2s, target: b/1, kind: errors, rate: 1.0 }}
+"
+        )
+    };
+    let r = &run(&yaml("0"))[0];
+    assert_eq!(
+        r.events.get("health_changed").copied().unwrap_or(0),
+        0,
+        "{:?}",
+        r.events
+    );
+    let failed = r.requests - r.successes;
+    assert!((1900..=2100).contains(&failed), "{failed} failed");
+    let r = &run(&yaml("1"))[0];
+    assert!(
+        r.events.get("health_changed").copied().unwrap_or(0) >= 2,
+        "{:?}",
+        r.events
+    );
+}
