@@ -507,25 +507,55 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
     Ok((i, n))
 }
 
-/// The scenario's fault timeline as reports show it (shaded windows on the time plots): one
-/// window per fault, or per period of a flapping fault.
+/// The scenario's fault and membership timelines as reports show them (shaded windows on the
+/// time plots): one window per fault, or per period of a flapping fault; one per membership
+/// change, over its drain (a rolling restart: over every batch), at least a sample period wide.
 fn fault_windows(sc: &meshbench_scenario::Scenario) -> Vec<meshbench_report::FaultWindow> {
+    use meshbench_scenario::membership::ChangeKind;
     let end = sc.duration.map_or(u64::MAX, |d| d.as_nanos());
-    sc.faults
-        .iter()
-        .flat_map(|f| {
-            let target = match &f.from {
-                Some(from) => format!("{from} - {}", f.target),
-                None => f.target.clone(),
-            };
-            f.windows(end)
-                .into_iter()
-                .map(move |(from, until)| meshbench_report::FaultWindow {
-                    target: target.clone(),
-                    kind: f.kind.name().to_owned(),
-                    from_s: from as f64 / 1e9,
-                    until_s: (until != u64::MAX).then(|| until as f64 / 1e9),
-                })
-        })
-        .collect()
+    let period = sc.sample_period.as_nanos();
+    let changes = sc.membership.iter().flat_map(|m| &m.changes).map(|c| {
+        let ns = |d: Option<mesh_core::Duration>| d.map_or(0, |d| d.as_nanos());
+        let (kind, span) = match c.change {
+            ChangeKind::Scale => (format!("scale to {}", c.to.unwrap_or(0)), ns(c.drain)),
+            ChangeKind::Remove => ("remove".to_owned(), ns(c.drain)),
+            ChangeKind::Weight => (format!("weight {}", c.weight.unwrap_or(0)), 0),
+            ChangeKind::RollingRestart => {
+                let (service, index) = match c.target.split_once('/') {
+                    Some((s, _)) => (s, true),
+                    None => (c.target.as_str(), false),
+                };
+                let n = if index {
+                    1
+                } else {
+                    sc.services.get(service).map_or(1, |s| s.instances)
+                };
+                let batches = u64::from(n.div_ceil(c.batch.unwrap_or(1).max(1)));
+                let each = ns(c.drain) + ns(c.down) + ns(c.pause);
+                ("rolling restart".to_owned(), batches * each)
+            }
+        };
+        let from = c.at.as_nanos();
+        meshbench_report::FaultWindow {
+            target: c.target.clone(),
+            kind,
+            from_s: from as f64 / 1e9,
+            until_s: Some(from.saturating_add(span.max(period)) as f64 / 1e9),
+        }
+    });
+    let faults = sc.faults.iter().flat_map(|f| {
+        let target = match &f.from {
+            Some(from) => format!("{from} - {}", f.target),
+            None => f.target.clone(),
+        };
+        f.windows(end)
+            .into_iter()
+            .map(move |(from, until)| meshbench_report::FaultWindow {
+                target: target.clone(),
+                kind: f.kind.name().to_owned(),
+                from_s: from as f64 / 1e9,
+                until_s: (until != u64::MAX).then(|| until as f64 / 1e9),
+            })
+    });
+    faults.chain(changes).collect()
 }

@@ -414,12 +414,15 @@ pub struct ShardInfo {
     pub scenario_digest: String,
 }
 
-/// One fault of the timeline as reports show it.
+/// One fault, or one membership change, of the timelines as reports show it.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct FaultWindow {
-    /// `service` or `service/index`.
+    /// `service`, `service/index` or `zone:NAME` (`FROM - TARGET` for a partition or network
+    /// fault).
     pub target: String,
-    /// `crash`, `slowdown`, `errors` or `fast_fail`.
+    /// A fault kind (`crash`, `slowdown`, `errors`, `fast_fail`, `cold_start`, `capacity`,
+    /// `partition`, `network`) or a membership change (`scale to 8`, `remove`, `weight 5`,
+    /// `rolling restart`).
     pub kind: String,
     /// Start, seconds since the start of the run.
     pub from_s: f64,

@@ -1792,3 +1792,75 @@ membership:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_dynamic_world_scenarios_answer_their_questions_identically_on_1_and_2_threads() {
+    for file in [
+        "scale-up-cold-start",
+        "stale-views-herding",
+        "rolling-restart",
+        "retry-storm",
+    ] {
+        let path = format!("scenarios/{file}.yaml");
+        let (a, b) = (tmp(&format!("{file}-1")), tmp(&format!("{file}-2")));
+        for (dir, threads) in [(&a, "1"), (&b, "2")] {
+            run_ok(&[
+                "run",
+                &path,
+                "--quiet",
+                "--threads",
+                threads,
+                "--out",
+                dir.to_str().unwrap(),
+            ]);
+        }
+        for f in [
+            "summary.csv",
+            "summary.json",
+            "timeseries.csv",
+            "endpoints.csv",
+        ] {
+            assert_eq!(read(&a, f), read(&b, f), "{file}: {f}, 1 thread vs 2");
+        }
+        let p99 = metric(&a, "p99_ms");
+        let errors = metric(&a, "error_rate");
+        match file {
+            "scale-up-cold-start" => {
+                // Round robin gives the cold newcomers a full share at once: timeouts. Load-aware
+                // balancing (and slow start under it) keeps the p99 far lower.
+                assert!(errors["round_robin"] > 0.02, "{errors:?}");
+                for s in ["p2c_slow_start", "peak_ewma"] {
+                    assert!(p99[s] * 5.0 < p99["round_robin"], "{s}: {p99:?}");
+                    assert!(errors[s] < 1e-3, "{s}: {errors:?}");
+                }
+            }
+            "stale-views-herding" => {
+                // Proxies that hear of the scale-down late send to the two instances that are
+                // gone: connect failures on them, every one retried elsewhere under P2C.
+                let text = String::from_utf8(read(&a, "endpoints.csv")).unwrap();
+                let refused: u64 = text
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.split(',').collect::<Vec<_>>())
+                    .filter(|c| c[3] == "10" || c[3] == "11")
+                    .map(|c| c[6].parse::<u64>().unwrap())
+                    .sum();
+                assert!(refused > 1000, "refused {refused}");
+                assert!(errors["p2c"] < 1e-3, "{errors:?}");
+                assert!(p99["least_request_bias4"] < p99["round_robin"], "{p99:?}");
+            }
+            "rolling-restart" => {
+                // Without retries the stale proxies' connect failures fail requests; Envoy's
+                // default retry breaker (3 in flight) lets some through; room for 100 saves all
+                // but a few.
+                assert!(errors["round_robin"] > 0.01, "{errors:?}");
+                assert!(
+                    errors["p2c_retries"] > 3.0 * errors["p2c_retries_100"],
+                    "{errors:?}"
+                );
+                assert!(errors["p2c_retries_100"] < 1e-3, "{errors:?}");
+            }
+            _ => {}
+        }
+    }
+}
