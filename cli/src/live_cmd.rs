@@ -71,6 +71,7 @@ pub(crate) fn run_live_strategies(
                         tls: wire.tls.as_ref().map(|t| t.client.clone()),
                         shard: wire.shard,
                         backends: backends.clone(),
+                        urls: wire.urls.clone(),
                     };
                     if !quiet {
                         let at = if sweep {
@@ -316,6 +317,8 @@ pub(crate) struct Wire {
     http2: bool,
     connections: Option<u32>,
     tls: Option<LiveTls>,
+    /// Outside targets as URLs (paths, `Host`, certificate names), in instance order.
+    urls: Option<std::sync::Arc<[meshbench_live::TargetUrl]>>,
 }
 
 /// TLS for a live run: the client side, and the in-process backends' side when they are ours.
@@ -401,7 +404,9 @@ pub(crate) fn live_tls(args: &LiveArgs, external: bool) -> anyhow::Result<Option
 /// `meshbench live` options.
 #[derive(clap::Args, Debug)]
 pub(crate) struct LiveArgs {
-    /// Endpoints of the target service (`http://127.0.0.1:8080`), in instance order; repeat.
+    /// Endpoints of the target service as URLs, in instance order; repeat. `http://` or
+    /// `https://` (with --ca), host names, IPv6 (`http://[::1]:8080`) and a path
+    /// (`https://api.internal:8443/v1/items`) for every request; `HOST:PORT` alone is http.
     #[arg(long = "target")]
     targets: Vec<String>,
     /// Only this strategy (default: all, one after another).
@@ -456,7 +461,8 @@ pub(crate) struct LiveArgs {
     /// memory) for a run that is meant to be that large.
     #[arg(long)]
     allow_large: bool,
-    /// With --target: the name to check the targets' certificates against (default localhost).
+    /// With --target: the name to check every target's certificate against (default: each
+    /// URL's host).
     #[arg(long)]
     server_name: Option<String>,
 }
@@ -598,17 +604,31 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
                 .sum::<f64>())
         .ceil()
     );
-    let targets: Vec<std::net::SocketAddr> = args
+    let mut urls: Vec<meshbench_live::TargetUrl> = args
         .targets
         .iter()
-        .map(|t| {
-            let hostport = t.trim_start_matches("http://").trim_end_matches('/');
-            std::net::ToSocketAddrs::to_socket_addrs(hostport)
-                .ok()
-                .and_then(|mut a| a.next())
-                .with_context(|| format!("--target {t}: expected http://HOST:PORT"))
-        })
+        .map(|t| meshbench_live::TargetUrl::parse(t).map_err(|e| anyhow::anyhow!("--target {e}")))
         .collect::<anyhow::Result<_>>()?;
+    let https = urls.iter().filter(|u| u.https).count();
+    anyhow::ensure!(
+        https == 0 || https == urls.len(),
+        "--target: mix of http:// and https:// targets; give one scheme for all"
+    );
+    anyhow::ensure!(
+        https == 0 || args.ca.is_some(),
+        "https:// targets need --ca FILE (the CA, in PEM, that signed the targets' certificates)"
+    );
+    anyhow::ensure!(
+        https > 0 || urls.is_empty() || (args.ca.is_none() && !args.tls),
+        "--ca and --tls dial the targets with TLS: write them as https://HOST:PORT"
+    );
+    if args.server_name.is_some() {
+        // One name checked for every target, instead of each URL's host.
+        for u in &mut urls {
+            u.server_name = None;
+        }
+    }
+    let targets: Vec<std::net::SocketAddr> = urls.iter().map(|u| u.addr).collect();
     let dir = args
         .out
         .clone()
@@ -666,6 +686,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         http2: args.http2,
         connections: args.connections,
         tls: live_tls(&args, !targets.is_empty())?,
+        urls: (!urls.is_empty()).then(|| urls.into()),
     };
     if !targets.is_empty() {
         anyhow::ensure!(
@@ -774,6 +795,13 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
             dir.display(),
             if partial { " (partial)" } else { "" }
         )?;
+    }
+    // What a user must hear even with --quiet: a TLS handshake that failed (the end-of-run
+    // checks then fail the run if nothing succeeded).
+    for (n, s) in &stats {
+        if let Some(why) = &s.tls_failure {
+            eprintln!("error: {n}: TLS handshake with {why}");
+        }
     }
     let passed = end_of_run_checks(&dir, sc, args.quiet)?;
     Ok(if partial {

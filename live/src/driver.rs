@@ -73,6 +73,10 @@ type AttemptFuture = std::pin::Pin<
 #[derive(Clone)]
 struct Target {
     addr: SocketAddr,
+    /// The certificate name to check, when the target's URL gives it (else the TLS config's).
+    server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// The run's first TLS handshake failure, in words (shared by every target of the run).
+    tls_failure: Arc<std::sync::OnceLock<String>>,
     uri: hyper::Uri,
     health: hyper::Uri,
     probe: hyper::Uri,
@@ -94,26 +98,42 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(addrs: &[SocketAddr], tls: Option<&crate::tls::TlsClient>, http2: bool) -> Self {
+    /// A pool for `addrs`; with `urls` (outside targets, by endpoint index) each request
+    /// goes to its URL's path with its authority as `Host`, else to `/work` on the address.
+    fn new(
+        addrs: &[SocketAddr],
+        urls: Option<&[crate::target::TargetUrl]>,
+        tls: Option<&crate::tls::TlsClient>,
+        http2: bool,
+        tls_failure: &Arc<std::sync::OnceLock<String>>,
+    ) -> Self {
         let scheme = if tls.is_some() { "https" } else { "http" };
         Pool {
             idle: addrs.iter().map(|_| Vec::new()).collect(),
             h2: addrs.iter().map(|_| None).collect(),
             targets: addrs
                 .iter()
-                .map(|a| {
+                .enumerate()
+                .map(|(i, a)| {
+                    let url = urls.and_then(|u| u.get(i));
+                    let authority = url.map_or_else(|| a.to_string(), |u| u.authority.clone());
+                    let path = url.map_or("/work", |u| u.path.as_str());
                     Arc::new(Target {
                         addr: *a,
-                        uri: format!("{scheme}://{a}/work").parse().expect("a valid URI"),
-                        health: format!("{scheme}://{a}/health")
+                        server_name: url.and_then(|u| u.server_name.clone()),
+                        tls_failure: tls_failure.clone(),
+                        uri: format!("{scheme}://{authority}{path}")
                             .parse()
                             .expect("a valid URI"),
-                        probe: format!("{scheme}://{a}{}", workload::PROBE_PATH)
+                        health: format!("{scheme}://{authority}/health")
                             .parse()
                             .expect("a valid URI"),
-                        work_head: crate::h1::request_head("/work", &a.to_string()),
-                        health_head: crate::h1::request_head("/health", &a.to_string()),
-                        probe_head: crate::h1::request_head(workload::PROBE_PATH, &a.to_string()),
+                        probe: format!("{scheme}://{authority}{}", workload::PROBE_PATH)
+                            .parse()
+                            .expect("a valid URI"),
+                        work_head: crate::h1::request_head(path, &authority),
+                        health_head: crate::h1::request_head("/health", &authority),
+                        probe_head: crate::h1::request_head(workload::PROBE_PATH, &authority),
                         tls: tls.cloned(),
                         http2,
                     })
@@ -160,10 +180,22 @@ async fn connect(t: &Target) -> Option<Conn> {
     match &t.tls {
         None => handshake(Box::new(stream), t.http2).await,
         Some(tls) => {
-            let io = tokio_rustls::TlsConnector::from(tls.config.clone())
-                .connect(tls.server_name.clone(), stream)
+            let name = t
+                .server_name
+                .clone()
+                .unwrap_or_else(|| tls.server_name.clone());
+            let io = match tokio_rustls::TlsConnector::from(tls.config.clone())
+                .connect(name, stream)
                 .await
-                .ok()?;
+            {
+                Ok(io) => io,
+                Err(e) => {
+                    if let Some(why) = crate::target::tls_failure(&e) {
+                        let _ = t.tls_failure.set(format!("{}: {why}", t.addr));
+                    }
+                    return None;
+                }
+            };
             handshake(Box::new(io), t.http2).await
         }
     }
@@ -420,6 +452,9 @@ pub struct LiveOptions {
     pub connections: Option<u32>,
     /// In-process backends to play the scenario's fault timeline on, from the run's start.
     pub backends: Option<Arc<crate::Backends>>,
+    /// Outside targets as URLs, by endpoint index (their paths, `Host` and certificate names);
+    /// `None`: in-process backends (`/work` on each address).
+    pub urls: Option<Arc<[crate::target::TargetUrl]>>,
 }
 
 /// A recorded proxy: its trace and the outputs it produced.
@@ -457,6 +492,10 @@ pub struct LiveStats {
     pub latency_from_send_ms: [f64; 2],
     /// Whether the run was interrupted.
     pub partial: bool,
+    /// The first TLS handshake failure, in words (unknown CA, name mismatch, expired, client
+    /// certificate required), with the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_failure: Option<String>,
 }
 
 /// Pacing error p99 beyond which an open-loop run's latencies say more about the machine than
@@ -570,6 +609,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let mut senders = Vec::new();
     let mut clocks = Vec::new();
     let mut all_shared: Vec<Arc<Shared>> = Vec::new();
+    let tls_failure: Arc<std::sync::OnceLock<String>> = Arc::default();
     let mut actors: Vec<(Actor, mpsc::UnboundedReceiver<Msg>, bool)> = Vec::new();
     // The open-loop clients' target (a closed loop's rate is the system's answer).
     let target_rps: f64 = sc
@@ -612,6 +652,8 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             client: send_client.then_some(plan.client_index),
             want_load: world.load_reports,
             addrs,
+            urls: opts.urls.clone(),
+            tls_failure: tls_failure.clone(),
             tls: opts.tls.clone(),
             tx,
             start,
@@ -791,6 +833,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     stats.latency_from_send_ms = [quantile_ms(&from_send, 0.5), quantile_ms(&from_send, 0.99)];
     stats.never_completed = scheduled.saturating_sub(stats.completed);
     stats.partial = stop_was_early(&stop, start, duration_ns);
+    stats.tls_failure = tls_failure.get().cloned();
     stats.achieved_rps = if closed {
         stats.completed as f64 / (duration_ns as f64 / 1e9)
     } else {
@@ -898,6 +941,8 @@ struct Actor {
     /// Whether the balancer reads load reports (ORCA): parse them off responses.
     want_load: bool,
     addrs: Vec<SocketAddr>,
+    urls: Option<Arc<[crate::target::TargetUrl]>>,
+    tls_failure: Arc<std::sync::OnceLock<String>>,
     tls: Option<crate::tls::TlsClient>,
     tx: mpsc::UnboundedSender<Msg>,
     start: StdInstant,
@@ -990,7 +1035,13 @@ impl Actor {
         let mut pending: futures_util::stream::FuturesUnordered<AttemptFuture> =
             futures_util::stream::FuturesUnordered::new();
         // Connections live on the proxy's own runtime and die with it.
-        let mut pool = Pool::new(&self.addrs, self.tls.as_ref(), self.http2);
+        let mut pool = Pool::new(
+            &self.addrs,
+            self.urls.as_deref(),
+            self.tls.as_ref(),
+            self.http2,
+            &self.tls_failure,
+        );
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         // Outputs of construction (initial policy events) come first, at the start.

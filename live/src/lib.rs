@@ -11,6 +11,7 @@
 pub mod driver;
 mod h1;
 pub mod server;
+pub mod target;
 pub mod timer;
 pub mod tls;
 
@@ -19,6 +20,7 @@ use std::path::Path;
 
 pub use driver::{LiveOptions, LiveRun, LiveStats, Recording};
 pub use server::Backends;
+pub use target::TargetUrl;
 
 /// Writes recordings as JSON Lines, one proxy per line.
 pub fn write_recordings(path: &Path, recordings: &[Recording]) -> std::io::Result<()> {

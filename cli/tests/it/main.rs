@@ -1864,3 +1864,117 @@ fn the_dynamic_world_scenarios_answer_their_questions_identically_on_1_and_2_thr
         }
     }
 }
+
+#[test]
+fn live_dials_https_target_urls_and_names_what_is_wrong_with_a_certificate() {
+    use std::io::BufRead as _;
+    // `meshbench serve` with a certificate for localhost / 127.0.0.1 / ::1 from one CA.
+    let dir = tmp("https-targets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = meshbench_live::tls::generate_pki().unwrap();
+    let other = meshbench_live::tls::generate_pki().unwrap();
+    let path = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    std::fs::write(path("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(path("other-ca.pem"), &other.ca_pem).unwrap();
+    std::fs::write(path("cert.pem"), &pki.server_cert_pem).unwrap();
+    std::fs::write(path("key.pem"), &pki.server_key_pem).unwrap();
+    let scenario = dir.join("one.yaml");
+    std::fs::write(
+        &scenario,
+        "
+name: https-target
+duration: 1s
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 1, concurrency: 100, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { target: b, arrival: { process: constant, rate: 200/s } }
+",
+    )
+    .unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_meshbench"))
+        .args([
+            "serve",
+            scenario.to_str().unwrap(),
+            "--tls-cert",
+            &path("cert.pem"),
+            "--tls-key",
+            &path("key.pem"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve prints its instances").unwrap();
+        if let Some(u) = line.strip_prefix("b/0  ") {
+            break u.trim().to_owned();
+        }
+    };
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let live = |target: &str, extra: &[&str], out: &str| {
+        let mut args = vec![
+            "live",
+            scenario.to_str().unwrap(),
+            "--target",
+            target,
+            "--quiet",
+            "--out",
+        ];
+        let out = path(out);
+        args.push(&out);
+        args.extend(extra);
+        meshbench(&args)
+    };
+    // A URL with a host name and a path, checked against its own host.
+    let ca = path("ca.pem");
+    let ok = live(
+        &format!("https://localhost:{port}/api/items?x=1"),
+        &["--ca", &ca],
+        "ok",
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let s = summary(&dir.join("ok"));
+    assert!(s.strategies[0].mean("requests") >= 150.0);
+    assert_eq!(s.strategies[0].failures.values().sum::<u64>(), 0);
+    // The wrong CA: every request fails, the cause is named, and the exit is a failure.
+    let other_ca = path("other-ca.pem");
+    let bad = live(&url, &["--ca", &other_ca], "bad-ca");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unknown CA") && err.contains("every request failed"),
+        "{err}"
+    );
+    // A name the certificate does not carry.
+    let wrong = live(
+        &url,
+        &["--ca", &ca, "--server-name", "api.example.com"],
+        "bad-name",
+    );
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(1), "{err}");
+    assert!(err.contains("name mismatch"), "{err}");
+    // Bad input is refused before any traffic.
+    for (target, words) in [
+        (format!("https://127.0.0.1:{port}"), "need --ca"),
+        ("ftp://127.0.0.1:1".to_owned(), "scheme `ftp`"),
+    ] {
+        let out = meshbench(&["live", scenario.to_str().unwrap(), "--target", &target]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(words),
+            "{target}"
+        );
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -68,6 +68,7 @@ fn options(
         tls: None,
         shard: (0, 1),
         backends: None,
+        urls: None,
     }
 }
 
