@@ -675,9 +675,13 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         rt.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!(
-                    "interrupted: finishing in-flight requests, then writing what was measured"
+                    "interrupted: finishing in-flight requests (5 s at most), then writing what was measured; Ctrl-C again to quit at once"
                 );
                 stop.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted twice: quitting without writing results");
+                    std::process::exit(130);
+                }
             }
         });
     }
@@ -737,6 +741,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         .collect();
     let summaries = summarize(&results, &names);
     let info = RunInfo {
+        partial,
         scenario: format!("{} (live)", sc.name),
         description: sc.description.clone(),
         seed,

@@ -84,6 +84,7 @@ pub(crate) fn run(
     summaries.retain(|s| s.replications > 0);
     let sharded = shard;
     let info = RunInfo {
+        partial: false,
         scenario: sc.name.clone(),
         description: sc.description.clone(),
         seed,

@@ -714,6 +714,26 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     // recorder and the windows are merged into one sample.
     let period = sc.sample_period.as_nanos().max(100_000_000);
     let finished = Arc::new(AtomicBool::new(false));
+    // An interrupt must reach proxies with nothing else to wake them (a closed loop waiting on
+    // a silent endpoint): once `stop` is set, each gets a kick and starts its bounded drain.
+    // When the interrupt came (ns since the start; u64::MAX: none), within 50 ms.
+    let stopped_at = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let kicker = {
+        let senders = senders.clone();
+        let (stop, finished, stopped_at) = (stop.clone(), finished.clone(), stopped_at.clone());
+        tokio::spawn(async move {
+            while !finished.load(Ordering::Relaxed) {
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+                if stop.load(Ordering::Relaxed) {
+                    stopped_at.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    for s in &senders {
+                        let _ = s.send(Msg::Kick);
+                    }
+                    return;
+                }
+            }
+        })
+    };
     let n_endpoints = world.stations.len();
     let sampler = {
         let shared = all_shared.clone();
@@ -783,6 +803,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     .await
     .expect("joining the proxy threads");
     finished.store(true, Ordering::Relaxed);
+    kicker.abort();
     if let Some(f) = faults {
         f.abort();
     }
@@ -825,19 +846,30 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         replication: opts.replication,
         seed: run_seed.value(),
     };
-    let mut result = total.finish(id, (duration_ns - warmup) as f64 / 1e9);
+    // An interrupted run measured until the interrupt, not for the planned duration: its rates
+    // are over the time it really ran.
+    let stopped = stopped_at.load(Ordering::Relaxed);
+    let partial = stop_was_early(&stop, start, duration_ns) || stopped < duration_ns;
+    let ran_ns = if partial {
+        stopped
+            .min(start.elapsed().as_nanos() as u64)
+            .clamp(1, duration_ns)
+    } else {
+        duration_ns
+    };
+    let mut result = total.finish(id, ran_ns.saturating_sub(warmup).max(1) as f64 / 1e9);
     stats.latency_from_intended_ms = [
         quantile_ms(&result.latency, 0.5),
         quantile_ms(&result.latency, 0.99),
     ];
     stats.latency_from_send_ms = [quantile_ms(&from_send, 0.5), quantile_ms(&from_send, 0.99)];
     stats.never_completed = scheduled.saturating_sub(stats.completed);
-    stats.partial = stop_was_early(&stop, start, duration_ns);
+    stats.partial = partial;
     stats.tls_failure = tls_failure.get().cloned();
     stats.achieved_rps = if closed {
-        stats.completed as f64 / (duration_ns as f64 / 1e9)
+        stats.completed as f64 / (ran_ns as f64 / 1e9)
     } else {
-        on_time as f64 / (duration_ns as f64 / 1e9)
+        on_time as f64 / (ran_ns as f64 / 1e9)
     };
     let q = |p: f64| {
         if pacing.is_empty() {

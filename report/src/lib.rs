@@ -395,6 +395,9 @@ pub struct RunInfo {
     /// Set when this directory holds one shard of a simulated run set (`run --shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardInfo>,
+    /// The run was interrupted: the figures cover what was measured before it stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// Which share of a simulated run set a result directory holds, so `merge` can check that a
@@ -526,6 +529,8 @@ pub fn write_reports(
         cols.push(m.to_owned());
         cols.push(format!("{m}_ci95"));
     }
+    // Whether the run was interrupted (the figures cover what was measured before).
+    cols.push("partial".to_owned());
     let cols_ref: Vec<&str> = cols.iter().map(String::as_str).collect();
     w.write_record(header(&cols_ref))?;
     for s in summaries {
@@ -534,6 +539,7 @@ pub fn write_reports(
             row.push(num(m.mean));
             row.push(m.ci95.map(num).unwrap_or_default());
         }
+        row.push(info.partial.to_string());
         w.write_record(with_coords(row, &s.coords))?;
     }
     w.flush()?;

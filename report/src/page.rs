@@ -532,10 +532,11 @@ pub(crate) fn html_page(
         Some(_) => format!("meshbench live scenario.yaml --seed {}", s.info.seed),
         None => format!("meshbench run scenario.yaml --seed {}", s.info.seed),
     };
-    let partial = live
-        .and_then(|l| l.get("partial"))
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false);
+    let partial = s.info.partial
+        || live
+            .and_then(|l| l.get("partial"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">

@@ -1978,3 +1978,76 @@ clients:
     let _ = serve.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_interrupted_closed_loop_against_a_silent_endpoint_ends_within_the_drain_and_says_partial() {
+    // An endpoint that accepts connections and never answers; 4 closed-loop users and no
+    // timeout, so nothing would ever wake them. Ctrl-C (SIGINT) after 1 s must end the run
+    // within the 5 s drain, write the report marked partial everywhere, and exit 130.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dir = tmp("silent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("silent.yaml");
+    std::fs::write(
+        &scenario,
+        "
+name: silent
+duration: 60s
+strategies: { rr: { balancer: { kind: round_robin }, timeout: 0s } }
+services:
+  b: { instances: 1, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { target: b, arrival: { process: closed, users: 4 } }
+",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let started = std::time::Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_meshbench"))
+        .args([
+            "live",
+            scenario.to_str().unwrap(),
+            "--target",
+            &format!("http://{addr}"),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let done = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(9), "took {took:?}");
+    assert_eq!(
+        done.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["partial"], serde_json::Value::Bool(true), "{json}");
+    let csv = String::from_utf8(read(&out, "summary.csv")).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with(",partial")
+            && csv.lines().nth(1).unwrap().ends_with(",true"),
+        "{csv}"
+    );
+    let html = String::from_utf8(read(&out, "index.html")).unwrap();
+    assert!(html.contains("Partial: this run was interrupted"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
