@@ -807,6 +807,9 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         if let Some(why) = &s.tls_failure {
             eprintln!("error: {n}: TLS handshake with {why}");
         }
+        if let Some(w) = s.behind_warning() {
+            eprintln!("warning: {n}: {w}");
+        }
     }
     let passed = end_of_run_checks(&dir, sc, args.quiet)?;
     Ok(if partial {

@@ -492,6 +492,10 @@ pub struct LiveStats {
     pub latency_from_send_ms: [f64; 2],
     /// Whether the run was interrupted.
     pub partial: bool,
+    /// Arrivals of the schedule never released: the generator fell so far behind that the
+    /// arrival period ended first.
+    #[serde(default)]
+    pub unsent: u64,
     /// The first TLS handshake failure, in words (unknown CA, name mismatch, expired, client
     /// certificate required), with the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -503,6 +507,20 @@ pub struct LiveStats {
 pub const PACING_WARN_US: f64 = 1000.0;
 
 impl LiveStats {
+    /// A warning when the generator fell behind its schedule so far that arrivals were never
+    /// sent: the achieved rate, not the target, is what the system under test saw.
+    pub fn behind_warning(&self) -> Option<String> {
+        (self.unsent > 0).then(|| {
+            format!(
+                "the generator fell behind its schedule: {} of {} arrivals were never sent; it achieved {:.0}/s of the {:.0}/s target (too few cores for this rate, or the endpoints push back); the results describe the achieved rate",
+                self.unsent,
+                self.scheduled + self.unsent,
+                self.achieved_rps,
+                self.target_rps
+            )
+        })
+    }
+
     /// A warning when the pacer was late by more than [`PACING_WARN_US`] at p99: it did not get
     /// a core on time (other load, too few cores for the generator and in-process backends, or a
     /// virtual CPU descheduled by its host), so live latencies carry that delay.
@@ -775,11 +793,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         })
     };
 
-    let (scheduled, on_time, pacing) = if all_closed {
+    let (scheduled, on_time, pacing, unsent) = if all_closed {
         // Closed loop: each proxy task keeps its virtual users busy itself.
         drop(senders);
         let empty = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-        (0, 0, empty)
+        (0, 0, empty, 0)
     } else {
         // The pacer: a dedicated thread releasing arrivals at their intended times (a closed
         // population's clocks release none).
@@ -865,6 +883,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     stats.latency_from_send_ms = [quantile_ms(&from_send, 0.5), quantile_ms(&from_send, 0.99)];
     stats.never_completed = scheduled.saturating_sub(stats.completed);
     stats.partial = partial;
+    stats.unsent = unsent;
     stats.tls_failure = tls_failure.get().cloned();
     stats.achieved_rps = if closed {
         stats.completed as f64 / (ran_ns as f64 / 1e9)
@@ -906,7 +925,7 @@ fn pace(
     duration_ns: u64,
     stop: &AtomicBool,
     (shard, shards): (u32, u32),
-) -> (u64, u64, Histogram<u64>) {
+) -> (u64, u64, Histogram<u64>, u64) {
     let shards = u64::from(shards.max(1));
     let mine = |seq: u64| seq % shards == u64::from(shard);
     let end = start + StdDuration::from_nanos(duration_ns);
@@ -918,8 +937,24 @@ fn pace(
         heap.push(std::cmp::Reverse((t, i, 0u64)));
     }
     let mut scheduled = 0;
+    let mut unsent = 0;
     while let Some(std::cmp::Reverse((t, i, seq))) = heap.pop() {
         if t >= duration_ns || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Behind the schedule past the end of the arrival period: what is left is never sent
+        // (counted), instead of a run that outlasts its duration many times over.
+        if StdInstant::now() >= end {
+            heap.push(std::cmp::Reverse((t, i, seq)));
+            while let Some(std::cmp::Reverse((t, i, seq))) = heap.pop() {
+                if t >= duration_ns {
+                    continue;
+                }
+                unsent += u64::from(mine(seq));
+                let (clock, rng) = &mut clocks[i];
+                let next = clock.next(t, workload::next_uniform(rng));
+                heap.push(std::cmp::Reverse((next, i, seq + 1)));
+            }
             break;
         }
         if !mine(seq) {
@@ -958,7 +993,7 @@ fn pace(
     for s in &senders {
         let _ = s.send(Msg::PacerDone);
     }
-    (scheduled, on_time, pacing)
+    (scheduled, on_time, pacing, unsent)
 }
 
 struct Actor {

@@ -2051,3 +2051,57 @@ clients:
     assert!(html.contains("Partial: this run was interrupted"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_live_schedule_the_generator_cannot_keep_ends_on_time_and_counts_what_it_never_sent() {
+    // 20 million arrivals a second for 1 s: no generator on two cores releases that many. The
+    // run must still end near its duration (not take many times it), count the arrivals it
+    // never sent, report the rate it achieved, and warn even under --quiet.
+    let dir = tmp("overload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("o.yaml");
+    std::fs::write(
+        &file,
+        "
+name: overload
+duration: 1s
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 4, concurrency: 1000, service_time: { dist: constant, value: 100us } }
+clients:
+  c: { proxies: 2, target: b, arrival: { process: poisson, rate: 20000000/s } }
+",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let started = std::time::Instant::now();
+    let run = meshbench(&[
+        "live",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("fell behind its schedule"), "{err}");
+    let live: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("live.json")).unwrap()).unwrap();
+    let l = &live["strategies"][0]["live"];
+    let (unsent, scheduled) = (
+        l["unsent"].as_u64().unwrap(),
+        l["scheduled"].as_u64().unwrap(),
+    );
+    assert!(unsent > 1_000_000, "{l}");
+    // What was released and what was not make up the schedule (about 20 M).
+    assert!(
+        (19_000_000..21_000_000).contains(&(unsent + scheduled)),
+        "{l}"
+    );
+    assert!(l["achieved_rps"].as_f64().unwrap() < 19_000_000.0, "{l}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
