@@ -48,6 +48,14 @@ pub(crate) fn run_live_strategies(
                     } else {
                         None
                     };
+                    if let (Some(b), Some(path)) = (&backends, &wire.trace_log) {
+                        let label = format!(
+                            "{}/{replication}",
+                            meshbench_report::run_label(&loaded.strategies[s].0, point, sweep)
+                        );
+                        b.log_traces(path, &label)
+                            .with_context(|| format!("--trace-log {}", path.display()))?;
+                    }
                     let mut endpoints = std::collections::BTreeMap::new();
                     for c in sc.clients.values() {
                         let addrs = match &backends {
@@ -319,6 +327,8 @@ pub(crate) struct Wire {
     tls: Option<LiveTls>,
     /// Outside targets as URLs (paths, `Host`, certificate names), in instance order.
     urls: Option<std::sync::Arc<[meshbench_live::TargetUrl]>>,
+    /// The in-process backends' trace log (`--trace-log`).
+    trace_log: Option<PathBuf>,
 }
 
 /// TLS for a live run: the client side, and the in-process backends' side when they are ours.
@@ -465,6 +475,11 @@ pub(crate) struct LiveArgs {
     /// URL's host).
     #[arg(long)]
     server_name: Option<String>,
+    /// With in-process backends: write each request attempt's W3C `traceparent` as the
+    /// backends receive it (CSV: instance, request, attempt, traceparent). Every attempt of a
+    /// request, retries and hedges too, shares its trace id; each has its own span id.
+    #[arg(long)]
+    trace_log: Option<PathBuf>,
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -691,7 +706,16 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         connections: args.connections,
         tls: live_tls(&args, !targets.is_empty())?,
         urls: (!urls.is_empty()).then(|| urls.into()),
+        trace_log: args.trace_log.clone(),
     };
+    anyhow::ensure!(
+        targets.is_empty() || args.trace_log.is_none(),
+        "--trace-log records what the in-process backends receive: outside --target endpoints log their own (every request carries a traceparent header)"
+    );
+    if let Some(path) = &args.trace_log {
+        std::fs::write(path, "run,instance,request,attempt,traceparent\n")
+            .with_context(|| format!("--trace-log {}", path.display()))?;
+    }
     if !targets.is_empty() {
         anyhow::ensure!(
             sc.membership.is_none(),

@@ -228,7 +228,27 @@ struct Ids {
     zone: Option<u16>,
     /// The proxy's client population, when a partition cuts one off.
     client: Option<u16>,
+    /// The attempt's W3C `traceparent` (requests only).
+    trace: Option<[u8; 55]>,
 }
+
+/// The W3C Trace Context `traceparent` of attempt `attempt` of request `request`: version 00,
+/// a trace id of the request (every attempt, retry and hedge of it shares it), a span id of
+/// the attempt, sampled. Both ids are hashes of the run's seed, so they are stable for a seed.
+pub fn traceparent(run_seed: u64, request: u64, attempt: u32) -> [u8; 55] {
+    use mesh_core::seed::mix;
+    let hi = mix(run_seed ^ mix(request ^ 0x7472_6163_6500_0000));
+    let lo = mix(hi ^ request) | 1;
+    let span = mix(lo ^ mix((u64::from(attempt) << 32) | 0x7370_616e)) | 1;
+    let mut out = [0u8; 55];
+    let text = format!("00-{hi:016x}{lo:016x}-{span:016x}-01");
+    out.copy_from_slice(text.as_bytes());
+    out
+}
+
+/// The header that carries [`traceparent`].
+static TRACEPARENT: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("traceparent");
 
 /// Which report header a response is read for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,7 +322,7 @@ async fn exchange(
                 extra[n] = (CLIENT_HEADER.as_str().as_bytes(), u64::from(c));
                 n += 1;
             }
-            match c.get(head, &extra[..n]).await {
+            match c.get(head, &extra[..n], ids.trace.as_ref()).await {
                 Ok((status, reusable)) => {
                     let report = match want {
                         Want::Nothing => Reported::None,
@@ -333,6 +353,9 @@ async fn exchange(
             }
             if let Some(c) = ids.client {
                 req = req.header(&CLIENT_HEADER, c);
+            }
+            if let Some(t) = &ids.trace {
+                req = req.header(&TRACEPARENT, &t[..]);
             }
             let req = req.body(Empty::new()).expect("a valid request");
             if s.ready().await.is_err() {
@@ -1382,6 +1405,7 @@ impl Actor {
                     key,
                     zone: self.zone,
                     client: self.client,
+                    trace: Some(traceparent(self.run_seed, request.0, *retry)),
                 };
                 let want = if self.want_load {
                     Want::Load
@@ -1418,6 +1442,7 @@ impl Actor {
                     key: None,
                     zone: self.zone,
                     client: self.client,
+                    trace: None,
                 };
                 tokio::spawn(async move {
                     let result =
@@ -1446,6 +1471,7 @@ impl Actor {
                     key: None,
                     zone: self.zone,
                     client: self.client,
+                    trace: None,
                 };
                 pending.push(Box::pin(async move {
                     let (status, conn, report) =

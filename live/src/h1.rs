@@ -82,6 +82,7 @@ impl Connection {
         &mut self,
         head: &[u8],
         extra: &[(&[u8], u64)],
+        traceparent: Option<&[u8; 55]>,
     ) -> Result<(u16, bool), Failure> {
         self.request.clear();
         self.request.extend_from_slice(head);
@@ -91,6 +92,11 @@ impl Connection {
             self.request.extend_from_slice(b": ");
             self.request
                 .extend_from_slice(digits.format(*value).as_bytes());
+            self.request.extend_from_slice(b"\r\n");
+        }
+        if let Some(t) = traceparent {
+            self.request.extend_from_slice(b"traceparent: ");
+            self.request.extend_from_slice(t);
             self.request.extend_from_slice(b"\r\n");
         }
         self.request.extend_from_slice(b"\r\n");
@@ -336,11 +342,31 @@ mod tests {
             let mut c = connect(addr).await;
             let head = request_head("/work", "x");
             let ids: &[(&[u8], u64)] = &[(b"x-meshbench-request", 42)];
-            assert_eq!(c.get(&head, ids).await, Ok((200, true)), "split {split}");
-            assert_eq!(c.get(&head, ids).await, Ok((503, true)), "split {split}");
-            assert_eq!(c.get(&head, ids).await, Ok((200, true)), "split {split}");
-            assert_eq!(c.get(&head, ids).await, Ok((204, true)), "split {split}");
-            assert_eq!(c.get(&head, ids).await, Ok((500, false)), "split {split}");
+            assert_eq!(
+                c.get(&head, ids, None).await,
+                Ok((200, true)),
+                "split {split}"
+            );
+            assert_eq!(
+                c.get(&head, ids, None).await,
+                Ok((503, true)),
+                "split {split}"
+            );
+            assert_eq!(
+                c.get(&head, ids, None).await,
+                Ok((200, true)),
+                "split {split}"
+            );
+            assert_eq!(
+                c.get(&head, ids, None).await,
+                Ok((204, true)),
+                "split {split}"
+            );
+            assert_eq!(
+                c.get(&head, ids, None).await,
+                Ok((500, false)),
+                "split {split}"
+            );
             assert!(c.buf.is_empty(), "every byte consumed");
         }
     }
@@ -349,7 +375,10 @@ mod tests {
     async fn body_until_close_and_http10() {
         let addr = serve(vec![b"HTTP/1.0 200 OK\r\n\r\nall of it"], 3).await;
         let mut c = connect(addr).await;
-        assert_eq!(c.get(&request_head("/", "x"), &[]).await, Ok((200, false)));
+        assert_eq!(
+            c.get(&request_head("/", "x"), &[], None).await,
+            Ok((200, false))
+        );
     }
 
     #[tokio::test]
@@ -358,7 +387,7 @@ mod tests {
         let addr = serve(vec![], 0).await;
         let mut c = connect(addr).await;
         assert_eq!(
-            c.get(&request_head("/", "x"), &[]).await,
+            c.get(&request_head("/", "x"), &[], None).await,
             Err(Failure::Closed)
         );
         let addr = serve(
@@ -368,13 +397,13 @@ mod tests {
         .await;
         let mut c = connect(addr).await;
         assert_eq!(
-            c.get(&request_head("/", "x"), &[]).await,
+            c.get(&request_head("/", "x"), &[], None).await,
             Err(Failure::Broken)
         );
         let addr = serve(vec![b"SSH-2.0-OpenSSH_9.2\r\n\r\n"], 4).await;
         let mut c = connect(addr).await;
         assert_eq!(
-            c.get(&request_head("/", "x"), &[]).await,
+            c.get(&request_head("/", "x"), &[], None).await,
             Err(Failure::Broken)
         );
     }

@@ -64,6 +64,11 @@ struct Station {
     /// `None` without any, so the common path takes no lock.
     extra: std::sync::RwLock<Option<(FaultState, std::time::Instant)>>,
     has_extra: AtomicBool,
+    /// `service/index`, for the trace log.
+    label: String,
+    /// Where every request's `traceparent` is logged, with the run's label, once
+    /// [`Backends::log_traces`] is called.
+    trace_log: Arc<std::sync::OnceLock<(std::sync::Mutex<std::fs::File>, String)>>,
     /// Serving: an instance the membership timeline has not started yet, or has stopped,
     /// refuses new requests (and finishes those it has).
     present: AtomicBool,
@@ -289,6 +294,8 @@ impl Backends {
         let timer = crate::timer::PreciseTimer::start();
         let net = Arc::new(NetworkModel::of(scenario, &zones));
         let epoch = std::time::Instant::now();
+        let trace_log: Arc<std::sync::OnceLock<(std::sync::Mutex<std::fs::File>, String)>> =
+            Arc::default();
         let mut instances = Vec::new();
         for x in stations {
             let station = Arc::new(Station {
@@ -312,6 +319,8 @@ impl Backends {
                 serves_abandoned: x.serves_abandoned,
                 health_error_rate: x.health_error_rate,
                 present: AtomicBool::new(x.present),
+                label: format!("{}/{}", x.service, x.index),
+                trace_log: trace_log.clone(),
                 extra: std::sync::RwLock::new(None),
                 has_extra: AtomicBool::new(false),
                 dip: std::sync::Mutex::new((None, Arc::new(AtomicU32::new(0)))),
@@ -391,6 +400,23 @@ impl Backends {
                 }
             }
         })
+    }
+
+    /// From now on, every instance appends a line per request that carries a W3C
+    /// `traceparent` to `path`: `run,instance,request,attempt,traceparent` (CSV; the caller
+    /// writes the header), `run` being `label`.
+    pub fn log_traces(&self, path: &std::path::Path, label: &str) -> std::io::Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)?;
+        if let Some(i) = self.instances.first() {
+            let _ = i
+                .station
+                .trace_log
+                .set((std::sync::Mutex::new(f), label.to_owned()));
+        }
+        Ok(())
     }
 
     /// Stops every instance.
@@ -498,6 +524,20 @@ async fn handle(
         NEXT.fetch_add(1, Ordering::Relaxed)
     });
     let attempt = header_u64(&req, "x-meshbench-attempt").unwrap_or(0) as u32;
+    if let Some((log, run)) = st.trace_log.get()
+        && let Some(t) = req.headers().get("traceparent")
+    {
+        use std::io::Write as _;
+        let mut f = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            f,
+            "{run},{},{request},{attempt},{}",
+            st.label,
+            String::from_utf8_lossy(t.as_bytes())
+        );
+    }
     // The caller's zone (ours when it does not say): the hop's latency is the zone pair's.
     let from = header_u64(&req, ZONE_HEADER).map_or(st.zone, |z| z as u16);
     let client = header_u64(&req, CLIENT_HEADER).map_or(u16::MAX, |c| c as u16);

@@ -2105,3 +2105,80 @@ clients:
     assert!(l["achieved_rps"].as_f64().unwrap() < 19_000_000.0, "{l}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_attempt_carries_a_traceparent_its_retries_share() {
+    // Half of the served requests fail with a 500 and are retried (up to 2 more attempts): the
+    // backends' trace log must show, per request, one trace id across all its attempts and a
+    // different span id for each, in W3C's format.
+    let dir = tmp("traceparent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("t.yaml");
+    std::fs::write(
+        &file,
+        "
+name: traces
+seed: 9
+duration: 1s
+strategies:
+  rr: { balancer: { kind: round_robin }, retries: { num_retries: 2, retry_on: [5xx] } }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 1ms }, error_rate: 0.5 }
+clients:
+  c: { target: b, arrival: { process: constant, rate: 200/s } }
+",
+    )
+    .unwrap();
+    let log = dir.join("traces.csv");
+    let out = dir.join("out");
+    let run = meshbench(&[
+        "live",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--trace-log",
+        log.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.code() == Some(0) || run.status.code() == Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("run,instance,request,attempt,traceparent")
+    );
+    let mut by_request: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for l in lines {
+        let c: Vec<&str> = l.split(',').collect();
+        let t: Vec<&str> = c[4].split('-').collect();
+        assert_eq!(
+            (t.len(), t[0], t[1].len(), t[2].len(), t[3]),
+            (4, "00", 32, 16, "01"),
+            "{l}"
+        );
+        by_request
+            .entry(c[2].to_owned())
+            .or_default()
+            .push((t[1].to_owned(), t[2].to_owned()));
+    }
+    assert!(
+        by_request.len() >= 150,
+        "{} requests logged",
+        by_request.len()
+    );
+    let retried = by_request.values().filter(|a| a.len() > 1).count();
+    assert!(retried > 30, "{retried} retried");
+    for (r, attempts) in &by_request {
+        assert!(
+            attempts.iter().all(|a| a.0 == attempts[0].0),
+            "request {r}: {attempts:?}"
+        );
+        let spans: std::collections::BTreeSet<&String> = attempts.iter().map(|a| &a.1).collect();
+        assert_eq!(spans.len(), attempts.len(), "request {r}: {attempts:?}");
+    }
+    let traces: std::collections::BTreeSet<&String> =
+        by_request.values().map(|a| &a[0].0).collect();
+    assert_eq!(traces.len(), by_request.len(), "one trace per request");
+    let _ = std::fs::remove_dir_all(&dir);
+}
