@@ -1414,9 +1414,12 @@ where
             (*c, s.clone(), pts)
         })
         .collect();
-    let t_max = amp
+    // Over every window, not only those with requests: the ejection panel below shares the
+    // axis, and a run with no finished request still has windows.
+    let t_max = strategies
         .iter()
-        .flat_map(|a| a.2.iter().map(|p| p.0))
+        .flat_map(|(s, _)| series_over_time(data, s, "requests"))
+        .map(|p| p.0)
         .fold(1e-9, f64::max);
     let y_hi = amp
         .iter()
