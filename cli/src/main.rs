@@ -447,7 +447,7 @@ fn dispatch(command: Command, data_dirs: &[PathBuf]) -> anyhow::Result<Done> {
                 Some(s) => Some(s),
                 None => shard_from_env().map_err(|e| anyhow::anyhow!(e))?,
             };
-            Done::passed(run(
+            run(
                 &loaded,
                 seed,
                 out.as_deref(),
@@ -455,7 +455,7 @@ fn dispatch(command: Command, data_dirs: &[PathBuf]) -> anyhow::Result<Done> {
                 quiet,
                 shard,
                 allow_large,
-            )?)
+            )?
         }
     })
 }

@@ -13,7 +13,7 @@ pub(crate) fn run(
     quiet: bool,
     shard: Option<(u32, u32)>,
     allow_large: bool,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Done> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
@@ -56,8 +56,39 @@ pub(crate) fn run(
     }
     let started = WallClock::now();
     let tick = || bar.inc(1);
-    let results = pool.install(|| meshbench_sim::run_jobs(loaded, seed, &jobs, &tick));
+    // Ctrl-C: no new run starts, the runs in progress finish, and what finished is written,
+    // marked partial (a second Ctrl-C quits at once).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!(
+                        "interrupted: finishing the runs in progress, then writing what finished; Ctrl-C again to quit at once"
+                    );
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("interrupted twice: quitting without writing results");
+                        std::process::exit(130);
+                    }
+                }
+            });
+        });
+    }
+    let results: Vec<meshbench_report::RunResult> = pool
+        .install(|| meshbench_sim::run_jobs_until(loaded, seed, &jobs, &tick, &stop))
+        .into_iter()
+        .flatten()
+        .collect();
     bar.finish_and_clear();
+    let partial = results.len() < jobs.len();
     for (why, what) in [
         (
             "cut_short_windows",
@@ -84,7 +115,7 @@ pub(crate) fn run(
     summaries.retain(|s| s.replications > 0);
     let sharded = shard;
     let info = RunInfo {
-        partial: false,
+        partial,
         scenario: sc.name.clone(),
         description: sc.description.clone(),
         seed,
@@ -140,9 +171,18 @@ pub(crate) fn run(
                 all_jobs.len()
             );
         }
-        return Ok(true);
+        return Ok(if partial { Done::Interrupted } else { Done::Ok });
     }
-    end_of_run_checks(&dir, sc, quiet)
+    if partial {
+        eprintln!(
+            "interrupted: {} of {} runs finished; the report in {} is partial",
+            results.len(),
+            jobs.len(),
+            dir.display()
+        );
+        return Ok(Done::Interrupted);
+    }
+    Ok(Done::passed(end_of_run_checks(&dir, sc, quiet)?))
 }
 
 /// A digest of a text, in hex (the seed fork of mesh-core: FNV-1a then SplitMix64): tells

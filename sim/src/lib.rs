@@ -65,15 +65,35 @@ pub fn run_jobs(
     jobs: &[(usize, usize, u32)],
     progress: Progress<'_>,
 ) -> Vec<RunResult> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    run_jobs_until(loaded, seed, jobs, progress, &never)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// [`run_jobs`], but no run starts once `stop` is set (runs in progress finish): each job's
+/// result, `None` for those that never started, in the jobs' order.
+pub fn run_jobs_until(
+    loaded: &Loaded,
+    seed: u64,
+    jobs: &[(usize, usize, u32)],
+    progress: Progress<'_>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<Option<RunResult>> {
     use rayon::prelude::*;
+    use std::sync::atomic::Ordering;
     // One run per task (runs differ in length by orders of magnitude across a sweep), so idle
     // threads always find work; `collect` keeps the order fixed.
     jobs.par_iter()
         .with_max_len(1)
         .map(|&(p, s, r)| {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
             let result = run_one(loaded, p, s, r, seed);
             progress();
-            result
+            Some(result)
         })
         .collect()
 }

@@ -2182,3 +2182,62 @@ clients:
     assert_eq!(traces.len(), by_request.len(), "one trace per request");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_interrupted_simulation_writes_the_runs_that_finished_marked_partial() {
+    // 40 runs of about 0.1 s each; SIGINT after 1 s: no new run starts, the report holds the
+    // runs that finished, marked partial, and the exit is 130.
+    let dir = tmp("run-interrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("long.yaml");
+    std::fs::write(
+        &file,
+        "
+name: long
+seed: 3
+requests: 400000
+replications: 40
+sample_period: 10s
+strategies: { p2c: { balancer: { kind: least_request } } }
+policy: { timeout: 0s, circuit_breakers: { max_requests: 1000000 } }
+services:
+  server: { instances: 16, concurrency: 1, service_time: { dist: exponential, mean: 1ms } }
+clients:
+  load: { target: server, arrival: { process: poisson, rate: 14400/s } }
+",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_meshbench"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("is partial"), "{err}");
+    let s = summary(&out);
+    let finished = s.strategies[0].replications;
+    assert!((1..40).contains(&finished), "{finished} runs finished");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["partial"], serde_json::Value::Bool(true));
+    let _ = std::fs::remove_dir_all(&dir);
+}
