@@ -80,6 +80,7 @@ pub(crate) fn run_live_strategies(
                         shard: wire.shard,
                         backends: backends.clone(),
                         urls: wire.urls.clone(),
+                        request: wire.request.clone(),
                     };
                     if !quiet {
                         let at = if sweep {
@@ -329,6 +330,8 @@ pub(crate) struct Wire {
     urls: Option<std::sync::Arc<[meshbench_live::TargetUrl]>>,
     /// The in-process backends' trace log (`--trace-log`).
     trace_log: Option<PathBuf>,
+    /// The work requests' method, headers and body (`--method`, `--header`, `--body-file`).
+    request: std::sync::Arc<meshbench_live::RequestSpec>,
 }
 
 /// TLS for a live run: the client side, and the in-process backends' side when they are ours.
@@ -480,6 +483,25 @@ pub(crate) struct LiveArgs {
     /// request, retries and hedges too, shares its trace id; each has its own span id.
     #[arg(long)]
     trace_log: Option<PathBuf>,
+    /// The method of every work request (default GET), e.g. `POST`.
+    #[arg(long)]
+    method: Option<String>,
+    /// A header sent with every work request, `Name: value`; repeat for more.
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// The body of every work request, read from this file (sent with `content-length`).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+}
+
+/// The work requests' method, headers and body from `--method`, `--header` and `--body-file`.
+fn request_spec(args: &LiveArgs) -> anyhow::Result<meshbench_live::RequestSpec> {
+    let body = match &args.body_file {
+        Some(f) => std::fs::read(f).with_context(|| format!("--body-file {}", f.display()))?,
+        None => Vec::new(),
+    };
+    meshbench_live::RequestSpec::parse(args.method.as_deref(), &args.headers, body)
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -707,6 +729,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         tls: live_tls(&args, !targets.is_empty())?,
         urls: (!urls.is_empty()).then(|| urls.into()),
         trace_log: args.trace_log.clone(),
+        request: std::sync::Arc::new(request_spec(&args)?),
     };
     anyhow::ensure!(
         targets.is_empty() || args.trace_log.is_none(),

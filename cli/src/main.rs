@@ -46,6 +46,8 @@ struct Cli {
     data_dirs: Vec<PathBuf>,
 }
 
+// Parsed once per process: the size of the largest variant (live's options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a scenario: every strategy x replication, then write the report files.

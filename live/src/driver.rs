@@ -26,7 +26,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioExecutor;
 use mesh_core::health::{ProbeId, ProbeResult};
 use mesh_core::trace::Trace;
@@ -42,7 +42,55 @@ use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::mpsc;
 
 /// An HTTP/2 connection's (cloneable, multiplexed) request handle.
-type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Full<Bytes>>;
+
+/// What a work request is, besides its path: the method, extra headers, and a body (empty:
+/// none). The default is `GET` with no headers or body. Health checks and probes stay `GET`.
+#[derive(Clone, Debug)]
+pub struct RequestSpec {
+    /// The method.
+    pub method: hyper::Method,
+    /// Headers sent with every work request.
+    pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    /// The body of every work request.
+    pub body: Bytes,
+}
+
+impl RequestSpec {
+    /// From a method name (default `GET`), `Name: value` header lines and a body; errors say
+    /// which part is wrong.
+    pub fn parse(method: Option<&str>, headers: &[String], body: Vec<u8>) -> Result<Self, String> {
+        let mut spec = RequestSpec {
+            body: body.into(),
+            ..RequestSpec::default()
+        };
+        if let Some(m) = method {
+            spec.method = hyper::Method::from_bytes(m.as_bytes())
+                .map_err(|_| format!("--method {m}: not an HTTP method"))?;
+        }
+        for h in headers {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| format!("--header {h}: write `Name: value`"))?;
+            let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| format!("--header {h}: `{}` is not a header name", name.trim()))?;
+            let value = hyper::header::HeaderValue::from_str(value.trim())
+                .map_err(|_| format!("--header {h}: the value is not valid in a header"))?;
+            spec.headers.push((name, value));
+        }
+        Ok(spec)
+    }
+}
+
+impl Default for RequestSpec {
+    fn default() -> Self {
+        RequestSpec {
+            method: hyper::Method::GET,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+}
 
 /// A connection to one endpoint, plain or TLS: HTTP/1.1 on the generator's own lean client
 /// ([`crate::h1`]), HTTP/2 on hyper's.
@@ -82,6 +130,8 @@ struct Target {
     probe: hyper::Uri,
     /// HTTP/1.1 request heads (request line and `Host`) for `uri`, `health` and `probe`.
     work_head: Vec<u8>,
+    /// The work requests' method, headers and body.
+    spec: Arc<RequestSpec>,
     health_head: Vec<u8>,
     probe_head: Vec<u8>,
     tls: Option<crate::tls::TlsClient>,
@@ -106,6 +156,7 @@ impl Pool {
         tls: Option<&crate::tls::TlsClient>,
         http2: bool,
         tls_failure: &Arc<std::sync::OnceLock<String>>,
+        spec: &Arc<RequestSpec>,
     ) -> Self {
         let scheme = if tls.is_some() { "https" } else { "http" };
         Pool {
@@ -131,7 +182,8 @@ impl Pool {
                         probe: format!("{scheme}://{authority}{}", workload::PROBE_PATH)
                             .parse()
                             .expect("a valid URI"),
-                        work_head: crate::h1::request_head(path, &authority),
+                        work_head: crate::h1::request_head_with(spec, path, &authority),
+                        spec: spec.clone(),
                         health_head: crate::h1::request_head("/health", &authority),
                         probe_head: crate::h1::request_head(workload::PROBE_PATH, &authority),
                         tls: tls.cloned(),
@@ -322,7 +374,11 @@ async fn exchange(
                 extra[n] = (CLIENT_HEADER.as_str().as_bytes(), u64::from(c));
                 n += 1;
             }
-            match c.get(head, &extra[..n], ids.trace.as_ref()).await {
+            let body: &[u8] = match path {
+                Path::Work => &t.spec.body,
+                _ => &[],
+            };
+            match c.get(head, &extra[..n], ids.trace.as_ref(), body).await {
                 Ok((status, reusable)) => {
                     let report = match want {
                         Want::Nothing => Reported::None,
@@ -339,7 +395,13 @@ async fn exchange(
                 Path::Health => &t.health,
                 Path::Probe => &t.probe,
             };
-            let mut req = hyper::Request::get(uri.clone());
+            let mut req = hyper::Request::builder().uri(uri.clone());
+            if path == Path::Work {
+                req = req.method(t.spec.method.clone());
+                for (name, value) in &t.spec.headers {
+                    req = req.header(name, value);
+                }
+            }
             if let Some((request, retry)) = ids.request {
                 req = req
                     .header(&REQUEST_HEADER, request)
@@ -357,7 +419,13 @@ async fn exchange(
             if let Some(t) = &ids.trace {
                 req = req.header(&TRACEPARENT, &t[..]);
             }
-            let req = req.body(Empty::new()).expect("a valid request");
+            let body = match path {
+                Path::Work => t.spec.body.clone(),
+                _ => Bytes::new(),
+            };
+            let req = req
+                .body(http_body_util::Full::new(body))
+                .expect("a valid request");
             if s.ready().await.is_err() {
                 return Err(true);
             }
@@ -478,6 +546,8 @@ pub struct LiveOptions {
     /// Outside targets as URLs, by endpoint index (their paths, `Host` and certificate names);
     /// `None`: in-process backends (`/work` on each address).
     pub urls: Option<Arc<[crate::target::TargetUrl]>>,
+    /// The work requests' method, headers and body.
+    pub request: Arc<RequestSpec>,
 }
 
 /// A recorded proxy: its trace and the outputs it produced.
@@ -694,6 +764,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             want_load: world.load_reports,
             addrs,
             urls: opts.urls.clone(),
+            request: opts.request.clone(),
             tls_failure: tls_failure.clone(),
             tls: opts.tls.clone(),
             tx,
@@ -1033,6 +1104,7 @@ struct Actor {
     addrs: Vec<SocketAddr>,
     urls: Option<Arc<[crate::target::TargetUrl]>>,
     tls_failure: Arc<std::sync::OnceLock<String>>,
+    request: Arc<RequestSpec>,
     tls: Option<crate::tls::TlsClient>,
     tx: mpsc::UnboundedSender<Msg>,
     start: StdInstant,
@@ -1131,6 +1203,7 @@ impl Actor {
             self.tls.as_ref(),
             self.http2,
             &self.tls_failure,
+            &self.request,
         );
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;

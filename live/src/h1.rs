@@ -60,6 +60,27 @@ pub(crate) fn request_head(path: &str, host: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n").into_bytes()
 }
 
+/// The head of a work request as a [`crate::driver::RequestSpec`] asks for it: its method, the
+/// path, `Host`, its headers, and `content-length` when it has a body (written after the
+/// per-attempt headers by [`Connection::get`]).
+pub(crate) fn request_head_with(
+    spec: &crate::driver::RequestSpec,
+    path: &str,
+    host: &str,
+) -> Vec<u8> {
+    let mut head = format!("{} {path} HTTP/1.1\r\nhost: {host}\r\n", spec.method).into_bytes();
+    for (name, value) in &spec.headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !spec.body.is_empty() {
+        head.extend_from_slice(format!("content-length: {}\r\n", spec.body.len()).as_bytes());
+    }
+    head
+}
+
 impl Connection {
     /// Wraps an open stream.
     pub(crate) fn new(io: Box<dyn Stream>) -> Self {
@@ -83,6 +104,7 @@ impl Connection {
         head: &[u8],
         extra: &[(&[u8], u64)],
         traceparent: Option<&[u8; 55]>,
+        body: &[u8],
     ) -> Result<(u16, bool), Failure> {
         self.request.clear();
         self.request.extend_from_slice(head);
@@ -100,6 +122,7 @@ impl Connection {
             self.request.extend_from_slice(b"\r\n");
         }
         self.request.extend_from_slice(b"\r\n");
+        self.request.extend_from_slice(body);
         if self.io.write_all(&self.request).await.is_err() || self.io.flush().await.is_err() {
             return Err(Failure::Closed);
         }
@@ -343,27 +366,27 @@ mod tests {
             let head = request_head("/work", "x");
             let ids: &[(&[u8], u64)] = &[(b"x-meshbench-request", 42)];
             assert_eq!(
-                c.get(&head, ids, None).await,
+                c.get(&head, ids, None, &[]).await,
                 Ok((200, true)),
                 "split {split}"
             );
             assert_eq!(
-                c.get(&head, ids, None).await,
+                c.get(&head, ids, None, &[]).await,
                 Ok((503, true)),
                 "split {split}"
             );
             assert_eq!(
-                c.get(&head, ids, None).await,
+                c.get(&head, ids, None, &[]).await,
                 Ok((200, true)),
                 "split {split}"
             );
             assert_eq!(
-                c.get(&head, ids, None).await,
+                c.get(&head, ids, None, &[]).await,
                 Ok((204, true)),
                 "split {split}"
             );
             assert_eq!(
-                c.get(&head, ids, None).await,
+                c.get(&head, ids, None, &[]).await,
                 Ok((500, false)),
                 "split {split}"
             );
@@ -376,7 +399,7 @@ mod tests {
         let addr = serve(vec![b"HTTP/1.0 200 OK\r\n\r\nall of it"], 3).await;
         let mut c = connect(addr).await;
         assert_eq!(
-            c.get(&request_head("/", "x"), &[], None).await,
+            c.get(&request_head("/", "x"), &[], None, &[]).await,
             Ok((200, false))
         );
     }
@@ -387,7 +410,7 @@ mod tests {
         let addr = serve(vec![], 0).await;
         let mut c = connect(addr).await;
         assert_eq!(
-            c.get(&request_head("/", "x"), &[], None).await,
+            c.get(&request_head("/", "x"), &[], None, &[]).await,
             Err(Failure::Closed)
         );
         let addr = serve(
@@ -397,13 +420,13 @@ mod tests {
         .await;
         let mut c = connect(addr).await;
         assert_eq!(
-            c.get(&request_head("/", "x"), &[], None).await,
+            c.get(&request_head("/", "x"), &[], None, &[]).await,
             Err(Failure::Broken)
         );
         let addr = serve(vec![b"SSH-2.0-OpenSSH_9.2\r\n\r\n"], 4).await;
         let mut c = connect(addr).await;
         assert_eq!(
-            c.get(&request_head("/", "x"), &[], None).await,
+            c.get(&request_head("/", "x"), &[], None, &[]).await,
             Err(Failure::Broken)
         );
     }

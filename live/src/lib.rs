@@ -18,7 +18,7 @@ pub mod tls;
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
 
-pub use driver::{LiveOptions, LiveRun, LiveStats, Recording};
+pub use driver::{LiveOptions, LiveRun, LiveStats, Recording, RequestSpec};
 pub use server::Backends;
 pub use target::TargetUrl;
 

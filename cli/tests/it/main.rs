@@ -2241,3 +2241,113 @@ clients:
     assert_eq!(json["partial"], serde_json::Value::Bool(true));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn live_sends_the_method_headers_and_body_asked_for_to_the_target_path() {
+    use std::io::{Read as _, Write as _};
+    // A listener that records each request as it arrives and answers 200.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // A whole request: the head, then content-length bytes of body.
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < end + 4 + len {
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let request: Vec<u8> = buf.drain(..end + 4 + len).collect();
+                        seen.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&request).into_owned());
+                        if conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let dir = tmp("request-spec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("one.yaml");
+    std::fs::write(
+        &scenario,
+        "
+name: request-spec
+duration: 500ms
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 1, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { target: b, arrival: { process: constant, rate: 20/s } }
+",
+    )
+    .unwrap();
+    let body = dir.join("body.json");
+    std::fs::write(&body, "{\"query\": \"mesh\"}").unwrap();
+    let out = dir.join("out");
+    run_ok(&[
+        "live",
+        scenario.to_str().unwrap(),
+        "--target",
+        &format!("http://{addr}/v1/search?lang=en"),
+        "--method",
+        "POST",
+        "--header",
+        "X-Team: search",
+        "--body-file",
+        body.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 8, "{} requests", seen.len());
+    for r in seen.iter() {
+        assert!(r.starts_with("POST /v1/search?lang=en HTTP/1.1\r\n"), "{r}");
+        let lower = r.to_lowercase();
+        assert!(lower.contains(&format!("host: {addr}")), "{r}");
+        assert!(
+            lower.contains("x-team: search") && lower.contains("content-length: 17"),
+            "{r}"
+        );
+        assert!(lower.contains("traceparent: 00-"), "{r}");
+        assert!(r.ends_with("\r\n\r\n{\"query\": \"mesh\"}"), "{r}");
+    }
+    let bad = meshbench(&[
+        "live",
+        scenario.to_str().unwrap(),
+        "--target",
+        &format!("http://{addr}"),
+        "--header",
+        "no colon",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Name: value"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

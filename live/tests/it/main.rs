@@ -69,6 +69,7 @@ fn options(
         shard: (0, 1),
         backends: None,
         urls: None,
+        request: Default::default(),
     }
 }
 
