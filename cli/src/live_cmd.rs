@@ -735,6 +735,12 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         targets.is_empty() || args.trace_log.is_none(),
         "--trace-log records what the in-process backends receive: outside --target endpoints log their own (every request carries a traceparent header)"
     );
+    // A closed loop's users are not split by shard: every shard would run them all.
+    anyhow::ensure!(
+        args.shard.1 <= 1
+            || (args.connections.is_none() && sc.clients.values().all(|c| !c.arrival.is_closed())),
+        "--shard splits an open-loop schedule; closed-loop users (`process: closed`, --connections) would each run in every shard: run them unsharded"
+    );
     if let Some(path) = &args.trace_log {
         std::fs::write(path, "run,instance,request,attempt,traceparent\n")
             .with_context(|| format!("--trace-log {}", path.display()))?;

@@ -292,9 +292,14 @@ pub fn traceparent(run_seed: u64, request: u64, attempt: u32) -> [u8; 55] {
     let hi = mix(run_seed ^ mix(request ^ 0x7472_6163_6500_0000));
     let lo = mix(hi ^ request) | 1;
     let span = mix(lo ^ mix((u64::from(attempt) << 32) | 0x7370_616e)) | 1;
-    let mut out = [0u8; 55];
-    let text = format!("00-{hi:016x}{lo:016x}-{span:016x}-01");
-    out.copy_from_slice(text.as_bytes());
+    // Written in place: no allocation per attempt.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    for (at, v) in [(3, hi), (19, lo), (36, span)] {
+        for i in 0..16 {
+            out[at + i] = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
     out
 }
 
@@ -1586,6 +1591,22 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traceparent_is_w3c_hex_and_shared_by_a_requests_attempts() {
+        use mesh_core::seed::mix;
+        let (seed, request) = (7u64, 42u64);
+        let hi = mix(seed ^ mix(request ^ 0x7472_6163_6500_0000));
+        let lo = mix(hi ^ request) | 1;
+        let span = mix(lo ^ mix((1u64 << 32) | 0x7370_616e)) | 1;
+        let want = format!("00-{hi:016x}{lo:016x}-{span:016x}-01");
+        assert_eq!(&traceparent(seed, request, 1)[..], want.as_bytes());
+        assert_eq!(
+            traceparent(seed, request, 0)[..36],
+            traceparent(seed, request, 2)[..36]
+        );
+        assert_ne!(traceparent(seed, request, 0), traceparent(seed, request, 2));
+    }
 
     #[test]
     fn contention_is_flagged_from_a_late_pacer_in_open_loop_only() {

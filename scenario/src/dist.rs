@@ -494,6 +494,17 @@ fn read_samples_file(path: &std::path::Path) -> Result<String, String> {
 }
 
 /// Parses empirical samples: one per line, first field of a CSV row.
+/// The unit a CSV column header names by its suffix (`latency_ms`, `t_s`), in ns per unit.
+pub(crate) fn header_unit(header: &str) -> Option<f64> {
+    match header.rsplit('_').next() {
+        Some("ns") => Some(1.0),
+        Some("us") => Some(1e3),
+        Some("ms") => Some(1e6),
+        Some("s") => Some(1e9),
+        _ => None,
+    }
+}
+
 fn parse_samples(text: &str) -> Result<Vec<u64>, String> {
     let mut unit: Option<f64> = None;
     let mut out = Vec::new();
@@ -503,18 +514,12 @@ fn parse_samples(text: &str) -> Result<Vec<u64>, String> {
             continue;
         }
         if n == 0 && field.parse::<f64>().is_err() && field.parse::<Duration>().is_err() {
-            unit = Some(match field.rsplit('_').next() {
-                Some("ns") => 1.0,
-                Some("us") => 1e3,
-                Some("ms") => 1e6,
-                Some("s") => 1e9,
-                _ => {
-                    return Err(format!(
-                        "line 1: header `{}` does not name a unit (e.g. `latency_ms`); values need units",
-                        excerpt(field)
-                    ));
-                }
-            });
+            unit = Some(header_unit(field).ok_or_else(|| {
+                format!(
+                    "line 1: header `{}` does not name a unit (e.g. `latency_ms`); values need units",
+                    excerpt(field)
+                )
+            })?);
             continue;
         }
         let ns = match (unit, field.parse::<f64>()) {

@@ -109,13 +109,7 @@ pub(crate) fn parse(
     };
     let k_col = key_column.map(|c| find("key_column", c)).transpose()?;
     let header = headers.get(t_col).unwrap_or("");
-    let unit = match header.rsplit('_').next() {
-        Some("ns") => Some(1.0),
-        Some("us") => Some(1e3),
-        Some("ms") => Some(1e6),
-        Some("s") => Some(1e9),
-        _ => None,
-    };
+    let unit = crate::dist::header_unit(header);
     let mut rows: Vec<(u64, u32)> = Vec::new();
     let mut interned: BTreeMap<String, u32> = BTreeMap::new();
     for (n, record) in reader.records().enumerate() {

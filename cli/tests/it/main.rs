@@ -1560,6 +1560,10 @@ clients:
         let mean = metric(&out, "mean_ms")["rr"];
         assert!((4.9..7.0).contains(&mean), "{cmd}: mean {mean} ms");
     }
+    // Users are not split by shard: sharding a closed loop is refused.
+    let sharded = meshbench(&["live", file.to_str().unwrap(), "--shard", "0/2"]);
+    assert_eq!(sharded.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&sharded.stderr).contains("closed-loop users"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
