@@ -1501,9 +1501,19 @@ impl Actor {
                 pending.push(Box::pin(fut));
                 inflight.insert(attempt_id, handle);
             }
-            Output::Cancel { attempt, .. } => {
+            Output::Cancel {
+                attempt,
+                endpoint,
+                timed_out,
+            } => {
                 if let Some(h) = inflight.remove(attempt) {
                     h.abort();
+                    if *timed_out {
+                        // A timeout is the endpoint's error, as a 5xx is (the simulator too).
+                        self.shared
+                            .rec()
+                            .endpoint_error(self.plan.offset as usize + endpoint.index());
+                    }
                 }
             }
             Output::Probe(p) => {

@@ -149,7 +149,8 @@ pub struct EndpointStats {
     pub instance: u32,
     /// Attempts it received.
     pub attempts: u64,
-    /// Attempts it failed (500s and 503s from a full queue).
+    /// Attempts it failed: 5xx answers, refused or reset connections, and attempts a timeout
+    /// cut off (per-try or the request's), as Envoy counts `upstream_rq_timeout` per host.
     pub errors: u64,
     /// Times a client ejected it.
     pub ejections: u64,

@@ -561,9 +561,16 @@ impl Sim {
                             });
                     self.push(now.saturating_add(d), Ev::AtInstance(j));
                 }
-                Output::Cancel { attempt, .. } => {
+                Output::Cancel {
+                    attempt, timed_out, ..
+                } => {
                     if let Some(j) = self.by_attempt.remove(&(p, attempt)) {
                         self.jobs[j as usize].cancelled = true;
+                        if timed_out {
+                            // A timeout is the endpoint's error, as a 5xx is.
+                            self.rec
+                                .endpoint_error(self.jobs[j as usize].station as usize);
+                        }
                     }
                 }
                 Output::Probe(probe) => {

@@ -2355,3 +2355,67 @@ clients:
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Name: value"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn endpoints_count_timed_out_attempts_among_their_errors_in_both_drivers() {
+    // Backend 1 takes 200 ms, beyond the 50 ms per-try timeout; backend 0 answers in 1 ms. Round
+    // robin sends each half the attempts, so backend 1's every attempt is an error of its own
+    // (timed out, as Envoy's per-host upstream_rq_timeout counts it) and backend 0 has none.
+    let dir = tmp("timeouts-are-errors");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("timeouts.yaml");
+    std::fs::write(
+        &file,
+        "
+name: timeouts
+seed: 3
+duration: 2s
+warmup: 0s
+replications: 1
+strategies:
+  rr: { balancer: { kind: round_robin } }
+policy:
+  timeout: 1s
+  retries: { num_retries: 0, per_try_timeout: 50ms }
+services:
+  b:
+    instances: 2
+    concurrency: 64
+    service_time: { dist: constant, value: 1ms }
+    overrides:
+      1: { slowdown: 200 }
+clients:
+  c: { proxies: 1, target: b, arrival: { process: poisson, rate: 50/s } }
+",
+    )
+    .unwrap();
+    for cmd in ["run", "live"] {
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8(read(&out, "endpoints.csv")).unwrap();
+        let row = |i: &str| -> (u64, u64) {
+            let c: Vec<&str> = text
+                .lines()
+                .find(|l| l.split(',').nth(3) == Some(i))
+                .unwrap_or_else(|| panic!("{cmd}: no instance {i} in\n{text}"))
+                .split(',')
+                .collect();
+            (c[4].parse().unwrap(), c[6].parse().unwrap())
+        };
+        let (fast, slow) = (row("0"), row("1"));
+        assert!(slow.0 >= 30, "{cmd}: {slow:?}");
+        assert_eq!(fast.1, 0, "{cmd}: the fast backend failed attempts");
+        // Live: attempts still in flight when the run ended were never timed out.
+        assert!(
+            slow.1 + 1 >= slow.0 && slow.1 <= slow.0,
+            "{cmd}: backend 1 (attempts, errors) {slow:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

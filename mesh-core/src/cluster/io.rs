@@ -185,6 +185,11 @@ pub enum Output {
         attempt: AttemptId,
         /// Where it went.
         endpoint: EndpointId,
+        /// Whether a timeout (per-try or the request's) cut it off, rather than another
+        /// attempt winning or the request ending: the endpoint failed it, and counts it among
+        /// its errors as Envoy's `upstream_rq_timeout` does.
+        #[serde(default)]
+        timed_out: bool,
     },
     /// Perform an active health-check probe.
     Probe(ProbeRequest),

@@ -344,6 +344,7 @@ impl Cluster {
             self.outputs.push_back(Output::Cancel {
                 attempt,
                 endpoint: ep,
+                timed_out,
             });
         }
         let req = &mut self.reqs[r as usize];
@@ -441,6 +442,7 @@ impl Cluster {
         self.outputs.push_back(Output::Cancel {
             attempt,
             endpoint: ep,
+            timed_out: true,
         });
         self.absorb(now);
         self.after_failure_or_success(r, Outcome::Timeout, now);
