@@ -81,6 +81,7 @@ pub(crate) fn run_live_strategies(
                         backends: backends.clone(),
                         urls: wire.urls.clone(),
                         request: wire.request.clone(),
+                        metrics: wire.metrics.clone(),
                     };
                     if !quiet {
                         let at = if sweep {
@@ -332,6 +333,8 @@ pub(crate) struct Wire {
     trace_log: Option<PathBuf>,
     /// The work requests' method, headers and body (`--method`, `--header`, `--body-file`).
     request: std::sync::Arc<meshbench_live::RequestSpec>,
+    /// What `--metrics-addr` serves: the run in progress.
+    metrics: Option<std::sync::Arc<meshbench_live::metrics::Registry>>,
 }
 
 /// TLS for a live run: the client side, and the in-process backends' side when they are ours.
@@ -492,6 +495,10 @@ pub(crate) struct LiveArgs {
     /// The body of every work request, read from this file (sent with `content-length`).
     #[arg(long)]
     body_file: Option<PathBuf>,
+    /// Serve Prometheus metrics of the run in progress at http://ADDR/metrics (text format, or
+    /// OpenMetrics when the scraper asks for it), e.g. `127.0.0.1:9464`; port 0 picks one.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The work requests' method, headers and body from `--method`, `--header` and `--body-file`.
@@ -722,7 +729,20 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
             }
         });
     }
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let registry = Arc::new(meshbench_live::metrics::Registry::default());
+            let bound = rt
+                .block_on(meshbench_live::metrics::serve(registry.clone(), addr))
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen there"))?;
+            // Said even with --quiet: a scraper needs the port when it was 0.
+            eprintln!("metrics: http://{bound}/metrics");
+            Some(registry)
+        }
+        None => None,
+    };
     let wire = Wire {
+        metrics,
         shard: args.shard,
         http2: args.http2,
         connections: args.connections,

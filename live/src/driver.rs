@@ -553,6 +553,8 @@ pub struct LiveOptions {
     pub urls: Option<Arc<[crate::target::TargetUrl]>>,
     /// The work requests' method, headers and body.
     pub request: Arc<RequestSpec>,
+    /// Where the run's Prometheus metrics are exposed while it runs (`--metrics-addr`).
+    pub metrics: Option<Arc<crate::metrics::Registry>>,
 }
 
 /// A recorded proxy: its trace and the outputs it produced.
@@ -721,6 +723,42 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             && f.from.as_ref().is_some_and(|x| !x.starts_with("zone:"))
     });
 
+    // The run's metrics, counted by each proxy into its own cells and summed when scraped.
+    let run_metrics = Arc::new(crate::metrics::RunMetrics::new(
+        &sc.name,
+        name,
+        (opts.point, opts.replication),
+        world.proxies.len(),
+        world
+            .stations
+            .iter()
+            .map(|x| crate::metrics::EndpointLabels {
+                service: x.service.clone(),
+                instance: x.index,
+                address: opts
+                    .endpoints
+                    .get(&x.service)
+                    .and_then(|a| a.get(x.index as usize))
+                    .map_or_else(String::new, ToString::to_string),
+            })
+            .collect(),
+        (
+            duration_ns as f64 / 1e9,
+            if all_closed_run(&opts, sc) {
+                0.0
+            } else {
+                sc.clients
+                    .values()
+                    .filter(|c| !c.arrival.is_closed())
+                    .map(|c| c.arrival.mean_rate())
+                    .sum::<f64>()
+                    / f64::from(opts.shard.1.max(1))
+            },
+        ),
+    ));
+    if let Some(r) = &opts.metrics {
+        r.set(Some(run_metrics.clone()));
+    }
     // Actors: one per proxy of the workload.
     let mut senders = Vec::new();
     let mut clocks = Vec::new();
@@ -734,8 +772,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .filter(|c| !c.arrival.is_closed())
         .map(|c| c.arrival.mean_rate())
         .sum();
-    let all_closed =
-        opts.connections.is_some() || sc.clients.values().all(|c| c.arrival.is_closed());
+    let all_closed = all_closed_run(&opts, sc);
     let n_proxies = world.proxies.len().max(1) as u32;
     for (i, plan) in world.proxies.iter().enumerate() {
         let addrs = opts
@@ -759,7 +796,13 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         }
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx.clone());
+        let metrics = run_metrics.proxy(i);
+        let cells = (0..addrs.len())
+            .map(|e| metrics.endpoint(plan.offset as usize + e))
+            .collect();
         let ctx = Actor {
+            metrics,
+            cells,
             index: i,
             cluster,
             plan: plan.clone(),
@@ -903,7 +946,10 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let pacer = {
             let stop = stop.clone();
             let shard = opts.shard;
-            std::thread::spawn(move || pace(clocks, senders, start, duration_ns, &stop, shard))
+            let m = run_metrics.clone();
+            std::thread::spawn(move || {
+                pace(clocks, senders, start, duration_ns, &stop, shard, &m.pacer)
+            })
         };
         tokio::task::spawn_blocking(move || pacer.join().expect("pacer"))
             .await
@@ -1010,6 +1056,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     }
 }
 
+/// Whether every client of the run is a closed loop (no open-loop schedule).
+fn all_closed_run(opts: &LiveOptions, sc: &meshbench_scenario::Scenario) -> bool {
+    opts.connections.is_some() || sc.clients.values().all(|c| c.arrival.is_closed())
+}
+
 fn stop_was_early(stop: &AtomicBool, start: StdInstant, duration_ns: u64) -> bool {
     stop.load(Ordering::Relaxed) && start.elapsed().as_nanos() < u128::from(duration_ns)
 }
@@ -1024,6 +1075,7 @@ fn pace(
     duration_ns: u64,
     stop: &AtomicBool,
     (shard, shards): (u32, u32),
+    metrics: &crate::metrics::PacerMetrics,
 ) -> (u64, u64, Histogram<u64>, u64) {
     let shards = u64::from(shards.max(1));
     let mine = |seq: u64| seq % shards == u64::from(shard);
@@ -1054,6 +1106,7 @@ fn pace(
                 let next = clock.next(t, workload::next_uniform(rng));
                 heap.push(std::cmp::Reverse((next, i, seq + 1)));
             }
+            metrics.unsent(unsent);
             break;
         }
         if !mine(seq) {
@@ -1079,6 +1132,7 @@ fn pace(
         let released = StdInstant::now();
         let late = released.saturating_duration_since(at).as_nanos() as u64;
         let _ = pacing.record(late.max(1));
+        metrics.released(late);
         scheduled += 1;
         on_time += u64::from(released <= end);
         let _ = senders[i].send(Msg::Arrive {
@@ -1097,6 +1151,9 @@ fn pace(
 
 struct Actor {
     index: usize,
+    /// This proxy's metrics, and its endpoints' cells by endpoint index.
+    metrics: Arc<crate::metrics::ProxyMetrics>,
+    cells: Vec<Arc<crate::metrics::EndpointCells>>,
     cluster: Cluster,
     plan: ProxyPlan,
     run_seed: u64,
@@ -1313,8 +1370,10 @@ impl Actor {
                                 self.shared
                                     .rec()
                                     .endpoint_error(self.plan.offset as usize + endpoint);
+                                self.cells[endpoint].error();
                             }
                             if inflight.remove(&attempt).is_some() {
+                                self.cells[endpoint].ended();
                                 let load = match report {
                                     Reported::Load(l) => Some(l),
                                     _ => None,
@@ -1473,6 +1532,8 @@ impl Actor {
                     }
                     key = e.key.map(|k| k.0);
                 }
+                self.metrics.attempt(*retry);
+                self.cells[endpoint.index()].sent();
                 self.shared.rec().attempt(
                     self.plan.zone,
                     self.plan.offset as usize + endpoint.index(),
@@ -1508,7 +1569,9 @@ impl Actor {
             } => {
                 if let Some(h) = inflight.remove(attempt) {
                     h.abort();
+                    self.cells[endpoint.index()].ended();
                     if *timed_out {
+                        self.cells[endpoint.index()].error();
                         // A timeout is the endpoint's error, as a 5xx is (the simulator too).
                         self.shared
                             .rec()
@@ -1582,6 +1645,8 @@ impl Actor {
                     return;
                 };
                 st.completed += 1;
+                self.metrics
+                    .finished(*result, now.as_nanos().saturating_sub(f.intended));
                 let measured =
                     self.shared
                         .rec()
@@ -1592,6 +1657,28 @@ impl Actor {
                 }
             }
             Output::Event(e) => {
+                use mesh_core::PolicyEvent;
+                use mesh_core::outlier::OutlierEvent;
+                let cell = |ep: &EndpointId| self.cells.get(ep.index());
+                match e {
+                    PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
+                        if let Some(c) = cell(endpoint) {
+                            c.ejected(true);
+                        }
+                    }
+                    PolicyEvent::Outlier(OutlierEvent::Unejected { endpoint }) => {
+                        if let Some(c) = cell(endpoint) {
+                            c.ejected(false);
+                        }
+                    }
+                    PolicyEvent::HealthChanged { endpoint, healthy } => {
+                        if let Some(c) = cell(endpoint) {
+                            c.unhealthy(!healthy);
+                        }
+                    }
+                    PolicyEvent::HedgeSent { .. } => self.metrics.hedge(),
+                    _ => {}
+                }
                 self.shared.rec().event(self.plan.offset as usize, e);
             }
         }

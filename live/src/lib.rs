@@ -10,6 +10,7 @@
 
 pub mod driver;
 mod h1;
+pub mod metrics;
 pub mod server;
 pub mod target;
 pub mod timer;

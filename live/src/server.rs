@@ -74,6 +74,78 @@ struct Station {
     present: AtomicBool,
     /// A capacity dip: the task holding the servers taken away, and how many it holds.
     dip: std::sync::Mutex<(Option<tokio::task::JoinHandle<()>>, Arc<AtomicU32>)>,
+    /// Requests answered, by path kind and answer ([`PATHS`] x [`CODES`]), and in flight.
+    served: [AtomicU64; PATHS.len() * CODES.len()],
+    in_flight: AtomicU64,
+}
+
+/// The kinds of request an instance counts in its `/metrics`.
+const PATHS: [&str; 3] = ["work", "health", "probe"];
+/// The answers an instance counts (`refused`: closed unanswered, as a partition or a stopped
+/// instance does).
+const CODES: [&str; 5] = ["200", "500", "503", "other", "refused"];
+
+/// The Prometheus exposition of `stations` (with whether each is up), family by family.
+fn render_backends(stations: &[(&Station, bool)], open_metrics: bool) -> String {
+    let mut o = crate::metrics::Exposition::new(open_metrics);
+    let labels: Vec<String> = stations
+        .iter()
+        .map(|(st, _)| {
+            let (service, index) = st.label.split_once('/').unwrap_or((&st.label, ""));
+            format!(
+                "service=\"{}\",instance=\"{index}\"",
+                crate::metrics::escape(service)
+            )
+        })
+        .collect();
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    o.family(
+        "meshbench_backend_requests",
+        "counter",
+        "Requests the instance answered, by path (work, health, probe) and answer code (refused: closed unanswered).",
+        "",
+    );
+    for ((st, _), l) in stations.iter().zip(&labels) {
+        for (p, path) in PATHS.iter().enumerate() {
+            for (c, code) in CODES.iter().enumerate() {
+                o.sample(
+                    "meshbench_backend_requests_total",
+                    &format!("{l},path=\"{path}\",code=\"{code}\""),
+                    get(&st.served[p * CODES.len() + c]),
+                );
+            }
+        }
+    }
+    type Gauge = (&'static str, &'static str, fn(&Station, bool) -> f64);
+    let gauges: [Gauge; 4] = [
+        (
+            "meshbench_backend_in_flight_requests",
+            "Requests inside the instance now (queued or in service).",
+            |st, _| st.in_flight.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "meshbench_backend_up",
+            "1 while the instance serves (not killed; started by the membership timeline).",
+            |st, up| f64::from(u8::from(up && st.present.load(Ordering::Relaxed))),
+        ),
+        (
+            "meshbench_backend_slowdown_ratio",
+            "The instance's service-time multiplier now (overrides and faults).",
+            |st, _| f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed)),
+        ),
+        (
+            "meshbench_backend_injected_error_ratio",
+            "The share of requests the instance answers 500 now (overrides and faults).",
+            |st, _| f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed)),
+        ),
+    ];
+    for (name, help, f) in gauges {
+        o.family(name, "gauge", help, "");
+        for ((st, up), l) in stations.iter().zip(&labels) {
+            o.sample(name, l, f(st, *up));
+        }
+    }
+    o.finish()
 }
 
 /// The faults of [`Station::extra`] that act on one request.
@@ -324,6 +396,8 @@ impl Backends {
                 extra: std::sync::RwLock::new(None),
                 has_extra: AtomicBool::new(false),
                 dip: std::sync::Mutex::new((None, Arc::new(AtomicU32::new(0)))),
+                served: std::array::from_fn(|_| AtomicU64::new(0)),
+                in_flight: AtomicU64::new(0),
             });
             let listener = TcpListener::bind((bind, 0)).await?;
             let addr = listener.local_addr()?;
@@ -340,6 +414,17 @@ impl Backends {
             });
         }
         Ok(Backends { instances })
+    }
+
+    /// Every instance's Prometheus metrics (what the control endpoint's `GET /metrics`
+    /// answers), in OpenMetrics when `open_metrics`, else the text format.
+    pub fn metrics(&self, open_metrics: bool) -> String {
+        let stations: Vec<(&Station, bool)> = self
+            .instances
+            .iter()
+            .map(|i| (&*i.station, i.is_alive()))
+            .collect();
+        render_backends(&stations, open_metrics)
     }
 
     /// The instances of `service`, in index order.
@@ -514,7 +599,55 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
+/// A request at an instance: `GET /metrics` answers the instance's own metrics; anything else
+/// is counted (by path kind and answer) around [`handle_request`].
 async fn handle(
+    req: Request<Incoming>,
+    st: Arc<Station>,
+) -> Result<Response<Full<Bytes>>, Unreachable> {
+    let path = req.uri().path();
+    if path == "/metrics" {
+        let om = crate::metrics::wants_open_metrics(
+            req.headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let mut r = Response::new(Full::new(Bytes::from(render_backends(&[(&st, true)], om))));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(crate::metrics::content_type(om)),
+        );
+        return Ok(r);
+    }
+    let kind = match path {
+        "/health" => 1,
+        PROBE_PATH => 2,
+        _ => 0,
+    };
+    struct InFlight<'a>(&'a AtomicU64);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    st.in_flight.fetch_add(1, Ordering::Relaxed);
+    let guard = InFlight(&st.in_flight);
+    let answer = handle_request(req, st.clone()).await;
+    drop(guard);
+    let code = match &answer {
+        Ok(r) => match r.status().as_u16() {
+            200 => 0,
+            500 => 1,
+            503 => 2,
+            _ => 3,
+        },
+        Err(_) => 4,
+    };
+    st.served[kind * CODES.len() + code].fetch_add(1, Ordering::Relaxed);
+    answer
+}
+
+async fn handle_request(
     req: Request<Incoming>,
     st: Arc<Station>,
 ) -> Result<Response<Full<Bytes>>, Unreachable> {
@@ -717,6 +850,8 @@ pub const MAX_SERVED_INSTANCES: usize = 10_000;
 /// demand while a scenario is served.
 ///
 /// * `GET /instances`: one line per instance: `service/index address alive`.
+/// * `GET /metrics`: every instance's Prometheus metrics (each instance also answers
+///   `GET /metrics` on its own port with its own).
 /// * `POST /kill?service=S&instance=I`: the instance stops (refused connections from now on).
 /// * `POST /slowdown?service=S&instance=I&factor=F`: service time x F.
 /// * `POST /errors?service=S&instance=I&rate=P`: 500 to a share P of requests.
@@ -801,6 +936,19 @@ async fn control(backends: &Backends, req: Request<Incoming>) -> Response<Full<B
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .collect();
+    if req.uri().path() == "/metrics" {
+        let om = crate::metrics::wants_open_metrics(
+            req.headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let mut r = text(StatusCode::OK, backends.metrics(om));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(crate::metrics::content_type(om)),
+        );
+        return r;
+    }
     if req.uri().path() == "/instances" {
         let mut out = String::new();
         for i in &backends.instances {

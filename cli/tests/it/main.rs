@@ -7,6 +7,7 @@ use meshbench_report::Summary;
 
 mod fuzz;
 mod hardening;
+mod observe;
 
 fn meshbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshbench"))

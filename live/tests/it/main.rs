@@ -70,6 +70,7 @@ fn options(
         backends: None,
         urls: None,
         request: Default::default(),
+        metrics: None,
     }
 }
 
@@ -604,4 +605,73 @@ clients:
         assert!(p99 > 10.0, "cross-zone latency applied: p99 {p99} ms");
     }
     assert!(p50 >= 1.0, "p50 {p50}");
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_metrics_that_are_exposed() {
+    // Every metric a panel of examples/grafana/meshbench-live.json queries must be one the
+    // generator or the backends expose, so the dashboard cannot rot as names change.
+    let loaded = loaded(BASE);
+    let backends = Backends::start(&loaded.scenario, IpAddr::from([127, 0, 0, 1]), 1)
+        .await
+        .expect("backends start");
+    let registry = Arc::new(meshbench_live::metrics::Registry::default());
+    let run = Arc::new(meshbench_live::metrics::RunMetrics::new(
+        "s",
+        "p2c",
+        (0, 0),
+        1,
+        vec![meshbench_live::metrics::EndpointLabels {
+            service: "backend".into(),
+            instance: 0,
+            address: "127.0.0.1:1".into(),
+        }],
+        (1.0, 1.0),
+    ));
+    registry.set(Some(run));
+    let exposed = format!("{}{}", registry.render(false), backends.metrics(false));
+    backends.shutdown();
+    let names: std::collections::BTreeSet<&str> = exposed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/grafana/meshbench-live.json");
+    let text = std::fs::read_to_string(&path).expect("the dashboard is shipped");
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "expr" {
+                        out.push(x.as_str().unwrap_or_default().to_owned());
+                    }
+                    exprs(x, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| exprs(x, out)),
+            _ => {}
+        }
+    }
+    let mut queries = Vec::new();
+    exprs(&dash, &mut queries);
+    assert!(queries.len() >= 10, "{} queries", queries.len());
+    let mut used = std::collections::BTreeSet::new();
+    for q in &queries {
+        for name in q
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("meshbench_"))
+        {
+            assert!(
+                names.contains(name),
+                "a panel queries {name}, which nothing exposes"
+            );
+            used.insert(name.to_owned());
+        }
+    }
+    // And the dashboard shows the generator's and the backends' sides.
+    assert!(used.iter().any(|n| n.starts_with("meshbench_backend_")));
+    assert!(used.contains("meshbench_request_duration_seconds_bucket"));
+    assert!(used.contains("meshbench_requests_unsent_total"));
 }
