@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The real servers the tests start on loopback, from Debian's packages, installed when missing:
-# dnsmasq (DNS discovery: A, AAAA and SRV records with TTLs), etcd-server (registry discovery
+# dnsmasq (DNS discovery: A, AAAA and SRV records with TTLs), etcd-server and etcd-client (registry discovery
 # through a watched key prefix) and promtool from the prometheus package (checks the metrics
 # exposition against Prometheus' own parser and naming rules). Needs root (or sudo) for apt-get.
 set -euo pipefail
 need=()
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "install-test-servers: installing ${need[*]} (Debian packages)" >&2

@@ -35,7 +35,7 @@ pub(crate) fn run_live_strategies(
                 }
                 let run = rt.block_on(async {
                     // Fresh backends per run: empty queues, the replication's draws.
-                    let backends = if targets.is_empty() {
+                    let backends = if targets.is_empty() && wire.discovery.is_none() {
                         Some(std::sync::Arc::new(
                             meshbench_live::Backends::start_with(
                                 sc,
@@ -64,6 +64,21 @@ pub(crate) fn run_live_strategies(
                         };
                         endpoints.insert(c.target.clone(), addrs);
                     }
+                    // Discovery: what the source gives now is where this run starts.
+                    let discovery = match &wire.discovery {
+                        Some(source) => {
+                            let (initial, _) = source.resolve().await.map_err(|e| {
+                                anyhow::anyhow!("--discover: {e}")
+                            })?;
+                            if initial.is_empty() && !quiet {
+                                eprintln!(
+                                    "warning: --discover found no endpoints yet: requests fail (no healthy upstream) until some appear"
+                                );
+                            }
+                            Some((source.clone(), initial))
+                        }
+                        None => None,
+                    };
                     let opts = meshbench_live::LiveOptions {
                         point,
                         strategy: s,
@@ -82,6 +97,7 @@ pub(crate) fn run_live_strategies(
                         urls: wire.urls.clone(),
                         request: wire.request.clone(),
                         metrics: wire.metrics.clone(),
+                        discovery,
                     };
                     if !quiet {
                         let at = if sweep {
@@ -335,6 +351,8 @@ pub(crate) struct Wire {
     request: std::sync::Arc<meshbench_live::RequestSpec>,
     /// What `--metrics-addr` serves: the run in progress.
     metrics: Option<std::sync::Arc<meshbench_live::metrics::Registry>>,
+    /// Where the endpoints come from, watched during each run (`--discover`).
+    discovery: Option<meshbench_live::discovery::Source>,
 }
 
 /// TLS for a live run: the client side, and the in-process backends' side when they are ours.
@@ -495,6 +513,18 @@ pub(crate) struct LiveArgs {
     /// The body of every work request, read from this file (sent with `content-length`).
     #[arg(long)]
     body_file: Option<PathBuf>,
+    /// Take the target service's endpoints from a source watched during the run, instead of
+    /// --target: `dns:[//SERVER[:PORT]/]NAME:PORT` (A and AAAA records, asked again at their
+    /// TTL), `srv:[//SERVER[:PORT]/]NAME` (SRV records: ports, weights, priorities),
+    /// `file:PATH` (an Envoy ClusterLoadAssignment in YAML or JSON, or `HOST:PORT [WEIGHT]`
+    /// lines; read again when it changes) or `etcd://HOST:PORT/PREFIX` (every key under the
+    /// prefix, watched). Hosts that stay keep their state (slow start, ejection, health).
+    #[arg(long, conflicts_with = "targets")]
+    discover: Option<String>,
+    /// The path of every work request to in-process backends and discovered endpoints
+    /// (default `/work`; a --target URL carries its own).
+    #[arg(long)]
+    path: Option<String>,
     /// Serve Prometheus metrics of the run in progress at http://ADDR/metrics (text format, or
     /// OpenMetrics when the scraper asks for it), e.g. `127.0.0.1:9464`; port 0 picks one.
     #[arg(long)]
@@ -507,8 +537,12 @@ fn request_spec(args: &LiveArgs) -> anyhow::Result<meshbench_live::RequestSpec> 
         Some(f) => std::fs::read(f).with_context(|| format!("--body-file {}", f.display()))?,
         None => Vec::new(),
     };
-    meshbench_live::RequestSpec::parse(args.method.as_deref(), &args.headers, body)
-        .map_err(|e| anyhow::anyhow!(e))
+    let mut spec = meshbench_live::RequestSpec::parse(args.method.as_deref(), &args.headers, body)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(p) = &args.path {
+        spec.set_path(p).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(spec)
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -673,11 +707,32 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         }
     }
     let targets: Vec<std::net::SocketAddr> = urls.iter().map(|u| u.addr).collect();
+    let discovery = args
+        .discover
+        .as_deref()
+        .map(meshbench_live::discovery::Source::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    // Endpoints from outside: given, or discovered.
+    let external = !targets.is_empty() || discovery.is_some();
+    if discovery.is_some() {
+        let services: std::collections::BTreeSet<&str> =
+            sc.clients.values().map(|c| c.target.as_str()).collect();
+        anyhow::ensure!(
+            services.len() == 1,
+            "--discover gives the endpoints of one service, but the scenario's clients call {}: keep one target service",
+            services.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        anyhow::ensure!(
+            args.ca.is_some() || !args.tls,
+            "--tls with --discover needs --ca FILE (the CA that signed the endpoints' certificates)"
+        );
+    }
     let dir = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-live", sc.name)));
-    if !targets.is_empty() && !args.quiet {
+    if external && !args.quiet {
         // What the in-process backends model and an outside endpoint does not.
         let modeled = meshbench_scenario::workload::stations(sc).0.len() > 1
             || sc.network.dists().any(|(_, d)| d.mean_ns() > 0.0);
@@ -746,13 +801,14 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         shard: args.shard,
         http2: args.http2,
         connections: args.connections,
-        tls: live_tls(&args, !targets.is_empty())?,
+        tls: live_tls(&args, external)?,
+        discovery,
         urls: (!urls.is_empty()).then(|| urls.into()),
         trace_log: args.trace_log.clone(),
         request: std::sync::Arc::new(request_spec(&args)?),
     };
     anyhow::ensure!(
-        targets.is_empty() || args.trace_log.is_none(),
+        !external || args.trace_log.is_none(),
         "--trace-log records what the in-process backends receive: outside --target endpoints log their own (every request carries a traceparent header)"
     );
     // A closed loop's users are not split by shard: every shard would run them all.
@@ -765,14 +821,14 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         std::fs::write(path, "run,instance,request,attempt,traceparent\n")
             .with_context(|| format!("--trace-log {}", path.display()))?;
     }
-    if !targets.is_empty() {
+    if external {
         anyhow::ensure!(
             sc.membership.is_none(),
             "the scenario has a `membership:` timeline, which starts and stops instances: live mode plays it only on its own in-process backends (drop --target, or remove `membership:`)"
         );
         // Endpoint metadata (weights, zones, priorities) is per instance in the file: the
         // targets must be the instances, in order.
-        for c in sc.clients.values() {
+        for c in sc.clients.values().filter(|_| !targets.is_empty()) {
             let n = sc.services[&c.target].instances as usize;
             anyhow::ensure!(
                 n == targets.len(),

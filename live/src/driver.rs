@@ -54,6 +54,9 @@ pub struct RequestSpec {
     pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     /// The body of every work request.
     pub body: Bytes,
+    /// The path of every work request to an endpoint given by address (in-process backends,
+    /// discovered endpoints); default `/work`. Targets given as URLs use their own.
+    pub path: Option<String>,
 }
 
 impl RequestSpec {
@@ -80,6 +83,17 @@ impl RequestSpec {
         }
         Ok(spec)
     }
+
+    /// Sets the path of requests to endpoints given by address (`--path`).
+    pub fn set_path(&mut self, path: &str) -> Result<(), String> {
+        if !path.starts_with('/') || path.parse::<hyper::Uri>().is_err() {
+            return Err(format!(
+                "--path {path}: write an absolute path, such as /v1/items?page=2"
+            ));
+        }
+        self.path = Some(path.to_owned());
+        Ok(())
+    }
 }
 
 impl Default for RequestSpec {
@@ -88,6 +102,7 @@ impl Default for RequestSpec {
             method: hyper::Method::GET,
             headers: Vec::new(),
             body: Bytes::new(),
+            path: None,
         }
     }
 }
@@ -149,7 +164,8 @@ struct Pool {
 
 impl Pool {
     /// A pool for `addrs`; with `urls` (outside targets, by endpoint index) each request
-    /// goes to its URL's path with its authority as `Host`, else to `/work` on the address.
+    /// goes to its URL's path with its authority as `Host`, else to the request's path (default
+    /// `/work`) on the address.
     fn new(
         addrs: &[SocketAddr],
         urls: Option<&[crate::target::TargetUrl]>,
@@ -158,40 +174,72 @@ impl Pool {
         tls_failure: &Arc<std::sync::OnceLock<String>>,
         spec: &Arc<RequestSpec>,
     ) -> Self {
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        Pool {
-            idle: addrs.iter().map(|_| Vec::new()).collect(),
-            h2: addrs.iter().map(|_| None).collect(),
-            targets: addrs
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    let url = urls.and_then(|u| u.get(i));
-                    let authority = url.map_or_else(|| a.to_string(), |u| u.authority.clone());
-                    let path = url.map_or("/work", |u| u.path.as_str());
-                    Arc::new(Target {
-                        addr: *a,
-                        server_name: url.and_then(|u| u.server_name.clone()),
-                        tls_failure: tls_failure.clone(),
-                        uri: format!("{scheme}://{authority}{path}")
-                            .parse()
-                            .expect("a valid URI"),
-                        health: format!("{scheme}://{authority}/health")
-                            .parse()
-                            .expect("a valid URI"),
-                        probe: format!("{scheme}://{authority}{}", workload::PROBE_PATH)
-                            .parse()
-                            .expect("a valid URI"),
-                        work_head: crate::h1::request_head_with(spec, path, &authority),
-                        spec: spec.clone(),
-                        health_head: crate::h1::request_head("/health", &authority),
-                        probe_head: crate::h1::request_head(workload::PROBE_PATH, &authority),
-                        tls: tls.cloned(),
-                        http2,
-                    })
-                })
-                .collect(),
+        let mut pool = Pool {
+            idle: Vec::new(),
+            h2: Vec::new(),
+            targets: Vec::new(),
+        };
+        for (i, a) in addrs.iter().enumerate() {
+            pool.set(
+                i,
+                Self::target(
+                    *a,
+                    urls.and_then(|u| u.get(i)),
+                    tls,
+                    http2,
+                    tls_failure,
+                    spec,
+                ),
+            );
         }
+        pool
+    }
+
+    /// How to reach `addr` (at `url`, when the target was given as one).
+    fn target(
+        addr: SocketAddr,
+        url: Option<&crate::target::TargetUrl>,
+        tls: Option<&crate::tls::TlsClient>,
+        http2: bool,
+        tls_failure: &Arc<std::sync::OnceLock<String>>,
+        spec: &Arc<RequestSpec>,
+    ) -> Arc<Target> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let authority = url.map_or_else(|| addr.to_string(), |u| u.authority.clone());
+        let path = url.map_or(spec.path.as_deref().unwrap_or("/work"), |u| u.path.as_str());
+        Arc::new(Target {
+            addr,
+            server_name: url.and_then(|u| u.server_name.clone()),
+            tls_failure: tls_failure.clone(),
+            uri: format!("{scheme}://{authority}{path}")
+                .parse()
+                .expect("a valid URI"),
+            health: format!("{scheme}://{authority}/health")
+                .parse()
+                .expect("a valid URI"),
+            probe: format!("{scheme}://{authority}{}", workload::PROBE_PATH)
+                .parse()
+                .expect("a valid URI"),
+            work_head: crate::h1::request_head_with(spec, path, &authority),
+            spec: spec.clone(),
+            health_head: crate::h1::request_head("/health", &authority),
+            probe_head: crate::h1::request_head(workload::PROBE_PATH, &authority),
+            tls: tls.cloned(),
+            http2,
+        })
+    }
+
+    /// Endpoint `ep` is reached through `target` from now on (a new one, or a discovered
+    /// address in a slot that had none); its old connections are dropped.
+    fn set(&mut self, ep: usize, target: Arc<Target>) {
+        while self.targets.len() <= ep {
+            self.targets.push(target.clone());
+            self.idle.push(Vec::new());
+            self.h2.push(None);
+        }
+        self.targets[ep] = target;
+        self.idle[ep].clear();
+        self.h2[ep] = None;
     }
 
     /// A connection to try first for endpoint `ep`, if one is ready.
@@ -555,6 +603,9 @@ pub struct LiveOptions {
     pub request: Arc<RequestSpec>,
     /// Where the run's Prometheus metrics are exposed while it runs (`--metrics-addr`).
     pub metrics: Option<Arc<crate::metrics::Registry>>,
+    /// Endpoints from a discovery source, watched during the run (`--discover`): the source
+    /// and what it gave before the run. `endpoints` is then ignored.
+    pub discovery: Option<(crate::discovery::Source, Vec<crate::discovery::Discovered>)>,
 }
 
 /// A recorded proxy: its trace and the outputs it produced.
@@ -658,6 +709,8 @@ enum Msg {
     PacerDone,
     /// Nothing happened, but outputs are waiting (the closed loop's first requests).
     Kick,
+    /// Discovery changed the endpoints.
+    Discovered(Arc<crate::discovery::Update>),
 }
 
 /// Per-proxy measurements: the shared recorder (behind a lock the sampler takes once per
@@ -723,6 +776,27 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             && f.from.as_ref().is_some_and(|x| !x.starts_with("zone:"))
     });
 
+    // Discovery: each address keeps one endpoint id for the run; the scenario's endpoints are
+    // the first addresses found, the rest are added (and the unused removed) before traffic.
+    let mut opts = opts;
+    let discovery = opts.discovery.take().map(|(source, initial)| {
+        let template = world
+            .proxies
+            .first()
+            .and_then(|p| p.endpoints.first().cloned())
+            .unwrap_or_default();
+        let n = world.proxies.first().map_or(0, |p| p.endpoints.len());
+        let mut book = crate::discovery::Book::new(n as u32, template);
+        let first = Arc::new(book.apply(&initial));
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 9));
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| book.addr(i).unwrap_or(unspecified))
+            .collect();
+        for p in &world.proxies {
+            opts.endpoints.insert(p.target.clone(), addrs.clone());
+        }
+        (source, book, first)
+    });
     // The run's metrics, counted by each proxy into its own cells and summed when scraped.
     let run_metrics = Arc::new(crate::metrics::RunMetrics::new(
         &sc.name,
@@ -803,6 +877,8 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let ctx = Actor {
             metrics,
             cells,
+            extra_base: world.stations.len(),
+            first_discovery: discovery.as_ref().map(|d| d.2.clone()),
             index: i,
             cluster,
             plan: plan.clone(),
@@ -894,6 +970,67 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             }
         })
     };
+    // The discovery watcher: every new set of endpoints goes to every proxy as membership
+    // changes; a source that fails keeps the last set (said once per distinct error).
+    let watcher = discovery.map(|(source, mut book, first)| {
+        let senders = senders.clone();
+        let m = run_metrics.clone();
+        let (n, base, offset) = (
+            world.proxies.first().map_or(0, |p| p.endpoints.len()),
+            world.stations.len(),
+            world.proxies.first().map_or(0, |p| p.offset as usize),
+        );
+        let service = world
+            .proxies
+            .first()
+            .map(|p| p.target.clone())
+            .unwrap_or_default();
+        let name = move |m: &crate::metrics::RunMetrics, id: u32, addr: SocketAddr| {
+            let station = if (id as usize) < n {
+                offset + id as usize
+            } else {
+                base + id as usize - n
+            };
+            m.name_endpoint(
+                station,
+                crate::metrics::EndpointLabels {
+                    service: service.clone(),
+                    instance: id,
+                    address: addr.to_string(),
+                },
+            );
+        };
+        for (id, addr) in &first.new {
+            name(&m, *id, *addr);
+        }
+        tokio::spawn(async move {
+            let mut last_error = String::new();
+            source
+                .watch(move |r| match r {
+                    Ok(eps) => {
+                        last_error.clear();
+                        let up = book.apply(&eps);
+                        if up.changes.is_empty() {
+                            return;
+                        }
+                        for (id, addr) in &up.new {
+                            name(&m, *id, *addr);
+                        }
+                        let up = Arc::new(up);
+                        for s in &senders {
+                            let _ = s.send(Msg::Discovered(up.clone()));
+                        }
+                    }
+                    Err(e) => {
+                        if e != last_error {
+                            eprintln!("warning: discovery: {e} (keeping the last endpoints)");
+                            last_error = e;
+                        }
+                    }
+                })
+                .await;
+        })
+    });
     let n_endpoints = world.stations.len();
     let sampler = {
         let shared = all_shared.clone();
@@ -967,6 +1104,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     .expect("joining the proxy threads");
     finished.store(true, Ordering::Relaxed);
     kicker.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     if let Some(f) = faults {
         f.abort();
     }
@@ -1154,6 +1294,11 @@ struct Actor {
     /// This proxy's metrics, and its endpoints' cells by endpoint index.
     metrics: Arc<crate::metrics::ProxyMetrics>,
     cells: Vec<Arc<crate::metrics::EndpointCells>>,
+    /// The world's station count: discovered endpoints beyond the scenario's are stations from
+    /// here on.
+    extra_base: usize,
+    /// Discovery's first changes, applied before any request.
+    first_discovery: Option<Arc<crate::discovery::Update>>,
     cluster: Cluster,
     plan: ProxyPlan,
     run_seed: u64,
@@ -1239,6 +1384,54 @@ impl Actor {
         Instant::from_nanos(self.start.elapsed().as_nanos() as u64)
     }
 
+    /// The station (the run's endpoint index) of this proxy's endpoint `ep`: the world's, or,
+    /// for an endpoint discovery added, one after the world's stations.
+    fn station(&self, ep: usize) -> usize {
+        let n = self.plan.endpoints.len();
+        if ep < n {
+            self.plan.offset as usize + ep
+        } else {
+            self.extra_base + ep - n
+        }
+    }
+
+    /// Discovery changed the endpoints: new ones get a pool slot, metric cells and a place in
+    /// the recorder, then every change goes to the Cluster as a membership input.
+    fn discovered(&mut self, up: &crate::discovery::Update, pool: &mut Pool, now: Instant) {
+        for &(id, addr) in &up.new {
+            let id = id as usize;
+            let target = Pool::target(
+                addr,
+                None,
+                self.tls.as_ref(),
+                self.http2,
+                &self.tls_failure,
+                &self.request,
+            );
+            pool.set(id, target);
+            while self.addrs.len() <= id {
+                self.addrs.push(addr);
+            }
+            self.addrs[id] = addr;
+            while self.cells.len() <= id {
+                let station = self.station(self.cells.len());
+                self.cells.push(self.metrics.endpoint(station));
+            }
+            let station = self.station(id);
+            self.shared.rec().grow(
+                station,
+                meshbench_report::EndpointStats {
+                    service: self.plan.target.clone(),
+                    instance: id as u32,
+                    ..Default::default()
+                },
+            );
+        }
+        for c in &up.changes {
+            self.cluster.handle_input(Input::Membership(c.clone()), now);
+        }
+    }
+
     async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Msg>,
@@ -1269,6 +1462,9 @@ impl Actor {
         );
         let mut pacer_done = false;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
+        if let Some(up) = self.first_discovery.take() {
+            self.discovered(&up, &mut pool, Instant::EPOCH);
+        }
         // Outputs of construction (initial policy events) come first, at the start.
         while let Some(o) = self.cluster.poll_output() {
             self.output(
@@ -1367,9 +1563,7 @@ impl Actor {
                         Job::Attempt(attempt) => {
                             // As the simulator counts at the instance: 5xx, refused, reset.
                             if outcome.is_failure() {
-                                self.shared
-                                    .rec()
-                                    .endpoint_error(self.plan.offset as usize + endpoint);
+                                self.shared.rec().endpoint_error(self.station(endpoint));
                                 self.cells[endpoint].error();
                             }
                             if inflight.remove(&attempt).is_some() {
@@ -1417,6 +1611,7 @@ impl Actor {
                     now,
                 ),
                 Event::Msg(Msg::Kick) => {}
+                Event::Msg(Msg::Discovered(up)) => self.discovered(&up, &mut pool, now),
                 // Closed-loop users end by themselves, not with the open-loop schedule.
                 Event::Msg(Msg::PacerDone) if self.users > 0 => {}
                 Event::Msg(Msg::PacerDone) => {
@@ -1534,11 +1729,9 @@ impl Actor {
                 }
                 self.metrics.attempt(*retry);
                 self.cells[endpoint.index()].sent();
-                self.shared.rec().attempt(
-                    self.plan.zone,
-                    self.plan.offset as usize + endpoint.index(),
-                    key,
-                );
+                self.shared
+                    .rec()
+                    .attempt(self.plan.zone, self.station(endpoint.index()), key);
                 let ids = Ids {
                     request: Some((request.0, *retry)),
                     key,
@@ -1575,7 +1768,7 @@ impl Actor {
                         // A timeout is the endpoint's error, as a 5xx is (the simulator too).
                         self.shared
                             .rec()
-                            .endpoint_error(self.plan.offset as usize + endpoint.index());
+                            .endpoint_error(self.station(endpoint.index()));
                     }
                 }
             }
@@ -1679,7 +1872,19 @@ impl Actor {
                     PolicyEvent::HedgeSent { .. } => self.metrics.hedge(),
                     _ => {}
                 }
-                self.shared.rec().event(self.plan.offset as usize, e);
+                if self.cells.len() > self.plan.endpoints.len() {
+                    // Discovered endpoints sit after the world's stations.
+                    let (n, base, offset) = (
+                        self.plan.endpoints.len(),
+                        self.extra_base,
+                        self.plan.offset as usize,
+                    );
+                    self.shared
+                        .rec()
+                        .event_mapped(e, |ep| if ep < n { offset + ep } else { base + ep - n });
+                } else {
+                    self.shared.rec().event(self.plan.offset as usize, e);
+                }
             }
         }
     }

@@ -71,6 +71,13 @@ impl Window {
         self.attempts += o.attempts;
         self.ejections += o.ejections;
         self.health_changes += o.health_changes;
+        // Another proxy may know more endpoints (discovered during a live run).
+        if o.per_endpoint.len() > self.per_endpoint.len() {
+            self.per_endpoint.resize(o.per_endpoint.len(), 0);
+        }
+        if o.ejecting.len() > self.ejecting.len() {
+            self.ejecting.resize(o.ejecting.len(), 0);
+        }
         for (a, b) in self.per_endpoint.iter_mut().zip(&o.per_endpoint) {
             *a += b;
         }
@@ -197,6 +204,33 @@ impl Recorder {
         self
     }
 
+    /// Makes room for endpoint `station` (one a live run discovered), described by `stats`.
+    /// Stations between the last known and this one get `stats`' service, numbered in order.
+    pub fn grow(&mut self, station: usize, stats: EndpointStats) {
+        while self.endpoints.len() <= station {
+            let n = self.endpoints.len();
+            self.endpoints.push(if n == station {
+                stats.clone()
+            } else {
+                EndpointStats {
+                    service: stats.service.clone(),
+                    instance: n as u32,
+                    ..EndpointStats::default()
+                }
+            });
+        }
+        let n = self.endpoints.len();
+        if self.window.per_endpoint.len() < n {
+            self.window.per_endpoint.resize(n, 0);
+        }
+        if self.window.ejecting.len() < n {
+            self.window.ejecting.resize(n, 0);
+        }
+        if self.ejecting.len() < n {
+            self.ejecting.resize(n, 0);
+        }
+    }
+
     /// A request arrived at `now_ns`.
     #[inline]
     pub fn arrived(&mut self, now_ns: u64) {
@@ -276,18 +310,25 @@ impl Recorder {
 
     /// A policy event from the proxy whose endpoint 0 is station `offset`.
     pub fn event(&mut self, offset: usize, e: &PolicyEvent) {
+        self.event_mapped(e, |ep| offset + ep);
+    }
+
+    /// A policy event from a proxy whose endpoint `i` is station `station(i)` (one whose
+    /// endpoints were discovered during a live run).
+    pub fn event_mapped(&mut self, e: &PolicyEvent, station: impl Fn(usize) -> usize) {
         match e {
             PolicyEvent::Outlier(OutlierEvent::Ejected { endpoint, .. }) => {
-                if let Some(s) = self.endpoints.get_mut(offset + endpoint.index()) {
+                let at = station(endpoint.index());
+                if let Some(s) = self.endpoints.get_mut(at) {
                     s.ejections += 1;
                 }
-                if let Some(n) = self.ejecting.get_mut(offset + endpoint.index()) {
+                if let Some(n) = self.ejecting.get_mut(at) {
                     *n += 1;
                 }
                 self.window.ejections += 1;
             }
             PolicyEvent::Outlier(OutlierEvent::Unejected { endpoint }) => {
-                if let Some(n) = self.ejecting.get_mut(offset + endpoint.index()) {
+                if let Some(n) = self.ejecting.get_mut(station(endpoint.index())) {
                     *n = n.saturating_sub(1);
                 }
             }
@@ -350,6 +391,15 @@ impl Recorder {
         for (k, v) in &o.events {
             *self.events.entry(k.clone()).or_insert(0) += v;
         }
+        // Another proxy may know more endpoints (discovered during a live run): their names,
+        // with the counts added below.
+        for e in o.endpoints.iter().skip(self.endpoints.len()) {
+            self.endpoints.push(EndpointStats {
+                service: e.service.clone(),
+                instance: e.instance,
+                ..EndpointStats::default()
+            });
+        }
         for (a, b) in self.endpoints.iter_mut().zip(&o.endpoints) {
             a.add(b);
         }
@@ -375,7 +425,12 @@ impl Recorder {
     }
 
     /// The run's result; `measured_seconds` is the measurement window's length.
-    pub fn finish(self, id: RunId, measured_seconds: f64) -> RunResult {
+    pub fn finish(mut self, id: RunId, measured_seconds: f64) -> RunResult {
+        // Rows from before an endpoint was discovered are shorter: pad them.
+        let n = self.endpoints.len();
+        for row in &mut self.endpoint_series {
+            row.resize(n.max(row.len()), 0);
+        }
         RunResult {
             point: id.point,
             coords: id.coords,

@@ -71,6 +71,7 @@ fn options(
         urls: None,
         request: Default::default(),
         metrics: None,
+        discovery: None,
     }
 }
 
