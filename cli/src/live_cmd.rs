@@ -25,6 +25,7 @@ pub(crate) fn run_live_strategies(
     let mut results = Vec::new();
     let mut recordings = Vec::new();
     let mut stats = Vec::new();
+    let mut traces = Vec::new();
     let sweep = !loaded.sweep_paths.is_empty();
     'all: for (point, pt) in loaded.points.iter().enumerate() {
         let sc = &pt.scenario;
@@ -98,6 +99,8 @@ pub(crate) fn run_live_strategies(
                         request: wire.request.clone(),
                         metrics: wire.metrics.clone(),
                         discovery,
+                        trace_sample: wire.trace_sample.unwrap_or(1.0),
+                        trace_log: wire.trace_sample.is_some(),
                     };
                     if !quiet {
                         let at = if sweep {
@@ -118,13 +121,15 @@ pub(crate) fn run_live_strategies(
                     anyhow::Ok(run)
                 })?;
                 let label = meshbench_report::run_label(&pt.strategies[s].0, point, sweep);
+                let run_name = format!("{label}/{replication}");
+                traces.extend(run.traces.into_iter().map(|t| (run_name.clone(), t)));
                 stats.push((label, run.stats));
                 results.push(run.result);
                 recordings.extend(run.recordings);
             }
         }
     }
-    Ok((results, stats, recordings))
+    Ok((results, stats, recordings, traces))
 }
 
 /// A sweep point as `path=value, ...`.
@@ -142,6 +147,7 @@ pub(crate) type LiveResults = (
     Vec<meshbench_report::RunResult>,
     Vec<(String, meshbench_live::LiveStats)>,
     Vec<meshbench_live::Recording>,
+    Vec<(String, meshbench_live::driver::TracedRequest)>,
 );
 
 /// The strategy indices to run: one by name (with a suggestion for a typo), or all.
@@ -232,7 +238,7 @@ pub(crate) fn fidelity(
     let sim = meshbench_sim::run_all(&sim_loaded, seed, &|| {});
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (live, stats, _) = run_live_strategies(
+    let (live, stats, _, _) = run_live_strategies(
         loaded,
         &chosen,
         1,
@@ -353,6 +359,8 @@ pub(crate) struct Wire {
     metrics: Option<std::sync::Arc<meshbench_live::metrics::Registry>>,
     /// Where the endpoints come from, watched during each run (`--discover`).
     discovery: Option<meshbench_live::discovery::Source>,
+    /// `--trace-sample`: the share of requests traced, and a trace log written.
+    trace_sample: Option<f64>,
 }
 
 /// TLS for a live run: the client side, and the in-process backends' side when they are ours.
@@ -521,6 +529,12 @@ pub(crate) struct LiveArgs {
     /// prefix, watched). Hosts that stay keep their state (slow start, ejection, health).
     #[arg(long, conflicts_with = "targets")]
     discover: Option<String>,
+    /// Trace this share of requests (0 to 1): their traceparent has the sampled flag (the
+    /// others are sent unsampled), and DIR/traces.jsonl gets one line per sampled request: its
+    /// trace id, result and every attempt (span id, first, retry or hedge, endpoint, start and
+    /// end in ms since the run's start, outcome). Chosen by trace id, so the same for a seed.
+    #[arg(long, value_parser = crate::parse_tolerance)]
+    trace_sample: Option<f64>,
     /// The path of every work request to in-process backends and discovered endpoints
     /// (default `/work`; a --target URL carries its own).
     #[arg(long)]
@@ -565,11 +579,10 @@ fn random_token() -> anyhow::Result<String> {
 pub(crate) fn serve(
     loaded: &meshbench_scenario::Loaded,
     bind: std::net::IpAddr,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    client_ca: Option<PathBuf>,
+    (tls_cert, tls_key, client_ca): (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>),
     faults: bool,
     (control_bind, control_token): (std::net::IpAddr, Option<String>),
+    trace_log: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     if control_token.as_deref().is_some_and(|t| t.len() < 16) {
         anyhow::bail!("--control-token: use at least 16 characters");
@@ -606,6 +619,11 @@ pub(crate) fn serve(
             )
             .await?,
         );
+        if let Some(path) = &trace_log {
+            std::fs::write(path, "run,instance,request,attempt,traceparent\n")
+                .and_then(|()| backends.log_traces(path, "serve"))
+                .with_context(|| format!("--trace-log {}", path.display()))?;
+        }
         let (control, _task) = meshbench_live::server::start_control(
             backends.clone(),
             control_bind,
@@ -803,6 +821,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         connections: args.connections,
         tls: live_tls(&args, external)?,
         discovery,
+        trace_sample: args.trace_sample,
         urls: (!urls.is_empty()).then(|| urls.into()),
         trace_log: args.trace_log.clone(),
         request: std::sync::Arc::new(request_spec(&args)?),
@@ -849,7 +868,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
     if !args.quiet {
         eprintln!("{}: {}", sc.name, est.summary(Driver::Live));
     }
-    let (results, stats, recordings) = run_live_strategies(
+    let (results, stats, recordings, traces) = run_live_strategies(
         loaded,
         &chosen,
         replications,
@@ -891,6 +910,20 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         serde_json::to_string_pretty(&live_json)?,
     )?;
     meshbench_report::write_runs(&dir, &results)?;
+    if args.trace_sample.is_some() {
+        // One JSON object per sampled request, with the run it belongs to.
+        let mut out = String::new();
+        for (run, t) in &traces {
+            let mut v = serde_json::to_value(t)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("run".into(), serde_json::Value::String(run.clone()));
+            }
+            out.push_str(&serde_json::to_string(&v)?);
+            out.push('\n');
+        }
+        std::fs::write(dir.join("traces.jsonl"), out)
+            .with_context(|| format!("writing {}", dir.join("traces.jsonl").display()))?;
+    }
     meshbench_report::render_dir(&dir)
         .map_err(|e| anyhow::anyhow!("drawing the plots in {}: {e}", dir.display()))?;
     if let Some(path) = &args.record {

@@ -110,6 +110,10 @@ enum Command {
         /// address requires a token (`--control-token`, or one is made and printed).
         #[arg(long, default_value = "127.0.0.1")]
         control_bind: std::net::IpAddr,
+        /// Log every sampled request attempt's W3C `traceparent` as the instances receive it
+        /// (CSV: run, instance, request, attempt, traceparent).
+        #[arg(long)]
+        trace_log: Option<PathBuf>,
         /// The control endpoint's token: requests must send `Authorization: Bearer TOKEN`.
         /// Also read from MESHBENCH_CONTROL_TOKEN.
         #[arg(long, env = "MESHBENCH_CONTROL_TOKEN", hide_env_values = true)]
@@ -303,16 +307,16 @@ fn dispatch(command: Command, data_dirs: &[PathBuf]) -> anyhow::Result<Done> {
             no_faults,
             control_bind,
             control_token,
+            trace_log,
         } => {
             drop(o);
             serve(
                 &load(&file, data_dirs)?,
                 bind,
-                tls_cert,
-                tls_key,
-                client_ca,
+                (tls_cert, tls_key, client_ca),
                 !no_faults,
                 (control_bind, control_token),
+                trace_log,
             )?;
             Done::Ok
         }

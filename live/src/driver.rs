@@ -332,10 +332,26 @@ struct Ids {
     trace: Option<[u8; 55]>,
 }
 
+/// Whether request `request` is sampled at rate `rate` (its traceparent's sampled flag, and the
+/// trace log): a hash of its trace, so the same requests are sampled for a seed.
+pub fn sampled(run_seed: u64, request: u64, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    let h = mesh_core::seed::mix(run_seed ^ mesh_core::seed::mix(request ^ 0x7361_6d70_6c65));
+    ((h >> 11) as f64 / (1u64 << 53) as f64) < rate
+}
+
 /// The W3C Trace Context `traceparent` of attempt `attempt` of request `request`: version 00,
 /// a trace id of the request (every attempt, retry and hedge of it shares it), a span id of
 /// the attempt, sampled. Both ids are hashes of the run's seed, so they are stable for a seed.
+/// [`traceparent_flagged`] clears the sampled flag.
 pub fn traceparent(run_seed: u64, request: u64, attempt: u32) -> [u8; 55] {
+    traceparent_flagged(run_seed, request, attempt, true)
+}
+
+/// [`traceparent`] with the sampled flag (`01`) set or not (`00`).
+pub fn traceparent_flagged(run_seed: u64, request: u64, attempt: u32, sampled: bool) -> [u8; 55] {
     use mesh_core::seed::mix;
     let hi = mix(run_seed ^ mix(request ^ 0x7472_6163_6500_0000));
     let lo = mix(hi ^ request) | 1;
@@ -343,6 +359,9 @@ pub fn traceparent(run_seed: u64, request: u64, attempt: u32) -> [u8; 55] {
     // Written in place: no allocation per attempt.
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    if !sampled {
+        out[54] = b'0';
+    }
     for (at, v) in [(3, hi), (19, lo), (36, span)] {
         for i in 0..16 {
             out[at + i] = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
@@ -606,6 +625,55 @@ pub struct LiveOptions {
     /// Endpoints from a discovery source, watched during the run (`--discover`): the source
     /// and what it gave before the run. `endpoints` is then ignored.
     pub discovery: Option<(crate::discovery::Source, Vec<crate::discovery::Discovered>)>,
+    /// Share of requests traced (their `traceparent` sampled flag set); with `trace_log`, the
+    /// sampled requests' attempts are kept for the trace log.
+    pub trace_sample: f64,
+    /// Keep a trace record of every sampled request ([`LiveRun::traces`]).
+    pub trace_log: bool,
+}
+
+/// One attempt of a traced request.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TracedAttempt {
+    /// Its W3C span id (hex).
+    pub span_id: String,
+    /// Its number within the request (0 first).
+    pub attempt: u32,
+    /// `first`, `retry` or `hedge`.
+    pub kind: &'static str,
+    /// The endpoint's service, instance and address.
+    pub service: String,
+    /// The endpoint's instance index (discovery order for discovered ones).
+    pub instance: u32,
+    /// Its address.
+    pub address: String,
+    /// When it left, ms since the run's start.
+    pub start_ms: f64,
+    /// When it ended (answered, failed, cancelled), ms since the run's start; `None`: in
+    /// flight at the end.
+    pub end_ms: Option<f64>,
+    /// `success`, `server_error`, `gateway_error`, `local_error`, `timed_out` (a per-try or
+    /// request timeout cut it off) or `cancelled` (another attempt won, or the request ended).
+    pub outcome: &'static str,
+}
+
+/// A traced (sampled) request: its trace id and every attempt.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TracedRequest {
+    /// The W3C trace id (hex) every attempt's `traceparent` carries.
+    pub trace_id: String,
+    /// The request id (`x-meshbench-request`).
+    pub request: u64,
+    /// The proxy that sent it.
+    pub proxy: usize,
+    /// Its intended send time, ms since the run's start.
+    pub intended_ms: f64,
+    /// When it finished, ms since the run's start.
+    pub finished_ms: f64,
+    /// How it ended (`success`, or the failure class).
+    pub result: &'static str,
+    /// Its attempts, in the order they left.
+    pub attempts: Vec<TracedAttempt>,
 }
 
 /// A recorded proxy: its trace and the outputs it produced.
@@ -694,6 +762,8 @@ pub struct LiveRun {
     pub stats: LiveStats,
     /// Recordings, when asked for.
     pub recordings: Vec<Recording>,
+    /// The sampled requests' traces, when asked for (by proxy, then finishing order).
+    pub traces: Vec<TracedRequest>,
 }
 
 enum Msg {
@@ -721,6 +791,7 @@ struct ProxyStats {
     completed: u64,
     issued: u64,
     recording: Option<Recording>,
+    traces: Vec<TracedRequest>,
 }
 
 /// A proxy's recorder and the progress counters the sampler reads.
@@ -879,6 +950,11 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             cells,
             extra_base: world.stations.len(),
             first_discovery: discovery.as_ref().map(|d| d.2.clone()),
+            trace_sample: opts.trace_sample,
+            trace_log: opts.trace_log,
+            tracing: HashMap::default(),
+            traced_attempts: HashMap::default(),
+            hedge_next: None,
             index: i,
             cluster,
             plan: plan.clone(),
@@ -1135,7 +1211,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         ..LiveStats::default()
     };
     let mut recordings = Vec::new();
+    let mut traces = Vec::new();
     for (_, p) in joined {
+        traces.extend(p.traces);
         let _ = from_send.add(&p.hist_from_send);
         stats.sent += p.sent;
         stats.completed += p.completed;
@@ -1193,12 +1271,24 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         result,
         stats,
         recordings,
+        traces,
     }
 }
 
 /// Whether every client of the run is a closed loop (no open-loop schedule).
 fn all_closed_run(opts: &LiveOptions, sc: &meshbench_scenario::Scenario) -> bool {
     opts.connections.is_some() || sc.clients.values().all(|c| c.arrival.is_closed())
+}
+
+/// An attempt outcome's name in the trace log.
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Success => "success",
+        Outcome::ServerError => "server_error",
+        Outcome::GatewayError => "gateway_error",
+        Outcome::LocalError => "local_error",
+        Outcome::Timeout => "timed_out",
+    }
 }
 
 fn stop_was_early(stop: &AtomicBool, start: StdInstant, duration_ns: u64) -> bool {
@@ -1299,6 +1389,15 @@ struct Actor {
     extra_base: usize,
     /// Discovery's first changes, applied before any request.
     first_discovery: Option<Arc<crate::discovery::Update>>,
+    /// Share of requests traced, and whether their traces are kept.
+    trace_sample: f64,
+    trace_log: bool,
+    /// Traces of sampled requests in flight, by request id.
+    tracing: HashMap<u64, TracedRequest>,
+    /// Where each traced attempt is in its request's trace (request, index).
+    traced_attempts: HashMap<AttemptId, (u64, usize)>,
+    /// The attempt a `HedgeSent` just announced (its `Send` follows).
+    hedge_next: Option<AttemptId>,
     cluster: Cluster,
     plan: ProxyPlan,
     run_seed: u64,
@@ -1384,6 +1483,68 @@ impl Actor {
         Instant::from_nanos(self.start.elapsed().as_nanos() as u64)
     }
 
+    /// Starts the trace record of an attempt of a sampled request.
+    #[allow(clippy::too_many_arguments)]
+    fn trace_attempt(
+        &mut self,
+        attempt: AttemptId,
+        request: u64,
+        number: u32,
+        hedge: bool,
+        ep: usize,
+        traceparent: &[u8; 55],
+        now: Instant,
+    ) {
+        let text = std::str::from_utf8(traceparent).unwrap_or_default();
+        let (trace_id, span_id) = (text[3..35].to_owned(), text[36..52].to_owned());
+        let t = self
+            .tracing
+            .entry(request)
+            .or_insert_with(|| TracedRequest {
+                trace_id,
+                request,
+                proxy: self.index,
+                intended_ms: 0.0,
+                finished_ms: 0.0,
+                result: "",
+                attempts: Vec::new(),
+            });
+        let addr = self
+            .addrs
+            .get(ep)
+            .map_or_else(String::new, ToString::to_string);
+        t.attempts.push(TracedAttempt {
+            span_id,
+            attempt: number,
+            kind: match (number, hedge) {
+                (0, _) => "first",
+                (_, true) => "hedge",
+                _ => "retry",
+            },
+            service: self.plan.target.clone(),
+            instance: ep as u32,
+            address: addr,
+            start_ms: now.as_nanos() as f64 / 1e6,
+            end_ms: None,
+            outcome: "in_flight",
+        });
+        let at = t.attempts.len() - 1;
+        self.traced_attempts.insert(attempt, (request, at));
+    }
+
+    /// Ends a traced attempt's record (no-op for attempts not traced).
+    fn trace_end(&mut self, attempt: AttemptId, outcome: &'static str, now: Instant) {
+        if let Some((request, at)) = self.traced_attempts.remove(&attempt)
+            && let Some(a) = self
+                .tracing
+                .get_mut(&request)
+                .and_then(|t| t.attempts.get_mut(at))
+        {
+            a.end_ms = Some(now.as_nanos() as f64 / 1e6);
+            a.outcome = outcome;
+        }
+    }
+
     /// The station (the run's endpoint index) of this proxy's endpoint `ep`: the world's, or,
     /// for an endpoint discovery added, one after the world's stations.
     fn station(&self, ep: usize) -> usize {
@@ -1444,6 +1605,7 @@ impl Actor {
             completed: 0,
             issued: 0,
             recording: None,
+            traces: Vec::new(),
         };
         let mut outputs = Vec::new();
         let mut intended: HashMap<u64, InFlight> = HashMap::default();
@@ -1568,6 +1730,7 @@ impl Actor {
                             }
                             if inflight.remove(&attempt).is_some() {
                                 self.cells[endpoint].ended();
+                                self.trace_end(attempt, outcome_name(outcome), now);
                                 let load = match report {
                                     Reported::Load(l) => Some(l),
                                     _ => None,
@@ -1732,12 +1895,26 @@ impl Actor {
                 self.shared
                     .rec()
                     .attempt(self.plan.zone, self.station(endpoint.index()), key);
+                let sampled = sampled(self.run_seed, request.0, self.trace_sample);
+                let trace = traceparent_flagged(self.run_seed, request.0, *retry, sampled);
+                let hedge = self.hedge_next.take() == Some(*attempt);
+                if sampled && self.trace_log {
+                    self.trace_attempt(
+                        *attempt,
+                        request.0,
+                        *retry,
+                        hedge,
+                        endpoint.index(),
+                        &trace,
+                        now,
+                    );
+                }
                 let ids = Ids {
                     request: Some((request.0, *retry)),
                     key,
                     zone: self.zone,
                     client: self.client,
-                    trace: Some(traceparent(self.run_seed, request.0, *retry)),
+                    trace: Some(trace),
                 };
                 let want = if self.want_load {
                     Want::Load
@@ -1763,6 +1940,11 @@ impl Actor {
                 if let Some(h) = inflight.remove(attempt) {
                     h.abort();
                     self.cells[endpoint.index()].ended();
+                    self.trace_end(
+                        *attempt,
+                        if *timed_out { "timed_out" } else { "cancelled" },
+                        now,
+                    );
                     if *timed_out {
                         self.cells[endpoint.index()].error();
                         // A timeout is the endpoint's error, as a 5xx is (the simulator too).
@@ -1838,6 +2020,12 @@ impl Actor {
                     return;
                 };
                 st.completed += 1;
+                if let Some(mut t) = self.tracing.remove(&request.0) {
+                    t.intended_ms = f.intended as f64 / 1e6;
+                    t.finished_ms = now.as_nanos() as f64 / 1e6;
+                    t.result = result.class();
+                    st.traces.push(t);
+                }
                 self.metrics
                     .finished(*result, now.as_nanos().saturating_sub(f.intended));
                 let measured =
@@ -1869,7 +2057,10 @@ impl Actor {
                             c.unhealthy(!healthy);
                         }
                     }
-                    PolicyEvent::HedgeSent { .. } => self.metrics.hedge(),
+                    PolicyEvent::HedgeSent { attempt, .. } => {
+                        self.metrics.hedge();
+                        self.hedge_next = Some(*attempt);
+                    }
                     _ => {}
                 }
                 if self.cells.len() > self.plan.endpoints.len() {

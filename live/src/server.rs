@@ -599,6 +599,16 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
+/// Whether a `traceparent`'s flags (its last two hex digits) have the sampled bit.
+fn sampled_flag(traceparent: &[u8]) -> bool {
+    traceparent
+        .len()
+        .checked_sub(2)
+        .and_then(|at| std::str::from_utf8(&traceparent[at..]).ok())
+        .and_then(|f| u8::from_str_radix(f, 16).ok())
+        .is_some_and(|f| f & 1 == 1)
+}
+
 /// A request at an instance: `GET /metrics` answers the instance's own metrics; anything else
 /// is counted (by path kind and answer) around [`handle_request`].
 async fn handle(
@@ -659,6 +669,7 @@ async fn handle_request(
     let attempt = header_u64(&req, "x-meshbench-attempt").unwrap_or(0) as u32;
     if let Some((log, run)) = st.trace_log.get()
         && let Some(t) = req.headers().get("traceparent")
+        && sampled_flag(t.as_bytes())
     {
         use std::io::Write as _;
         let mut f = log

@@ -831,3 +831,129 @@ fn discovery_keeps_the_state_of_hosts_that_stay() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sampled_trace_log_records_each_requests_attempts_as_the_backends_saw_them() {
+    // Half of the requests are sampled. Instance 1 fails every attempt (retried elsewhere) and
+    // instance 0 sometimes takes 40 ms (hedged after 10 ms): the trace log must show first
+    // attempts, retries and hedges, each with its span, endpoint and times; the backends' log
+    // holds exactly the sampled requests' attempts, with the same trace and span ids.
+    let dir = tmp("trace-log");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("t.yaml");
+    std::fs::write(
+        &file,
+        "
+name: traced
+seed: 4
+duration: 2s
+warmup: 0s
+strategies:
+  hedged:
+    balancer: { kind: round_robin }
+    retries: { num_retries: 2, retry_on: [5xx] }
+    hedging: { hedging_delay: 10ms }
+services:
+  b:
+    instances: 3
+    concurrency: 100
+    service_time:
+      dist: mixture
+      components:
+        - { weight: 0.8, dist: { dist: constant, value: 1ms } }
+        - { weight: 0.2, dist: { dist: constant, value: 40ms } }
+    overrides: { 1: { error_rate: 1.0 } }
+clients:
+  c: { target: b, arrival: { process: constant, rate: 200/s } }
+",
+    )
+    .unwrap();
+    let backend_log = dir.join("backends.csv");
+    let out = dir.join("out");
+    let run = super::meshbench(&[
+        "live",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--trace-sample",
+        "0.5",
+        "--trace-log",
+        backend_log.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(matches!(run.status.code(), Some(0 | 1)), "{run:?}");
+    let text = std::fs::read_to_string(out.join("traces.jsonl")).unwrap();
+    let traces: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    // 400 requests, half sampled.
+    assert!(
+        (140..260).contains(&traces.len()),
+        "{} sampled of 400",
+        traces.len()
+    );
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut spans = std::collections::BTreeSet::new();
+    for t in &traces {
+        let id = t["trace_id"].as_str().unwrap();
+        assert!(
+            id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{t}"
+        );
+        assert_eq!(t["run"], "hedged/0");
+        let attempts = t["attempts"].as_array().unwrap();
+        assert_eq!(attempts[0]["kind"], "first", "{t}");
+        for a in attempts {
+            *kinds
+                .entry(a["kind"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+            assert!(spans.insert((id.to_owned(), a["span_id"].as_str().unwrap().to_owned())));
+            let (start, end) = (a["start_ms"].as_f64().unwrap(), a["end_ms"].as_f64());
+            assert!(end.is_none_or(|e| e >= start), "{a}");
+            assert!(start >= t["intended_ms"].as_f64().unwrap() - 1.0, "{t}");
+            if a["instance"] == 1 && a["outcome"] != "cancelled" {
+                assert_eq!(a["outcome"], "server_error", "{a}");
+            }
+        }
+        assert!(t["finished_ms"].as_f64().unwrap() >= t["intended_ms"].as_f64().unwrap());
+    }
+    for k in ["first", "retry", "hedge"] {
+        assert!(kinds.get(k).copied().unwrap_or(0) > 5, "{kinds:?}");
+    }
+    // The backends logged the sampled attempts only, with the ids the generator sent.
+    let logged: std::collections::BTreeSet<(String, String)> =
+        std::fs::read_to_string(&backend_log)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let t: Vec<&str> = l.rsplit(',').next().unwrap().split('-').collect();
+                assert_eq!(t[3], "01", "an unsampled attempt logged: {l}");
+                (t[1].to_owned(), t[2].to_owned())
+            })
+            .collect();
+    assert!(!logged.is_empty());
+    assert!(
+        logged.is_subset(&spans),
+        "{} logged attempts not in the trace log",
+        logged.difference(&spans).count()
+    );
+    let answered = traces
+        .iter()
+        .flat_map(|t| {
+            let id = t["trace_id"].as_str().unwrap().to_owned();
+            t["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["outcome"] == "success" || a["outcome"] == "server_error")
+                .map(move |a| (id.clone(), a["span_id"].as_str().unwrap().to_owned()))
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(
+        answered.is_subset(&logged),
+        "an answered attempt the backends did not log"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

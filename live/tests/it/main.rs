@@ -72,6 +72,8 @@ fn options(
         request: Default::default(),
         metrics: None,
         discovery: None,
+        trace_sample: 1.0,
+        trace_log: false,
     }
 }
 
