@@ -451,6 +451,12 @@ pub(crate) struct LiveArgs {
     /// (`https://api.internal:8443/v1/items`) for every request; `HOST:PORT` alone is http.
     #[arg(long = "target")]
     targets: Vec<String>,
+    /// The targets from a file in vegeta's formats, one endpoint each, in instance order: text
+    /// (`METHOD URL`, `Name: value` header lines, an optional `@BODYFILE` line, a blank line
+    /// between targets) or JSON lines (`{"method", "url", "header", "body" (base64)}`). Each
+    /// target keeps its own method, headers and body; --header adds to all of them.
+    #[arg(long, conflicts_with_all = ["targets", "discover"])]
+    targets_file: Option<PathBuf>,
     /// Only this strategy (default: all, one after another).
     #[arg(long)]
     strategy: Option<String>,
@@ -705,6 +711,16 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         .iter()
         .map(|t| meshbench_live::TargetUrl::parse(t).map_err(|e| anyhow::anyhow!("--target {e}")))
         .collect::<anyhow::Result<_>>()?;
+    if let Some(f) = &args.targets_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--targets-file {}", f.display()))?;
+        urls = meshbench_live::target::parse_targets_file(
+            &text,
+            &f.display().to_string(),
+            &request_spec(&args)?,
+        )
+        .map_err(|e| anyhow::anyhow!("--targets-file {e}"))?;
+    }
     let https = urls.iter().filter(|u| u.https).count();
     anyhow::ensure!(
         https == 0 || https == urls.len(),

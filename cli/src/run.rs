@@ -53,6 +53,11 @@ pub(crate) fn run(
     let est = budget(loaded, Driver::Sim, pool.current_num_threads(), allow_large)?;
     if !quiet {
         eprintln!("{}: {}", sc.name, est.summary(Driver::Sim));
+        for (name, _) in sc.clients.iter().filter(|(_, c)| c.request.is_some()) {
+            eprintln!(
+                "note: clients.{name}.request (method, path, headers, body) shapes live mode's requests; the model carries no request bytes, so the simulation does not depend on it"
+            );
+        }
     }
     let started = WallClock::now();
     let tick = || bar.inc(1);

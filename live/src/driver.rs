@@ -57,6 +57,11 @@ pub struct RequestSpec {
     /// The path of every work request to an endpoint given by address (in-process backends,
     /// discovered endpoints); default `/work`. Targets given as URLs use their own.
     pub path: Option<String>,
+    /// Whether the method and the body were given (on the command line), so that they win
+    /// over a scenario client's `request:`.
+    pub method_given: bool,
+    /// See `method_given`.
+    pub body_given: bool,
 }
 
 impl RequestSpec {
@@ -64,7 +69,9 @@ impl RequestSpec {
     /// which part is wrong.
     pub fn parse(method: Option<&str>, headers: &[String], body: Vec<u8>) -> Result<Self, String> {
         let mut spec = RequestSpec {
+            body_given: !body.is_empty(),
             body: body.into(),
+            method_given: method.is_some(),
             ..RequestSpec::default()
         };
         if let Some(m) = method {
@@ -82,6 +89,43 @@ impl RequestSpec {
             spec.headers.push((name, value));
         }
         Ok(spec)
+    }
+
+    /// A client's requests: its scenario `request:` under this spec's command-line parts (the
+    /// method, body and path when given; headers added, replacing the file's of the same name).
+    pub fn over(&self, file: Option<&meshbench_scenario::RequestTemplate>) -> Self {
+        let Some(t) = file else {
+            return self.clone();
+        };
+        let mut spec = self.clone();
+        if !self.method_given
+            && let Some(m) = t
+                .method
+                .as_deref()
+                .and_then(|m| hyper::Method::from_bytes(m.as_bytes()).ok())
+        {
+            spec.method = m;
+        }
+        if !self.body_given && !t.body_bytes.is_empty() {
+            spec.body = Bytes::from(t.body_bytes.as_ref().clone());
+        }
+        if self.path.is_none() {
+            spec.path.clone_from(&t.path);
+        }
+        let mut headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)> = t
+            .headers
+            .iter()
+            .filter_map(|(n, v)| {
+                Some((
+                    hyper::header::HeaderName::from_bytes(n.as_bytes()).ok()?,
+                    hyper::header::HeaderValue::from_bytes(v.as_bytes()).ok()?,
+                ))
+            })
+            .filter(|(n, _)| !self.headers.iter().any(|(m, _)| m == n))
+            .collect();
+        headers.extend(self.headers.iter().cloned());
+        spec.headers = headers;
+        spec
     }
 
     /// Sets the path of requests to endpoints given by address (`--path`).
@@ -103,6 +147,8 @@ impl Default for RequestSpec {
             headers: Vec::new(),
             body: Bytes::new(),
             path: None,
+            method_given: false,
+            body_given: false,
         }
     }
 }
@@ -207,6 +253,7 @@ impl Pool {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let authority = url.map_or_else(|| addr.to_string(), |u| u.authority.clone());
         let path = url.map_or(spec.path.as_deref().unwrap_or("/work"), |u| u.path.as_str());
+        let spec = url.and_then(|u| u.request.as_ref()).unwrap_or(spec);
         Arc::new(Target {
             addr,
             server_name: url.and_then(|u| u.server_name.clone()),
@@ -964,7 +1011,13 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             want_load: world.load_reports,
             addrs,
             urls: opts.urls.clone(),
-            request: opts.request.clone(),
+            request: Arc::new(
+                opts.request.over(
+                    sc.clients
+                        .get(&plan.client)
+                        .and_then(|c| c.request.as_ref()),
+                ),
+            ),
             tls_failure: tls_failure.clone(),
             tls: opts.tls.clone(),
             tx,

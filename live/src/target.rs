@@ -20,6 +20,9 @@ pub struct TargetUrl {
     /// The name the certificate is checked against: the URL's host (a DNS name or an IP
     /// address); `None` when `--server-name` overrides it.
     pub server_name: Option<ServerName<'static>>,
+    /// This target's own request (a targets file's method, headers and body); `None`: the
+    /// run's.
+    pub request: Option<std::sync::Arc<crate::driver::RequestSpec>>,
 }
 
 impl TargetUrl {
@@ -79,8 +82,127 @@ impl TargetUrl {
             },
             https,
             server_name: Some(server_name),
+            request: None,
         })
     }
+}
+
+/// Parses a targets file in vegeta's formats: the text format (`METHOD URL`, then `Name: value`
+/// header lines, then an optional `@BODYFILE` line, targets apart by blank lines; `#` comments)
+/// or JSON lines (`{"method": "POST", "url": "...", "header": {"Name": ["value"]}, "body":
+/// "BASE64"}`). Each target is one endpoint, with its own request, under `base`'s headers (the
+/// command line's, added to every target). `file` names the file in errors, with the line.
+pub fn parse_targets_file(
+    text: &str,
+    file: &str,
+    base: &crate::driver::RequestSpec,
+) -> Result<Vec<TargetUrl>, String> {
+    let mut out = Vec::new();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    if first.is_some_and(|l| l.starts_with('{')) {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at = |why: String| format!("{file}:{}: {why}", n + 1);
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| at(format!("not JSON: {e}")))?;
+            let url = v
+                .get("url")
+                .and_then(|u| u.as_str())
+                .ok_or_else(|| at("no \"url\"".into()))?;
+            let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("GET");
+            let mut headers = Vec::new();
+            if let Some(h) = v.get("header").and_then(|h| h.as_object()) {
+                for (name, values) in h {
+                    for value in values.as_array().into_iter().flatten() {
+                        headers.push(format!("{name}: {}", value.as_str().unwrap_or_default()));
+                    }
+                }
+            }
+            let body = match v.get("body").and_then(|b| b.as_str()) {
+                Some(b) => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .map_err(|e| at(format!("\"body\" is not base64: {e}")))?
+                }
+                None => Vec::new(),
+            };
+            out.push(target(url, method, &headers, body, base).map_err(at)?);
+        }
+        return Ok(out);
+    }
+    // The text format: blocks apart by blank lines.
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((n, line)) = lines.next() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |n: usize, why: String| format!("{file}:{}: {why}", n + 1);
+        let (method, url) = line.split_once(' ').ok_or_else(|| {
+            at(n, format!("`{line}`: a target starts with `METHOD URL`, such as `GET http://127.0.0.1:8080/`"))
+        })?;
+        let mut headers = Vec::new();
+        let mut body = Vec::new();
+        while let Some((m, l)) = lines.peek().map(|(m, l)| (*m, l.trim())) {
+            if l.is_empty() {
+                break;
+            }
+            lines.next();
+            if l.starts_with('#') {
+                continue;
+            }
+            if let Some(path) = l.strip_prefix('@') {
+                body = std::fs::read(path).map_err(|e| at(m, format!("body file {path}: {e}")))?;
+            } else if l.contains(':') {
+                headers.push(l.to_owned());
+            } else {
+                return Err(at(
+                    m,
+                    format!(
+                        "`{l}`: expected a `Name: value` header or an `@BODYFILE` line (a blank line ends a target)"
+                    ),
+                ));
+            }
+        }
+        out.push(target(url.trim(), method.trim(), &headers, body, base).map_err(|e| at(n, e))?);
+    }
+    if out.is_empty() {
+        return Err(format!("{file}: no targets"));
+    }
+    Ok(out)
+}
+
+/// One target of a targets file: its URL and its own request under `base`'s headers.
+fn target(
+    url: &str,
+    method: &str,
+    headers: &[String],
+    body: Vec<u8>,
+    base: &crate::driver::RequestSpec,
+) -> Result<TargetUrl, String> {
+    let mut t = TargetUrl::parse(url)?;
+    let own = crate::driver::RequestSpec::parse(Some(method), headers, body)?;
+    // The command line's headers go on every target, after its own.
+    let mut spec = own;
+    for (n, v) in &base.headers {
+        spec.headers.retain(|(m, _)| m != n);
+        spec.headers.push((n.clone(), v.clone()));
+    }
+    if base.method_given {
+        spec.method = base.method.clone();
+    }
+    if base.body_given {
+        spec.body = base.body.clone();
+    }
+    t.request = Some(std::sync::Arc::new(spec));
+    Ok(t)
 }
 
 /// What a failed TLS handshake means, in words a user can act on (`None`: not a TLS error).

@@ -64,8 +64,8 @@ pub use faults::{
     fault_changes,
 };
 pub use topology::{
-    Client, InstanceRange, InstanceSpec, Keys, Network, Override, Placement, Service, StartHealth,
-    Zone, ZonePair,
+    Client, InstanceRange, InstanceSpec, Keys, Network, Override, Placement, RequestTemplate,
+    Service, StartHealth, Zone, ZonePair,
 };
 pub use units::{Probability, Rate};
 
@@ -992,6 +992,25 @@ fn parse_one(
             .map_err(|(f, m)| at(&format!("network.{path}.{f}"), m, None))?;
     }
     for (name, c) in &mut scenario.clients {
+        if let Some(r) = &mut c.request {
+            let base = format!("clients.{name}.request");
+            r.validate()
+                .map_err(|(f, m)| at(&format!("{base}.{f}"), m, None))?;
+            if let Some(f) = &r.body_file {
+                let path = dist::resolve(dir, data_dirs, f)
+                    .map_err(|m| at(&format!("{base}.body_file"), m, None))?;
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    at(
+                        &format!("{base}.body_file"),
+                        format!("{}: {e}", path.display()),
+                        None,
+                    )
+                })?;
+                r.body_bytes = std::sync::Arc::new(bytes);
+            } else if let Some(b) = &r.body {
+                r.body_bytes = std::sync::Arc::new(b.clone().into_bytes());
+            }
+        }
         let base = format!("clients.{name}.arrival");
         match &mut c.arrival {
             Arrival::Closed { think, .. } => {

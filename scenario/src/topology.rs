@@ -491,6 +491,97 @@ pub struct Client {
     /// Request keys, for hash-based balancers. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Keys>,
+    /// What the population's requests are on the wire in live mode: method, path, headers and
+    /// body. The model carries no request bytes, so the simulator's results do not depend on
+    /// it; `meshbench run` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestTemplate>,
+}
+
+/// A client's HTTP requests in live mode (`clients.NAME.request`). Command-line flags
+/// (`--method`, `--header`, `--body-file`, `--path`) override it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestTemplate {
+    /// The method, default `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The path (with a query, if any) for endpoints given by address (in-process backends,
+    /// discovery); default `/work`. A `--target` URL's own path wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Headers sent with every request, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The body, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body, read from this file (relative to the scenario's directory, or a data dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_file: Option<String>,
+    /// The body's bytes, once read (`body` or `body_file`).
+    #[serde(skip)]
+    pub body_bytes: std::sync::Arc<Vec<u8>>,
+}
+
+/// An HTTP token (a method or header name, RFC 9110's `tchar`s).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Headers meshbench writes itself on every request.
+pub(crate) const RESERVED_HEADERS: [&str; 5] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "traceparent",
+    "connection",
+];
+
+impl RequestTemplate {
+    /// Checks the fields: the field at fault (relative to `request`) and what is wrong.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(m) = &self.method
+            && !is_token(m)
+        {
+            return Err(("method".into(), format!("`{m}` is not an HTTP method")));
+        }
+        if let Some(p) = &self.path
+            && (!p.starts_with('/') || p.bytes().any(|b| b <= b' ' || b == 0x7f))
+        {
+            return Err((
+                "path".into(),
+                format!("`{p}`: write an absolute path without spaces, such as /v1/items?page=2"),
+            ));
+        }
+        for (name, value) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            if !is_token(name) {
+                return Err((format!("headers.{name}"), "is not a header name".into()));
+            }
+            if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-meshbench-") {
+                return Err((
+                    format!("headers.{name}"),
+                    "meshbench writes this header itself on every request".into(),
+                ));
+            }
+            if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+                return Err((
+                    format!("headers.{name}"),
+                    "the value has a control character (a header value is one line)".into(),
+                ));
+            }
+        }
+        if self.body.is_some() && self.body_file.is_some() {
+            return Err((
+                "body_file".into(),
+                "and `body` both give the body: keep one".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How requests get their keys: key `k` of `count` is the text of its index (`0`, `1`, ...), sent in

@@ -2247,10 +2247,13 @@ clients:
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn live_sends_the_method_headers_and_body_asked_for_to_the_target_path() {
+/// A listener on loopback that records each HTTP/1.1 request as it arrives (head and body) and
+/// answers 200: its address and what it saw.
+fn recording_listener() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     use std::io::{Read as _, Write as _};
-    // A listener that records each request as it arrives and answers 200.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -2297,6 +2300,12 @@ fn live_sends_the_method_headers_and_body_asked_for_to_the_target_path() {
             }
         });
     }
+    (addr, seen)
+}
+
+#[test]
+fn live_sends_the_method_headers_and_body_asked_for_to_the_target_path() {
+    let (addr, seen) = recording_listener();
     let dir = tmp("request-spec");
     std::fs::create_dir_all(&dir).unwrap();
     let scenario = dir.join("one.yaml");
@@ -2418,5 +2427,141 @@ clients:
             "{cmd}: backend 1 (attempts, errors) {slow:?}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_clients_request_in_the_scenario_and_a_vegeta_targets_file_shape_what_is_sent() {
+    let (addr, seen) = recording_listener();
+    let dir = tmp("request-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("order.json"), "{\"items\": 3}").unwrap();
+    let scenario = dir.join("two.yaml");
+    let yaml = "
+name: request-file
+duration: 500ms
+strategies: { rr: { balancer: { kind: round_robin } } }
+services:
+  b: { instances: 2, service_time: { dist: constant, value: 1ms } }
+clients:
+  c:
+    target: b
+    arrival: { process: constant, rate: 40/s }
+    request: { method: PUT, path: /orders/7, headers: { X-Tenant: acme }, body_file: order.json }
+"
+    .to_owned();
+    std::fs::write(&scenario, &yaml).unwrap();
+    // The scenario's request, to in-process-style endpoints given by address (discovery).
+    let eps = dir.join("eps.txt");
+    std::fs::write(&eps, format!("{addr}\n")).unwrap();
+    let out = dir.join("out");
+    let one = yaml.replace("instances: 2", "instances: 1");
+    std::fs::write(&scenario, &one).unwrap();
+    run_ok(&[
+        "live",
+        scenario.to_str().unwrap(),
+        "--discover",
+        &format!("file:{}", eps.display()),
+        "--header",
+        "X-Run: 1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    {
+        let mut seen = seen.lock().unwrap();
+        assert!(seen.len() >= 15, "{} requests", seen.len());
+        for r in seen.iter() {
+            assert!(r.starts_with("PUT /orders/7 HTTP/1.1\r\n"), "{r}");
+            let lower = r.to_lowercase();
+            assert!(
+                lower.contains("x-tenant: acme") && lower.contains("x-run: 1"),
+                "{r}"
+            );
+            assert!(r.ends_with("\r\n\r\n{\"items\": 3}"), "{r}");
+        }
+        seen.clear();
+    }
+    // A targets file in vegeta's text format: two endpoints, each its own request.
+    std::fs::write(&scenario, &yaml).unwrap();
+    std::fs::write(dir.join("b.txt"), "ping").unwrap();
+    let targets = dir.join("targets.txt");
+    std::fs::write(
+        &targets,
+        format!(
+            "# two endpoints\nGET http://{addr}/a?x=1\nX-Which: a\n\nPOST http://{addr}/b\nX-Which: b\n@{}\n",
+            dir.join("b.txt").display()
+        ),
+    )
+    .unwrap();
+    run_ok(&[
+        "live",
+        scenario.to_str().unwrap(),
+        "--targets-file",
+        targets.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    {
+        let seen = seen.lock().unwrap();
+        let a = seen.iter().filter(|r| r.starts_with("GET /a?x=1 ")).count();
+        let b = seen
+            .iter()
+            .filter(|r| r.starts_with("POST /b ") && r.ends_with("\r\n\r\nping"))
+            .count();
+        assert!(
+            a >= 5 && b >= 5 && a + b == seen.len(),
+            "a {a}, b {b} of {}",
+            seen.len()
+        );
+        assert!(seen.iter().all(|r| {
+            let l = r.to_lowercase();
+            l.contains("x-which: a") == r.starts_with("GET")
+        }));
+    }
+    // The simulator says the request is live mode's only.
+    let sim = meshbench(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&sim.stderr).contains("clients.c.request"));
+    // Mistakes are located.
+    for (bad, want) in [
+        ("method: PUT", "method: \"P T\"", "clients.c.request.method"),
+        (
+            "X-Tenant: acme",
+            "Host: acme",
+            "meshbench writes this header itself",
+        ),
+        (
+            "body_file: order.json",
+            "body_file: missing.json",
+            "clients.c.request.body_file",
+        ),
+    ]
+    .map(|(a, b, w)| (yaml.replace(a, b), w))
+    {
+        std::fs::write(&scenario, &bad).unwrap();
+        let v = meshbench(&["validate", scenario.to_str().unwrap()]);
+        assert_eq!(v.status.code(), Some(2), "{bad}");
+        let e = String::from_utf8_lossy(&v.stderr);
+        assert!(e.contains(want) && e.contains("two.yaml:"), "{e}");
+    }
+    std::fs::write(&targets, "GET\n").unwrap();
+    std::fs::write(&scenario, &yaml).unwrap();
+    let v = meshbench(&[
+        "live",
+        scenario.to_str().unwrap(),
+        "--targets-file",
+        targets.to_str().unwrap(),
+    ]);
+    assert_eq!(v.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("targets.txt:1"),
+        "{v:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
