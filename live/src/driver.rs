@@ -995,7 +995,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let ctx = Actor {
             metrics,
             cells,
-            extra_base: world.stations.len(),
+            discovered_from: discovery
+                .is_some()
+                .then(|| (plan.endpoints.len(), world.stations.len())),
             first_discovery: discovery.as_ref().map(|d| d.2.clone()),
             trace_sample: opts.trace_sample,
             trace_log: opts.trace_log,
@@ -1437,9 +1439,10 @@ struct Actor {
     /// This proxy's metrics, and its endpoints' cells by endpoint index.
     metrics: Arc<crate::metrics::ProxyMetrics>,
     cells: Vec<Arc<crate::metrics::EndpointCells>>,
-    /// The world's station count: discovered endpoints beyond the scenario's are stations from
-    /// here on.
-    extra_base: usize,
+    /// Under discovery: the scenario's endpoint count and the world's station count, since
+    /// discovered endpoints beyond the scenario's are stations from there on (`None`: every
+    /// endpoint is a world station, membership-timeline newcomers too).
+    discovered_from: Option<(usize, usize)>,
     /// Discovery's first changes, applied before any request.
     first_discovery: Option<Arc<crate::discovery::Update>>,
     /// Share of requests traced, and whether their traces are kept.
@@ -1601,11 +1604,9 @@ impl Actor {
     /// The station (the run's endpoint index) of this proxy's endpoint `ep`: the world's, or,
     /// for an endpoint discovery added, one after the world's stations.
     fn station(&self, ep: usize) -> usize {
-        let n = self.plan.endpoints.len();
-        if ep < n {
-            self.plan.offset as usize + ep
-        } else {
-            self.extra_base + ep - n
+        match self.discovered_from {
+            Some((n, base)) if ep >= n => base + ep - n,
+            _ => self.plan.offset as usize + ep,
         }
     }
 
@@ -2116,13 +2117,9 @@ impl Actor {
                     }
                     _ => {}
                 }
-                if self.cells.len() > self.plan.endpoints.len() {
+                if let Some((n, base)) = self.discovered_from {
                     // Discovered endpoints sit after the world's stations.
-                    let (n, base, offset) = (
-                        self.plan.endpoints.len(),
-                        self.extra_base,
-                        self.plan.offset as usize,
-                    );
+                    let offset = self.plan.offset as usize;
                     self.shared
                         .rec()
                         .event_mapped(e, |ep| if ep < n { offset + ep } else { base + ep - n });

@@ -158,9 +158,11 @@ fn a_live_run_serves_prometheus_metrics_that_promtool_accepts_and_that_add_up() 
     let retries = value(&text, "meshbench_attempts_total", &["kind=\"retry\""]);
     // Instance 2 fails half its attempts: retried, and counted as its errors.
     assert!(retries > 10.0, "retries {retries}");
-    assert_eq!(
-        value(&text, "meshbench_endpoint_attempts_total", &[]),
-        attempts
+    // Read family by family while the run goes on: a few attempts may leave in between.
+    let per_endpoint = value(&text, "meshbench_endpoint_attempts_total", &[]);
+    assert!(
+        (per_endpoint - attempts).abs() <= 5.0 + 0.01 * attempts,
+        "{per_endpoint} attempts by endpoint, {attempts} by kind"
     );
     let errors = value(
         &text,
