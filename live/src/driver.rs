@@ -997,7 +997,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             cells,
             discovered_from: discovery
                 .is_some()
-                .then(|| (plan.endpoints.len(), world.stations.len())),
+                .then_some((plan.endpoints.len(), world.stations.len())),
             first_discovery: discovery.as_ref().map(|d| d.2.clone()),
             trace_sample: opts.trace_sample,
             trace_log: opts.trace_log,
