@@ -4,13 +4,16 @@
 #      alternating for ROUNDS rounds (default 3), the median ratio reported
 #      (least request P2C with outlier detection on: scenarios/bench/nginx.yaml);
 #   2. open loop at 10 000/s for 10 s: achieved rate and pacing error.
-# Needs Debian's nginx and wrk; installs them with apt-get when missing (as root).
+# meshbench runs as users run it watched: Prometheus metrics served (and scraped every second)
+# and a W3C traceparent on every attempt. BASELINE=path/to/meshbench adds a third column, another
+# build of meshbench in the same rounds (for a before/after figure).
+# Needs Debian's nginx, wrk and curl; installs them with apt-get when missing (as root).
 # Usage: scripts/bench-live.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nginx wrk curl >/dev/null
 fi
 cargo build --release -q -p meshbench
 work=$(mktemp -d)
@@ -40,22 +43,40 @@ ratios=()
 for r in $(seq "$rounds"); do
   wrk_rps=$(wrk -t2 -c50 -d"${secs}s" "$url/" | awk '/Requests\/sec/ {print $2}')
   ./target/release/meshbench live scenarios/bench/nginx.yaml --target "$url" --connections 50 \
-    --duration "${secs}s" --quiet --out "$work/closed"
+    --duration "${secs}s" --quiet --out "$work/closed" --metrics-addr 127.0.0.1:19464 2>/dev/null &
+  mb=$!
+  # A scraper, once a second, as Prometheus would.
+  while kill -0 "$mb" 2>/dev/null; do
+    curl -s -o /dev/null "http://127.0.0.1:19464/metrics" || true
+    sleep 1
+  done
+  wait "$mb"
   mb_rps=$(python3 -c "import json; print(json.load(open('$work/closed/live.json'))['strategies'][0]['live']['achieved_rps'])")
-  ratios+=("$wrk_rps:$mb_rps")
+  base_rps=0
+  if [ -n "${BASELINE:-}" ]; then
+    "$BASELINE" live scenarios/bench/nginx.yaml --target "$url" --connections 50 \
+      --duration "${secs}s" --quiet --out "$work/base"
+    base_rps=$(python3 -c "import json; print(json.load(open('$work/base/live.json'))['strategies'][0]['live']['achieved_rps'])")
+  fi
+  ratios+=("$wrk_rps:$mb_rps:$base_rps")
 done
 ./target/release/meshbench live scenarios/bench/nginx.yaml --target "$url" \
-  --duration "${secs}s" --quiet --out "$work/open"
+  --duration "${secs}s" --quiet --out "$work/open" --metrics-addr 127.0.0.1:19464 2>/dev/null
 python3 - "$work/open/live.json" "${ratios[@]}" <<'PY'
 import json, statistics, sys
 path = sys.argv[1]
-pairs = [tuple(map(float, a.split(":"))) for a in sys.argv[2:]]
+rows = [tuple(map(float, a.split(":"))) for a in sys.argv[2:]]
+pairs = [(w, m) for w, m, _ in rows]
 s = json.load(open(path))["strategies"][0]["live"]
 print("closed loop, 50 connections, 2 threads (P2C + outlier detection), wrk and meshbench alternating")
-print("  round        wrk req/s   meshbench req/s   ratio")
-for i, (wrk, mb) in enumerate(pairs, 1):
-    print(f"  {i:>5} {wrk:>16.0f} {mb:>17.0f} {mb / wrk:>7.2f}x")
-print(f"  median ratio {statistics.median(mb / wrk for wrk, mb in pairs):.2f}x wrk")
+base = any(b > 0 for _, _, b in rows)
+print("  round        wrk req/s   meshbench req/s   ratio" + ("   baseline req/s   ratio" if base else ""))
+for i, (wrk, mb, b) in enumerate(rows, 1):
+    extra = f" {b:>17.0f} {b / wrk:>7.2f}x" if base else ""
+    print(f"  {i:>5} {wrk:>16.0f} {mb:>17.0f} {mb / wrk:>7.2f}x{extra}")
+print(f"  median ratio {statistics.median(mb / wrk for wrk, mb in pairs):.2f}x wrk (metrics served and scraped, traceparent on every attempt)")
+if base:
+    print(f"  baseline median ratio {statistics.median(b / w for w, _, b in rows):.2f}x wrk")
 print(f"open loop at {s['target_rps']:.0f}/s")
 print(f"  achieved   {s['achieved_rps']:>10.1f} req/s   ({100 * (s['achieved_rps'] / s['target_rps'] - 1):+.2f}%)")
 print(f"  pacing error p50 {s['pacing_error_us'][0]:.0f} us, p99 {s['pacing_error_us'][1]:.0f} us, max {s['pacing_error_us'][2]:.0f} us")
