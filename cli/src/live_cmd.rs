@@ -773,11 +773,11 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         for (applies, what) in [
             (
                 !sc.faults.is_empty(),
-                "the scenario's fault timeline is not applied to --target endpoints (`meshbench serve` plays it on its own backends)",
+                "the scenario's fault timeline is not applied to outside endpoints (--target, --targets-file, --discover) (`meshbench serve` plays it on its own backends)",
             ),
             (
                 modeled,
-                "the scenario's network latency and zones are not applied to --target endpoints (the real network is measured instead)",
+                "the scenario's network latency and zones are not applied to outside endpoints (the real network is measured instead)",
             ),
             (
                 loaded
