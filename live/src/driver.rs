@@ -76,16 +76,35 @@ impl RequestSpec {
         };
         if let Some(m) = method {
             spec.method = hyper::Method::from_bytes(m.as_bytes())
-                .map_err(|_| format!("--method {m}: not an HTTP method"))?;
+                .map_err(|_| format!("method `{m}`: not an HTTP method"))?;
         }
         for h in headers {
             let (name, value) = h
                 .split_once(':')
-                .ok_or_else(|| format!("--header {h}: write `Name: value`"))?;
+                .ok_or_else(|| format!("header `{h}`: write `Name: value`"))?;
             let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| format!("--header {h}: `{}` is not a header name", name.trim()))?;
+                .map_err(|_| format!("header `{h}`: `{}` is not a header name", name.trim()))?;
+            if [
+                "host",
+                "content-length",
+                "transfer-encoding",
+                "traceparent",
+                "connection",
+            ]
+            .contains(&name.as_str())
+                || name.as_str().starts_with("x-meshbench-")
+            {
+                let how = if name == "host" {
+                    " (the target URL's authority is the Host: write the name in the URL, as --target http://NAME:PORT, with --server-name for TLS)"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "header `{h}`: meshbench writes `{name}` itself on every request{how}"
+                ));
+            }
             let value = hyper::header::HeaderValue::from_str(value.trim())
-                .map_err(|_| format!("--header {h}: the value is not valid in a header"))?;
+                .map_err(|_| format!("header `{h}`: the value is not valid in a header"))?;
             spec.headers.push((name, value));
         }
         Ok(spec)
