@@ -378,7 +378,11 @@ async fn dns_query(
             Err(_) => {}
         }
     }
-    let m = answer.ok_or_else(|| format!("DNS server {server}: no answer for {name}"))?;
+    let mut m = answer.ok_or_else(|| format!("DNS server {server}: no answer for {name}"))?;
+    if m.metadata.truncation {
+        // Too many records for a datagram: ask again over TCP (RFC 7766).
+        m = dns_over_tcp(server, &bytes, id).await?;
+    }
     match m.metadata.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         c => return Err(format!("DNS server {server}: {name}: {c}")),
@@ -425,6 +429,39 @@ async fn dns_query(
         Duration::from_secs(u64::from(ttl)).max(Duration::from_millis(250))
     };
     Ok((out, ttl))
+}
+
+/// One DNS exchange over TCP (the message behind its two-byte length).
+async fn dns_over_tcp(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+) -> Result<hickory_proto::op::Message, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fail = |e: std::io::Error| format!("DNS server {server} (TCP): {e}");
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(server).await.map_err(fail)?;
+        let len = u16::try_from(query.len()).map_err(|_| "a DNS query too long".to_owned())?;
+        let mut out = len.to_be_bytes().to_vec();
+        out.extend_from_slice(query);
+        s.write_all(&out).await.map_err(fail)?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.map_err(fail)?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut buf).await.map_err(fail)?;
+        let m = hickory_proto::op::Message::from_vec(&buf)
+            .map_err(|e| format!("DNS server {server} (TCP): a malformed answer: {e}"))?;
+        if m.metadata.id == id {
+            Ok(m)
+        } else {
+            Err(format!(
+                "DNS server {server} (TCP): an answer to another query"
+            ))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .map_err(|_| format!("DNS server {server} (TCP): no answer"))?
 }
 
 /// Parses an endpoints file: an Envoy `ClusterLoadAssignment` (YAML or JSON, bare or in a

@@ -591,7 +591,15 @@ fn dns_a_and_aaaa_records_are_asked_again_when_their_ttl_runs_out() {
     let dir = tmp("dns-a");
     std::fs::create_dir_all(&dir).unwrap();
     let hosts = dir.join("hosts");
-    std::fs::write(&hosts, "127.0.0.2 api.mesh.test\n::1 api.mesh.test\n").unwrap();
+    // And a name with more addresses than a datagram holds (asked again over TCP).
+    let many: String = (0..600)
+        .map(|i| format!("10.1.{}.{} many.mesh.test\n", i / 250, i % 250 + 1))
+        .collect();
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.2 api.mesh.test\n::1 api.mesh.test\n{many}"),
+    )
+    .unwrap();
     let port = free_port();
     let dns = Dnsmasq::start(&dir, port, &format!("addn-hosts={}\n", hosts.display()));
     let source = meshbench_live::discovery::Source::parse(&format!(
@@ -624,6 +632,12 @@ fn dns_a_and_aaaa_records_are_asked_again_when_their_ttl_runs_out() {
             .collect()
     };
     assert_eq!(addrs(&first.1), ["127.0.0.2:8080", "[::1]:8080"]);
+    let big = meshbench_live::discovery::Source::parse(&format!(
+        "dns://127.0.0.1:{port}/many.mesh.test:80"
+    ))
+    .unwrap();
+    let (eps, _) = rt.block_on(big.resolve()).expect("600 A records, over TCP");
+    assert_eq!(eps.len(), 600);
     // The zone changes (dnsmasq re-reads its hosts file on SIGHUP).
     std::fs::write(&hosts, "127.0.0.2 api.mesh.test\n127.0.0.3 api.mesh.test\n").unwrap();
     let changed = started.elapsed();
