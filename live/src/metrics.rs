@@ -28,21 +28,23 @@ const HIGH: i32 = 6 * PER_OCTAVE;
 /// Finite buckets, plus one for `+Inf`.
 const BUCKETS: usize = (HIGH - LOW + 1) as usize + 1;
 
-/// The result classes a request can end in, in exposition order (`Finish::class`).
-const CLASSES: [&str; 8] = [
-    "success",
-    "server_error",
-    "gateway_error",
-    "local_error",
-    "attempt_timeout",
-    "timeout",
-    "overflow",
-    "no_healthy_upstream",
-];
+/// The result classes a request can end in, in exposition order: `success`, then the report's
+/// failure classes (`Finish::class`).
+const CLASSES: usize = 1 + meshbench_report::FAILURE_CLASSES.len();
+
+fn class_name(i: usize) -> &'static str {
+    match i {
+        0 => "success",
+        i => meshbench_report::FAILURE_CLASSES[i - 1],
+    }
+}
 
 fn class_index(f: Finish) -> usize {
     let c = f.class();
-    CLASSES.iter().position(|&x| x == c).unwrap_or(0)
+    meshbench_report::FAILURE_CLASSES
+        .iter()
+        .position(|&x| x == c)
+        .map_or(0, |i| i + 1)
 }
 
 /// A counter with one writer: the update is a load and a store, not a locked read-modify-write.
@@ -154,7 +156,7 @@ impl Hist {
 /// One proxy's counters (written by its task only).
 #[derive(Debug, Default)]
 pub struct ProxyMetrics {
-    requests: [Cell; CLASSES.len()],
+    requests: [Cell; CLASSES],
     attempts: Cell,
     later_attempts: Cell,
     hedges: Cell,
@@ -398,8 +400,8 @@ impl RunMetrics {
             "Requests finished, by result class (success, or how they failed).",
             "",
         );
-        for (i, class) in CLASSES.iter().enumerate() {
-            let n = sum(&|p| p.requests[i].get());
+        for i in 0..CLASSES {
+            let (class, n) = (class_name(i), sum(&|p| p.requests[i].get()));
             o.sample(
                 "meshbench_requests_total",
                 &format!("{l},result=\"{class}\""),

@@ -228,32 +228,8 @@ fn serve_backends_expose_their_own_metrics() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("observed.yaml");
     std::fs::write(&file, SCENARIO).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshbench"))
-        .args(["serve", file.to_str().unwrap(), "--no-faults"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let mut instances = Vec::new();
-    let control = loop {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("serve prints its addresses");
-        if let Some(rest) = line.strip_prefix("control: http://") {
-            break rest.split('/').next().unwrap().to_owned();
-        }
-        if let Some(url) = line.split("http://").nth(1) {
-            instances.push(url.to_owned());
-        }
-    };
+    let served = Served::start(&file);
+    let (instances, control) = (&served.addrs, served.control.clone());
     assert_eq!(instances.len(), 3);
     for _ in 0..5 {
         assert_eq!(http_get(&instances[0], "/work", None).0, 200);
@@ -261,8 +237,7 @@ fn serve_backends_expose_their_own_metrics() {
     assert_eq!(http_get(&instances[0], "/health", None).0, 200);
     let (status, own) = http_get(&instances[0], "/metrics", None);
     let (_, all) = http_get(&control, "/metrics", None);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(served);
     assert_eq!(status, 200);
     promtool_accepts(&own);
     promtool_accepts(&all);
@@ -295,6 +270,8 @@ pub(crate) struct Served {
     child: std::process::Child,
     /// `HOST:PORT` of each instance, in order.
     pub(crate) addrs: Vec<String>,
+    /// `HOST:PORT` of the control endpoint.
+    pub(crate) control: String,
 }
 
 impl Served {
@@ -314,18 +291,22 @@ impl Served {
             }
         });
         let mut addrs = Vec::new();
-        loop {
+        let control = loop {
             let line = rx
                 .recv_timeout(std::time::Duration::from_secs(30))
                 .expect("serve prints its addresses");
-            if line.starts_with("control: ") {
-                break;
+            if let Some(rest) = line.strip_prefix("control: http://") {
+                break rest.split('/').next().unwrap_or_default().to_owned();
             }
             if let Some(url) = line.split("http://").nth(1) {
                 addrs.push(url.to_owned());
             }
+        };
+        Served {
+            child,
+            addrs,
+            control,
         }
-        Served { child, addrs }
     }
 }
 
