@@ -772,6 +772,14 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
             || sc.network.dists().any(|(_, d)| d.mean_ns() > 0.0);
         for (applies, what) in [
             (
+                !urls.is_empty()
+                    && sc
+                        .clients
+                        .values()
+                        .any(|c| c.request.as_ref().is_some_and(|r| r.path.is_some())),
+                "a client's `request.path` is not used with --target or --targets-file: each URL carries its own path",
+            ),
+            (
                 !sc.faults.is_empty(),
                 "the scenario's fault timeline is not applied to outside endpoints (--target, --targets-file, --discover) (`meshbench serve` plays it on its own backends)",
             ),

@@ -778,16 +778,6 @@ impl Book {
         }
     }
 
-    /// Ids handed out so far.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether no id has been handed out (never: a scenario has instances).
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// The address of id `i`, once it has one.
     pub fn addr(&self, i: usize) -> Option<SocketAddr> {
         self.slots.get(i).and_then(|s| s.0)

@@ -84,16 +84,7 @@ impl RequestSpec {
                 .ok_or_else(|| format!("header `{h}`: write `Name: value`"))?;
             let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
                 .map_err(|_| format!("header `{h}`: `{}` is not a header name", name.trim()))?;
-            if [
-                "host",
-                "content-length",
-                "transfer-encoding",
-                "traceparent",
-                "connection",
-            ]
-            .contains(&name.as_str())
-                || name.as_str().starts_with("x-meshbench-")
-            {
+            if meshbench_scenario::is_reserved_header(name.as_str()) {
                 let how = if name == "host" {
                     " (the target URL's authority is the Host: write the name in the URL, as --target http://NAME:PORT, with --server-name for TLS)"
                 } else {
@@ -934,6 +925,21 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         }
         (source, book, first)
     });
+    // The open-loop clients' target (a closed loop's rate is the system's answer), and this
+    // shard's share of it.
+    let target_rps: f64 = sc
+        .clients
+        .values()
+        .filter(|c| !c.arrival.is_closed())
+        .map(|c| c.arrival.mean_rate())
+        .sum();
+    let all_closed =
+        opts.connections.is_some() || sc.clients.values().all(|c| c.arrival.is_closed());
+    let shard_target_rps = if all_closed {
+        0.0
+    } else {
+        target_rps / f64::from(opts.shard.1.max(1))
+    };
     // The run's metrics, counted by each proxy into its own cells and summed when scraped.
     let run_metrics = Arc::new(crate::metrics::RunMetrics::new(
         &sc.name,
@@ -953,19 +959,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                     .map_or_else(String::new, ToString::to_string),
             })
             .collect(),
-        (
-            duration_ns as f64 / 1e9,
-            if all_closed_run(&opts, sc) {
-                0.0
-            } else {
-                sc.clients
-                    .values()
-                    .filter(|c| !c.arrival.is_closed())
-                    .map(|c| c.arrival.mean_rate())
-                    .sum::<f64>()
-                    / f64::from(opts.shard.1.max(1))
-            },
-        ),
+        (duration_ns as f64 / 1e9, shard_target_rps),
     ));
     if let Some(r) = &opts.metrics {
         r.set(Some(run_metrics.clone()));
@@ -976,14 +970,6 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let mut all_shared: Vec<Arc<Shared>> = Vec::new();
     let tls_failure: Arc<std::sync::OnceLock<String>> = Arc::default();
     let mut actors: Vec<(Actor, mpsc::UnboundedReceiver<Msg>, bool)> = Vec::new();
-    // The open-loop clients' target (a closed loop's rate is the system's answer).
-    let target_rps: f64 = sc
-        .clients
-        .values()
-        .filter(|c| !c.arrival.is_closed())
-        .map(|c| c.arrival.mean_rate())
-        .sum();
-    let all_closed = all_closed_run(&opts, sc);
     let n_proxies = world.proxies.len().max(1) as u32;
     for (i, plan) in world.proxies.iter().enumerate() {
         let addrs = opts
@@ -1276,11 +1262,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     let mut from_send = latency_histogram();
     let closed = all_closed;
     let mut stats = LiveStats {
-        target_rps: if closed {
-            0.0
-        } else {
-            target_rps / f64::from(opts.shard.1.max(1))
-        },
+        target_rps: shard_target_rps,
         scheduled,
         ..LiveStats::default()
     };
@@ -1349,11 +1331,6 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     }
 }
 
-/// Whether every client of the run is a closed loop (no open-loop schedule).
-fn all_closed_run(opts: &LiveOptions, sc: &meshbench_scenario::Scenario) -> bool {
-    opts.connections.is_some() || sc.clients.values().all(|c| c.arrival.is_closed())
-}
-
 /// An attempt outcome's name in the trace log.
 fn outcome_name(o: Outcome) -> &'static str {
     match o {
@@ -1368,6 +1345,9 @@ fn outcome_name(o: Outcome) -> &'static str {
 fn stop_was_early(stop: &AtomicBool, start: StdInstant, duration_ns: u64) -> bool {
     stop.load(Ordering::Relaxed) && start.elapsed().as_nanos() < u128::from(duration_ns)
 }
+
+/// How late past the arrival period the pacer still releases arrivals that were due in it.
+const END_GRACE: StdDuration = StdDuration::from_millis(50);
 
 /// Releases every proxy's arrivals at their intended times; returns the count released, the
 /// count released before the arrival period ended (for the achieved rate), and the pacing error
@@ -1397,9 +1377,10 @@ fn pace(
         if t >= duration_ns || stop.load(Ordering::Relaxed) {
             break;
         }
-        // Behind the schedule past the end of the arrival period: what is left is never sent
-        // (counted), instead of a run that outlasts its duration many times over.
-        if StdInstant::now() >= end {
+        // Behind the schedule past the end of the arrival period (and a grace for the last
+        // arrivals a busy machine releases a little late): what is left is never sent (counted),
+        // instead of a run that outlasts its duration many times over.
+        if StdInstant::now() >= end + END_GRACE {
             heap.push(std::cmp::Reverse((t, i, seq)));
             while let Some(std::cmp::Reverse((t, i, seq))) = heap.pop() {
                 if t >= duration_ns {

@@ -4,9 +4,10 @@
 //! Why not hyper's client here: hyper runs each connection as its own task behind a channel and a
 //! oneshot per request, which costs a measured ~2.6 us of CPU per request on the bench machine
 //! (wrk: ~0.7 us); on two cores shared with the server that is the difference between keeping up
-//! with wrk and not. A load generator only ever sends a bodiless `GET` and reads the response to
-//! its end, so the client is small: write the request (one `write` syscall), read until the head
-//! parses, then skip the body by `Content-Length`, chunked framing, or the connection's end.
+//! with wrk and not. A load generator sends one fixed request (its head prepared once, the
+//! body, if any, by `Content-Length`) and reads the response to its end, so the client is small:
+//! write the request (one `write` syscall), read until the head parses, then skip the body by
+//! `Content-Length`, chunked framing, or the connection's end.
 //! HTTP/2 stays on hyper (`driver.rs`), and so do the backends of `meshbench serve`.
 //!
 //! Sources: RFC 9112 section 6.3 (message body length: 1xx/204/304 have none; chunked wins over
@@ -97,7 +98,8 @@ impl Connection {
         &self.report
     }
 
-    /// Sends `GET` with the head `head` and `extra` headers (name, value) and reads the whole
+    /// Sends the request with the prepared head `head` (request line, `Host`, the spec's
+    /// headers), `extra` headers (name, value), the `traceparent` and `body`, and reads the whole
     /// response: its status, and whether the connection may carry another request.
     pub(crate) async fn get(
         &mut self,

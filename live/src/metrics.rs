@@ -669,49 +669,47 @@ impl Registry {
     }
 }
 
-/// Serves `registry` at `GET /metrics` on `addr` until the process ends; returns the bound
-/// address (`addr` may ask for port 0).
+/// The answer to a `GET /metrics` request: `render(open_metrics)` in the format the request's
+/// `Accept` asks for, with its content type.
+pub(crate) fn response<B>(
+    req: &hyper::Request<B>,
+    render: impl FnOnce(bool) -> String,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let om = wants_open_metrics(
+        req.headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(render(om))));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type(om)),
+    );
+    r
+}
+
+/// Serves `registry` at `GET /metrics` on `addr` until the process ends (other paths 404);
+/// returns the bound address (`addr` may ask for port 0).
 pub async fn serve(
     registry: Arc<Registry>,
     addr: std::net::SocketAddr,
 ) -> std::io::Result<std::net::SocketAddr> {
-    serve_with(addr, move |om| registry.render(om)).await
-}
-
-/// Serves `GET /metrics` on `addr` with `render(open_metrics)` as the body; other paths 404.
-pub(crate) async fn serve_with(
-    addr: std::net::SocketAddr,
-    render: impl Fn(bool) -> String + Send + Sync + 'static,
-) -> std::io::Result<std::net::SocketAddr> {
     use hyper::{Response, StatusCode};
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let render = Arc::new(render);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
-            let render = render.clone();
+            let registry = registry.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                    let render = render.clone();
+                    let registry = registry.clone();
                     async move {
                         let mut r = if req.uri().path() == "/metrics" {
-                            let om = wants_open_metrics(
-                                req.headers()
-                                    .get(hyper::header::ACCEPT)
-                                    .and_then(|v| v.to_str().ok()),
-                            );
-                            let mut r = Response::new(http_body_util::Full::new(
-                                bytes::Bytes::from(render(om)),
-                            ));
-                            r.headers_mut().insert(
-                                hyper::header::CONTENT_TYPE,
-                                hyper::header::HeaderValue::from_static(content_type(om)),
-                            );
-                            r
+                            response(&req, |om| registry.render(om))
                         } else {
                             let mut r = Response::new(http_body_util::Full::new(
                                 bytes::Bytes::from_static(b"metrics are at /metrics\n"),

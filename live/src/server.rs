@@ -617,17 +617,9 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Unreachable> {
     let path = req.uri().path();
     if path == "/metrics" {
-        let om = crate::metrics::wants_open_metrics(
-            req.headers()
-                .get(hyper::header::ACCEPT)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let mut r = Response::new(Full::new(Bytes::from(render_backends(&[(&st, true)], om))));
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static(crate::metrics::content_type(om)),
-        );
-        return Ok(r);
+        return Ok(crate::metrics::response(&req, |om| {
+            render_backends(&[(&st, true)], om)
+        }));
     }
     let kind = match path {
         "/health" => 1,
@@ -948,17 +940,7 @@ async fn control(backends: &Backends, req: Request<Incoming>) -> Response<Full<B
         .filter_map(|kv| kv.split_once('='))
         .collect();
     if req.uri().path() == "/metrics" {
-        let om = crate::metrics::wants_open_metrics(
-            req.headers()
-                .get(hyper::header::ACCEPT)
-                .and_then(|v| v.to_str().ok()),
-        );
-        let mut r = text(StatusCode::OK, backends.metrics(om));
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static(crate::metrics::content_type(om)),
-        );
-        return r;
+        return crate::metrics::response(&req, |om| backends.metrics(om));
     }
     if req.uri().path() == "/instances" {
         let mut out = String::new();

@@ -65,7 +65,7 @@ pub use faults::{
 };
 pub use topology::{
     Client, InstanceRange, InstanceSpec, Keys, Network, Override, Placement, RequestTemplate,
-    Service, StartHealth, Zone, ZonePair,
+    Service, StartHealth, Zone, ZonePair, is_reserved_header,
 };
 pub use units::{Probability, Rate};
 

@@ -531,14 +531,20 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Headers meshbench writes itself on every request.
-pub(crate) const RESERVED_HEADERS: [&str; 5] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "traceparent",
-    "connection",
-];
+/// Whether meshbench writes header `name` itself on every live request (`Host`, framing,
+/// `traceparent`, its own `x-meshbench-*`), so a scenario or the command line may not set it.
+pub fn is_reserved_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "traceparent",
+        "connection",
+    ]
+    .contains(&lower.as_str())
+        || lower.starts_with("x-meshbench-")
+}
 
 impl RequestTemplate {
     /// Checks the fields: the field at fault (relative to `request`) and what is wrong.
@@ -557,11 +563,10 @@ impl RequestTemplate {
             ));
         }
         for (name, value) in &self.headers {
-            let lower = name.to_ascii_lowercase();
             if !is_token(name) {
                 return Err((format!("headers.{name}"), "is not a header name".into()));
             }
-            if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-meshbench-") {
+            if is_reserved_header(name) {
                 return Err((
                     format!("headers.{name}"),
                     "meshbench writes this header itself on every request".into(),

@@ -1,7 +1,7 @@
 //! Scenarios that cannot finish or fit, files that are not scenarios, servers that must not be
 //! open to anyone, and topologies too large to plot one bar per endpoint.
 
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::BufRead as _;
 
 use super::*;
 
@@ -282,31 +282,22 @@ fn the_control_endpoint_wants_its_token() {
         addr.starts_with("127.0.0.1:"),
         "loopback by default: {addr}"
     );
-    let get = |auth: Option<&str>| -> String {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        let header = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        write!(
-            s,
-            "GET /instances HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n"
+    let get = |auth: Option<&str>| -> (u16, String) {
+        let header = auth.map(|t| format!("Authorization: Bearer {t}"));
+        super::observe::http_get(
+            &addr,
+            "/instances",
+            &header.iter().map(String::as_str).collect::<Vec<_>>(),
         )
-        .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
     };
     let without = get(None);
     let wrong = get(Some("0123456789abcdef0124"));
     let with = get(Some(token));
     let _ = child.kill();
     let _ = child.wait();
-    assert!(without.starts_with("HTTP/1.1 401"), "{without}");
-    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
-    assert!(
-        with.starts_with("HTTP/1.1 200") && with.contains("backend/0"),
-        "{with}"
-    );
+    assert_eq!(without.0, 401, "{without:?}");
+    assert_eq!(wrong.0, 401, "{wrong:?}");
+    assert!(with.0 == 200 && with.1.contains("backend/0"), "{with:?}");
     let short = meshbench(&["serve", file.to_str().unwrap(), "--control-token", "short"]);
     assert_eq!(short.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);

@@ -6,15 +6,16 @@ use std::process::{Command, Stdio};
 
 use super::tmp;
 
-/// `GET path` on `addr` (HTTP/1.1, closed after): the status code and the body.
-pub(crate) fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String) {
+/// `GET path` on `addr` (HTTP/1.1, closed after) with `headers` (`Name: value` each): the
+/// status code and the body.
+pub(crate) fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -133,13 +134,13 @@ fn a_live_run_serves_prometheus_metrics_that_promtool_accepts_and_that_add_up() 
         .expect("live prints its metrics address, even with --quiet");
     // Mid-run: 2.5 s into a 4 s run.
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let (status, text) = http_get(&addr, "/metrics", None);
+    let (status, text) = http_get(&addr, "/metrics", &[]);
     let (om_status, om) = http_get(
         &addr,
         "/metrics",
-        Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+        &["Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5"],
     );
-    let (missing, _) = http_get(&addr, "/nothing", None);
+    let (missing, _) = http_get(&addr, "/nothing", &[]);
     let done = child.wait().unwrap();
     assert_eq!(done.code(), Some(0));
     assert_eq!((status, om_status, missing), (200, 200, 404));
@@ -232,11 +233,11 @@ fn serve_backends_expose_their_own_metrics() {
     let (instances, control) = (&served.addrs, served.control.clone());
     assert_eq!(instances.len(), 3);
     for _ in 0..5 {
-        assert_eq!(http_get(&instances[0], "/work", None).0, 200);
+        assert_eq!(http_get(&instances[0], "/work", &[]).0, 200);
     }
-    assert_eq!(http_get(&instances[0], "/health", None).0, 200);
-    let (status, own) = http_get(&instances[0], "/metrics", None);
-    let (_, all) = http_get(&control, "/metrics", None);
+    assert_eq!(http_get(&instances[0], "/health", &[]).0, 200);
+    let (status, own) = http_get(&instances[0], "/metrics", &[]);
+    let (_, all) = http_get(&control, "/metrics", &[]);
     drop(served);
     assert_eq!(status, 200);
     promtool_accepts(&own);
@@ -696,7 +697,7 @@ impl Etcd {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         // Ready when its client port answers /health.
         while !std::net::TcpStream::connect(&e.client)
-            .is_ok_and(|_| http_get(&e.client, "/health", None).0 == 200)
+            .is_ok_and(|_| http_get(&e.client, "/health", &[]).0 == 200)
         {
             assert!(std::time::Instant::now() < deadline, "etcd did not start");
             std::thread::sleep(std::time::Duration::from_millis(100));
