@@ -690,7 +690,6 @@ pub(crate) fn seed_of(seed: u64, replication: u32) -> u64 {
 /// is written and marked partial).
 pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyhow::Result<Done> {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let sc = &loaded.scenario;
     let seed = args.seed.unwrap_or(sc.seed);
     let chosen = choose_strategies(loaded, args.strategy.as_deref())?;
@@ -810,22 +809,9 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         }
     }
     let rt = runtime()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        rt.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "interrupted: finishing in-flight requests (5 s at most), then writing what was measured; Ctrl-C again to quit at once"
-                );
-                stop.store(true, Ordering::SeqCst);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("interrupted twice: quitting without writing results");
-                    std::process::exit(130);
-                }
-            }
-        });
-    }
+    let stop = crate::stop_on_interrupt(
+        "finishing in-flight requests (5 s at most), then writing what was measured",
+    );
     let metrics = match args.metrics_addr {
         Some(addr) => {
             let registry = Arc::new(meshbench_live::metrics::Registry::default());

@@ -484,6 +484,32 @@ fn budget(
     Ok(est)
 }
 
+/// Watches for Ctrl-C on a thread of its own: the first sets the returned flag (after saying,
+/// in `what`, what happens next), a second quits at once with exit code 130, writing nothing.
+fn stop_on_interrupt(what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: {what}; Ctrl-C again to quit at once");
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted twice: quitting without writing results");
+                    std::process::exit(130);
+                }
+            }
+        });
+    });
+    stop
+}
+
 fn writeln_ok(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
     writeln!(out, "{line}")
 }

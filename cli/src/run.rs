@@ -63,30 +63,8 @@ pub(crate) fn run(
     let tick = || bar.inc(1);
     // Ctrl-C: no new run starts, the runs in progress finish, and what finished is written,
     // marked partial (a second Ctrl-C quits at once).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!(
-                        "interrupted: finishing the runs in progress, then writing what finished; Ctrl-C again to quit at once"
-                    );
-                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("interrupted twice: quitting without writing results");
-                        std::process::exit(130);
-                    }
-                }
-            });
-        });
-    }
+    let stop =
+        crate::stop_on_interrupt("finishing the runs in progress, then writing what finished");
     let results: Vec<meshbench_report::RunResult> = pool
         .install(|| meshbench_sim::run_jobs_until(loaded, seed, &jobs, &tick, &stop))
         .into_iter()
