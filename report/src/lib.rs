@@ -91,6 +91,51 @@ pub struct RunResult {
     /// The live generator's own counts (live runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveCounts>,
+    /// Per edge of the call graph (caller, callee), its calls, when services call services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<EdgeStats>,
+}
+
+/// The calls along one edge of the call graph: a client population's requests to the service
+/// it calls, or a service's calls to an upstream, counted when they were made after the
+/// warm-up.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct EdgeStats {
+    /// The calling client population or service.
+    pub caller: String,
+    /// The service called.
+    pub callee: String,
+    /// Calls that finished.
+    pub calls: u64,
+    /// Of those, successes.
+    pub successes: u64,
+    /// Attempts the calls took (retries and hedges included).
+    pub attempts: u64,
+    /// Latency of the calls that succeeded, in ns (as [`RunResult::latency`]).
+    #[serde(with = "hist_serde")]
+    pub latency: Histogram<u64>,
+}
+
+impl EdgeStats {
+    /// An edge with nothing counted yet.
+    pub fn new(caller: String, callee: String) -> Self {
+        EdgeStats {
+            caller,
+            callee,
+            calls: 0,
+            successes: 0,
+            attempts: 0,
+            latency: latency_histogram(),
+        }
+    }
+
+    /// Adds another run's (or shard's) counts of the same edge.
+    pub fn add(&mut self, o: &EdgeStats) {
+        self.calls += o.calls;
+        self.successes += o.successes;
+        self.attempts += o.attempts;
+        let _ = self.latency.add(&o.latency);
+    }
 }
 
 /// Attempts of one key at one endpoint.
@@ -1009,6 +1054,12 @@ impl RunResult {
         for z in &self.zone_flows {
             count("zone_flows.attempts", z.attempts)?;
         }
+        for e in &self.edges {
+            count("edges.calls", e.calls)?;
+            count("edges.successes", e.successes)?;
+            count("edges.attempts", e.attempts)?;
+            count("edges.latency (total count)", e.latency.len())?;
+        }
         Ok(())
     }
 }
@@ -1088,6 +1139,16 @@ pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
                 {
                     Some(x) => x.attempts += f.attempts,
                     None => m.zone_flows.push(f.clone()),
+                }
+            }
+            for e in &r.edges {
+                match m
+                    .edges
+                    .iter_mut()
+                    .find(|x| x.caller == e.caller && x.callee == e.callee)
+                {
+                    Some(x) => x.add(e),
+                    None => m.edges.push(e.clone()),
                 }
             }
             match (&mut m.live, &r.live) {

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use mesh_core::outlier::OutlierEvent;
 use mesh_core::{Finish, PolicyEvent};
 
-use crate::{EndpointStats, KeyShare, RunResult, Sample, ZoneFlow, latency_histogram, quantile_ms};
+use crate::{EdgeStats, EndpointStats, KeyShare, RunResult, Sample, ZoneFlow, latency_histogram, quantile_ms};
 
 /// Keys below this index (the hottest ones under Zipf keys, which rank key 0 first) have their
 /// attempts counted per endpoint, for the hot-key table.
@@ -145,6 +145,8 @@ pub struct Recorder {
     zones: Vec<String>,
     endpoint_zone: Vec<u16>,
     flows: Vec<u64>,
+    /// Per edge of the call graph, its calls (empty for a single hop).
+    edges: Vec<EdgeStats>,
 }
 
 impl Recorder {
@@ -172,6 +174,7 @@ impl Recorder {
             zones: Vec::new(),
             endpoint_zone: Vec::new(),
             flows: Vec::new(),
+            edges: Vec::new(),
         }
     }
 
@@ -186,10 +189,45 @@ impl Recorder {
                 ..EndpointStats::default()
             })
             .collect();
-        Recorder::new(endpoints, warmup_ns).with_zones(
+        let mut r = Recorder::new(endpoints, warmup_ns).with_zones(
             world.zones.clone(),
             world.stations.iter().map(|x| x.zone).collect(),
-        )
+        );
+        // Edges are counted when services call services (a single hop's only edges are the
+        // clients' requests, which the run's totals already are).
+        if world.proxies.len() > world.clients {
+            r.edges = world
+                .edges
+                .iter()
+                .map(|(a, b)| EdgeStats::new(a.clone(), b.clone()))
+                .collect();
+        }
+        r
+    }
+
+    /// A call along edge `edge` (of the world's call graph), made at `started_ns`, finished at
+    /// `now_ns` after `attempts` attempts; counted when made after the warm-up.
+    #[inline]
+    pub fn call_finished(
+        &mut self,
+        edge: u32,
+        result: Finish,
+        attempts: u32,
+        started_ns: u64,
+        now_ns: u64,
+    ) {
+        if started_ns < self.warmup_ns {
+            return;
+        }
+        if let Some(e) = self.edges.get_mut(edge as usize) {
+            e.calls += 1;
+            e.attempts += u64::from(attempts);
+            if result.is_success() {
+                e.successes += 1;
+                e.latency
+                    .saturating_record(now_ns.saturating_sub(started_ns).max(1));
+            }
+        }
     }
 
     /// Counts attempts per (proxy zone, endpoint zone) too: `zones` names the zones and
@@ -409,6 +447,9 @@ impl Recorder {
         for (a, b) in self.flows.iter_mut().zip(&o.flows) {
             *a += b;
         }
+        for (a, b) in self.edges.iter_mut().zip(&o.edges) {
+            a.add(b);
+        }
         self.first_measured = match (self.first_measured, o.first_measured) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -475,6 +516,7 @@ impl Recorder {
             endpoint_series: self.endpoint_series,
             sim_events: 0,
             live: None,
+            edges: self.edges,
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod budget;
 mod dist;
 mod error;
 mod faults;
+pub mod graph;
 mod locate;
 pub mod membership;
 pub mod shape;
@@ -112,6 +113,10 @@ pub struct Scenario {
     pub services: BTreeMap<String, Service>,
     /// Client populations by name.
     pub clients: BTreeMap<String, Client>,
+    /// The mesh: sidecars and what they cost (see [`graph::Mesh`]). Default: sidecars that
+    /// cost nothing.
+    #[serde(default)]
+    pub mesh: graph::Mesh,
     /// The fault timeline (see [`Fault`]). Default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
@@ -645,6 +650,14 @@ pub enum Lane {
     /// A membership change's propagation delay to one proxy (keyed by the change, with the
     /// proxy as the attempt).
     Propagation = 10,
+    /// Whether a script's call with a probability is made (keyed by the call's request id).
+    Call = 11,
+    /// A script's `compute` step (keyed by the step's own id, see [`graph::child_request`]).
+    Compute = 12,
+    /// An attempt's time in its caller's sidecar (`mesh.outbound`).
+    SidecarOut = 13,
+    /// An attempt's time in its callee's sidecar (`mesh.inbound`).
+    SidecarIn = 14,
 }
 
 /// The attempt number under which a health check draws its common random numbers (keyed by its
@@ -684,6 +697,21 @@ pub struct Point {
     pub scenario: Scenario,
     /// Each strategy's full policy at this point.
     pub strategies: Vec<(String, ClusterConfig)>,
+    /// Per strategy (by name), the policies it sets for calls to particular services
+    /// (`upstreams:` in a strategy or in `policy`), each in full. A service without one is
+    /// called with the strategy's policy.
+    pub upstreams: BTreeMap<String, BTreeMap<String, ClusterConfig>>,
+}
+
+impl Point {
+    /// The policy of strategy `strategy` (index) for calls to `service`.
+    pub fn policy_for(&self, strategy: usize, service: &str) -> &ClusterConfig {
+        let (name, base) = &self.strategies[strategy];
+        self.upstreams
+            .get(name)
+            .and_then(|m| m.get(service))
+            .unwrap_or(base)
+    }
 }
 
 /// Most instances a service's override ranges may cover in all (10^7).
@@ -753,13 +781,14 @@ pub fn parse_with(
     data_dirs: &[std::path::PathBuf],
 ) -> Result<Loaded, ScenarioError> {
     shape::check(source, file)?;
-    let (scenario, strategies, warnings) = parse_one(source, file, dir, data_dirs)?;
+    let (scenario, strategies, upstreams, warnings) = parse_one(source, file, dir, data_dirs)?;
     let Some(sweep) = scenario.sweep.clone() else {
         return Ok(Loaded {
             points: vec![Point {
                 coords: Vec::new(),
                 scenario: scenario.clone(),
                 strategies: strategies.clone(),
+                upstreams,
             }],
             scenario,
             strategies,
@@ -841,7 +870,8 @@ pub fn parse_with(
             .collect::<Vec<_>>()
             .join(", ");
         let text = yaml_serde::to_string(&doc).unwrap_or_default();
-        let (sc, strategies, warnings) = parse_one(&text, file, dir, data_dirs).map_err(|e| {
+        let (sc, strategies, upstreams, warnings) =
+            parse_one(&text, file, dir, data_dirs).map_err(|e| {
             // The point's text is not the file: point at the sweep entry that set the field,
             // else at the field in the file.
             let (line, column) = axes
@@ -871,6 +901,7 @@ pub fn parse_with(
             coords,
             scenario: sc,
             strategies,
+            upstreams,
         });
     }
     Ok(Loaded {
@@ -952,7 +983,15 @@ fn set_path(
     Ok(())
 }
 
-type Parsed = (Scenario, Vec<(String, ClusterConfig)>, Vec<String>);
+/// Per strategy, its policies for calls to particular services.
+type Upstreams = BTreeMap<String, BTreeMap<String, ClusterConfig>>;
+
+type Parsed = (
+    Scenario,
+    Vec<(String, ClusterConfig)>,
+    Upstreams,
+    Vec<String>,
+);
 
 fn parse_one(
     source: &str,
@@ -986,6 +1025,16 @@ fn parse_one(
                 })?;
             }
         }
+        for (n, step) in svc.script.iter_mut().enumerate() {
+            if let Some(d) = &mut step.compute {
+                d.load_files(dir, data_dirs)
+                    .map_err(|(f, m)| at(&format!("{base}.script.{n}.compute.{f}"), m, None))?;
+            }
+        }
+    }
+    for (path, d) in scenario.mesh.dists_mut() {
+        d.load_files(dir, data_dirs)
+            .map_err(|(f, m)| at(&format!("mesh.{path}.{f}"), m, None))?;
     }
     for (path, d) in scenario.network.dists_mut() {
         d.load_files(dir, data_dirs)
@@ -1045,7 +1094,7 @@ fn parse_one(
     }
     let warnings = check(&scenario, &at)?;
     budget::check_hard(&scenario, source, file)?;
-    let strategies = merge_strategies(&scenario, source, file)?;
+    let (strategies, upstreams) = merge_strategies(&scenario, source, file)?;
     // A zone weight acts only through locality-weighted balancing.
     if let Some((name, z)) = scenario.zones.iter().find(|(_, z)| z.weight != 1)
         && strategies
@@ -1068,7 +1117,7 @@ fn parse_one(
             None,
         ));
     }
-    Ok((scenario, strategies, warnings))
+    Ok((scenario, strategies, upstreams, warnings))
 }
 
 /// Turns a yaml_serde error into a located one with a suggestion.
@@ -1381,6 +1430,13 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
                 c.target,
                 100.0 * load
             ));
+        }
+    }
+    graph::check(&s.services).map_err(|(f, m, sug)| at(&f, m, sug))?;
+    for (path, d) in [("outbound", &s.mesh.outbound), ("inbound", &s.mesh.inbound)] {
+        if let Some(d) = d {
+            d.validate()
+                .map_err(|(f, m)| at(&format!("mesh.{path}.{f}"), m, None))?;
         }
     }
     check_faults(s, at, &mut warnings)?;
@@ -2098,13 +2154,41 @@ impl Scenario {
 }
 
 /// Merges each strategy over `policy` (mappings merge key by key, anything else replaces) and
-/// deserializes the result as a `ClusterConfig`, locating errors in the file.
+/// deserializes the result as a `ClusterConfig`, locating errors in the file. An `upstreams:`
+/// mapping (service -> overrides, in `policy` or a strategy) gives the policy for calls to that
+/// service: the strategy's merged over by the overrides.
 fn merge_strategies(
     s: &Scenario,
     source: &str,
     file: &str,
-) -> Result<Vec<(String, ClusterConfig)>, ScenarioError> {
+) -> Result<(Vec<(String, ClusterConfig)>, Upstreams), ScenarioError> {
     let mut out = Vec::new();
+    let mut upstreams = Upstreams::new();
+    let parse = |name: &str, v: &yaml_serde::Value, prefix: &str| {
+        let text = yaml_serde::to_string(v).unwrap_or_default();
+        let config: ClusterConfig = yaml_serde::from_str(&text).map_err(|e| {
+            let inner = yaml_error(&e, source, file);
+            locate_policy_error(
+                source,
+                file,
+                name,
+                format!("{prefix}{}", inner.field),
+                inner.message,
+            )
+        })?;
+        check_modeled(s, &config)
+            .and_then(|()| config.validate())
+            .map_err(|e| {
+                locate_policy_error(
+                    source,
+                    file,
+                    name,
+                    format!("{prefix}{}", e.field),
+                    e.message,
+                )
+            })?;
+        Ok::<_, ScenarioError>(config)
+    };
     for (key, overrides) in &s.strategies {
         let name = match key {
             yaml_serde::Value::String(n) => n.clone(),
@@ -2118,26 +2202,48 @@ fn merge_strategies(
             p => p.clone(),
         };
         merge(&mut merged, overrides);
-        let text = yaml_serde::to_string(&merged).unwrap_or_default();
-        let config: ClusterConfig = match yaml_serde::from_str(&text) {
-            Ok(c) => c,
-            Err(e) => {
-                let inner = yaml_error(&e, source, file);
+        let ups = match &mut merged {
+            yaml_serde::Value::Mapping(m) => m.remove("upstreams"),
+            _ => None,
+        };
+        let config = parse(&name, &merged, "")?;
+        if let Some(ups) = ups {
+            let yaml_serde::Value::Mapping(ups) = ups else {
                 return Err(locate_policy_error(
                     source,
                     file,
                     &name,
-                    inner.field,
-                    inner.message,
+                    "upstreams".into(),
+                    "must map service names to policy overrides, such as `{leaf: {retry: {max_retries: 0}}}`".into(),
                 ));
+            };
+            let mut mine = BTreeMap::new();
+            for (svc, over) in &ups {
+                let svc_name = scalar_text(svc);
+                if !s.services.contains_key(&svc_name) {
+                    let mut e = locate_policy_error(
+                        source,
+                        file,
+                        &name,
+                        format!("upstreams.{svc_name}"),
+                        format!(
+                            "no service `{svc_name}`; services: {}",
+                            s.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                    e.suggestion = nearest(&svc_name, s.services.keys().map(String::as_str));
+                    return Err(e);
+                }
+                let mut m = merged.clone();
+                merge(&mut m, over);
+                let c = parse(&name, &m, &format!("upstreams.{svc_name}."))?;
+                mine.insert(svc_name, c);
             }
-        };
-        check_modeled(s, &config)
-            .and_then(|()| config.validate())
-            .map_err(|e| locate_policy_error(source, file, &name, e.field, e.message))?;
+            upstreams.insert(name.clone(), mine);
+        }
         out.push((name, config));
     }
-    Ok(out)
+    Ok((out, upstreams))
 }
 
 /// Refuses policy fields that would parse and then change nothing in this scenario: a field

@@ -245,6 +245,11 @@ pub struct Service {
     /// Sparse per-instance changes, by instance index (`3`) or inclusive range (`0-27`).
     #[serde(default)]
     pub overrides: BTreeMap<InstanceRange, Override>,
+    /// What a request does after its service time: compute, calls to other services, groups
+    /// of calls at once (see [`crate::graph`]). Default none: the service answers after its
+    /// service time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script: Vec<crate::graph::Step>,
 }
 
 /// An instance index (`3`) or an inclusive range of them (`0-27`), as an override key.

@@ -15,6 +15,7 @@ use mesh_core::{
     Cluster, ClusterConfig, EndpointMeta, LoadReport, ProbeReply, RequestId, Rng, Seed,
 };
 
+use crate::graph::Script;
 use crate::trace::TraceData;
 use crate::{Arrival, ArrivalClock, Dist, Keys, Lane, Loaded, Scenario, crn_uniform, unit};
 
@@ -50,6 +51,11 @@ pub struct Station {
     /// Whether it serves when the run starts (not an instance the membership timeline starts
     /// later).
     pub present: bool,
+    /// Its service's script, when it calls other services.
+    pub script: Option<Arc<Script>>,
+    /// Its sidecars: per upstream of the script (in [`Script::upstreams`] order), the index of
+    /// the proxy its calls leave through.
+    pub sidecars: Vec<u32>,
 }
 
 /// One client proxy: everything a driver needs to run it.
@@ -77,6 +83,11 @@ pub struct ProxyPlan {
     pub population_seed: Seed,
     /// The membership changes this proxy hears, with when (after its propagation delays).
     pub membership: Vec<(u64, mesh_core::discovery::Change)>,
+    /// A sidecar's calling instance (a station index); `None` for a client's proxy. A sidecar
+    /// has no arrivals of its own: its requests are the calls its instance's script makes.
+    pub caller: Option<u32>,
+    /// Its edge of the call graph (index into [`Workload::edges`]).
+    pub edge: u32,
     arrival: Arrival,
     proxies: u32,
     keys: Option<Arc<KeyTable>>,
@@ -258,6 +269,7 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
     for (svc_name, svc) in &scenario.services {
         let specs = svc.instances();
         let n = slots.get(svc_name).copied().unwrap_or(svc.instances);
+        let script = (!svc.script.is_empty()).then(|| Arc::new(Script::compile(&svc.script)));
         // Instances the membership timeline adds are replicas of `index % instances`.
         for i in 0..n {
             let x = &specs[(i % svc.instances.max(1)) as usize];
@@ -275,6 +287,8 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
                 serves_abandoned: svc.serves_abandoned,
                 health_error_rate: svc.health_error_rate.map(crate::Probability::get),
                 present: i < svc.instances,
+                script: script.clone(),
+                sidecars: Vec::new(),
             });
         }
     }
@@ -397,6 +411,14 @@ pub struct Workload {
     /// The membership timeline's starts and stops: (ns, station, serving from then on), by
     /// time.
     pub presence: Vec<(u64, u32, bool)>,
+    /// Client proxies: `proxies[..clients]`; the rest are sidecars.
+    pub clients: usize,
+    /// The call graph's edges, (caller, callee): a client population and the service it calls
+    /// first, then each (service, upstream) pair its script calls, in name order.
+    pub edges: Vec<(String, String)>,
+    /// Time an attempt spends in its caller's sidecar and in its callee's (`mesh:`), when either
+    /// costs anything.
+    pub sidecar_cost: Option<(Dist, Dist)>,
 }
 
 impl Workload {
@@ -411,17 +433,26 @@ impl Workload {
         seed: u64,
     ) -> Workload {
         let pt = &loaded.points[point];
-        Self::of(&pt.scenario, &pt.strategies[strategy].1, replication, seed)
+        let none = std::collections::BTreeMap::new();
+        let ups = pt.upstreams.get(&pt.strategies[strategy].0).unwrap_or(&none);
+        Self::of(&pt.scenario, &pt.strategies[strategy].1, ups, replication, seed)
     }
 
-    /// The world of `scenario` under policy `config`.
-    pub fn of(scenario: &Scenario, config: &ClusterConfig, replication: u32, seed: u64) -> Self {
+    /// The world of `scenario` under policy `config`, with `upstreams`' policies for calls to
+    /// the services they name.
+    pub fn of(
+        scenario: &Scenario,
+        config: &ClusterConfig,
+        upstreams: &std::collections::BTreeMap<String, ClusterConfig>,
+        replication: u32,
+        seed: u64,
+    ) -> Self {
         let run_seed = Seed::new(seed).fork_index(u64::from(replication));
         let (zones, stations) = stations(scenario);
         let zone_id = |name: &str| zones.iter().position(|z| z == name).unwrap_or(0) as u16;
         let mut offsets = std::collections::BTreeMap::new();
         for (i, st) in stations.iter().enumerate().rev() {
-            offsets.insert(st.service.as_str(), i as u32);
+            offsets.insert(st.service.clone(), i as u32);
         }
         let mplan = scenario.membership_plan();
         let propagation = scenario
@@ -429,13 +460,21 @@ impl Workload {
             .as_ref()
             .map_or(Dist::ZERO, |m| m.propagation.clone());
         let mut proxies = Vec::new();
-        for (client_index, (client_name, c)) in (0u16..).zip(&scenario.clients) {
-            let offset = offsets[c.target.as_str()];
-            let n = scenario.services[&c.target].instances as usize;
+        let mut edges: Vec<(String, String)> = Vec::new();
+        let view = |target: &str| {
+            let offset = offsets[target];
+            let n = scenario.services[target].instances as usize;
             let endpoints: Vec<EndpointMeta> = stations[offset as usize..offset as usize + n]
                 .iter()
                 .map(|s| s.meta.clone())
                 .collect();
+            (offset, endpoints)
+        };
+        let policy = |target: &str| upstreams.get(target).unwrap_or(config);
+        for (client_index, (client_name, c)) in (0u16..).zip(&scenario.clients) {
+            let (offset, endpoints) = view(&c.target);
+            let edge = edges.len() as u32;
+            edges.push((client_name.clone(), c.target.clone()));
             let keys = c.keys.as_ref().map(|k| Arc::new(KeyTable::new(k)));
             // Zone-aware routing's local cluster: this population's proxies per zone.
             let mut local_cluster = std::collections::BTreeMap::new();
@@ -456,18 +495,7 @@ impl Workload {
                     .and_then(|pl| pl.zone_of(p))
                     .unwrap_or("")
                     .to_owned();
-                let mut config = config.clone();
-                if let Some(z) = &mut config.zone_aware {
-                    z.local_zone.clone_from(&zone);
-                    z.local_cluster.clone_from(&local_cluster);
-                }
-                if let Some(l) = &mut config.locality_weighted_lb {
-                    l.locality_weights = scenario
-                        .zones
-                        .iter()
-                        .map(|(name, z)| (name.clone(), z.weight))
-                        .collect();
-                }
+                let config = localize(policy(&c.target), &zone, &local_cluster, scenario);
                 proxies.push(ProxyPlan {
                     client: client_name.clone(),
                     index: p,
@@ -488,6 +516,8 @@ impl Workload {
                         run_seed.value(),
                         proxies.len() as u32,
                     ),
+                    caller: None,
+                    edge,
                     trace_keys: match &c.arrival {
                         Arrival::Trace {
                             data: TraceData { keys, .. },
@@ -501,9 +531,90 @@ impl Workload {
                 });
             }
         }
+        let clients = proxies.len();
+        // Sidecars: one per (instance with a script, upstream), instances in station order.
+        let mut assigned = Vec::new();
+        let mut sidecar_edges = std::collections::BTreeMap::new();
+        for (svc_name, svc) in &scenario.services {
+            if svc.script.is_empty() {
+                continue;
+            }
+            // Zone-aware routing's local cluster: the calling service's instances per zone.
+            let mut local_cluster = std::collections::BTreeMap::new();
+            if !scenario.zones.is_empty() {
+                for z in scenario.zones.keys() {
+                    local_cluster.insert(z.clone(), 0u64);
+                }
+                for st in stations.iter().filter(|st| &st.service == svc_name) {
+                    *local_cluster.entry(zones[usize::from(st.zone)].clone()).or_insert(0) += 1;
+                }
+            }
+            let first = offsets[svc_name] as usize;
+            let last = first + stations[first..].iter().take_while(|st| &st.service == svc_name).count();
+            for st_i in first..last {
+                let st = &stations[st_i];
+                let script = st.script.clone().expect("a service with a script");
+                let zone = zones[usize::from(st.zone)].clone();
+                let mut mine = Vec::with_capacity(script.upstreams.len());
+                for up in &script.upstreams {
+                    let edge = *sidecar_edges
+                        .entry((svc_name.clone(), up.clone()))
+                        .or_insert_with(|| {
+                            edges.push((svc_name.clone(), up.clone()));
+                            edges.len() as u32 - 1
+                        });
+                    let (offset, endpoints) = view(up);
+                    mine.push(proxies.len() as u32);
+                    let seed = run_seed
+                        .fork("sidecar")
+                        .fork(svc_name)
+                        .fork_index(u64::from(st.index))
+                        .fork(up);
+                    proxies.push(ProxyPlan {
+                        client: svc_name.clone(),
+                        index: st.index,
+                        client_index: u16::MAX,
+                        target: up.clone(),
+                        offset,
+                        zone: st.zone,
+                        endpoints,
+                        config: localize(policy(up), &zone, &local_cluster, scenario),
+                        seed,
+                        population_seed: run_seed.fork("sidecar").fork(svc_name),
+                        membership: mplan.deliveries(
+                            up,
+                            &propagation,
+                            run_seed.value(),
+                            proxies.len() as u32,
+                        ),
+                        caller: Some(st_i as u32),
+                        edge,
+                        trace_keys: None,
+                        arrival: Arrival::Closed {
+                            users: 0,
+                            think: Dist::ZERO,
+                        },
+                        proxies: 1,
+                        keys: None,
+                    });
+                }
+                assigned.push((st_i, mine));
+            }
+        }
+        let mut stations = stations;
+        for (st_i, mine) in assigned {
+            stations[st_i].sidecars = mine;
+        }
         let presence = scenario.presence();
+        let sidecar_cost = scenario.mesh.costs().then(|| {
+            let (o, i) = scenario.mesh.overheads();
+            (o.cloned().unwrap_or(Dist::ZERO), i.cloned().unwrap_or(Dist::ZERO))
+        });
         Workload {
             presence,
+            clients,
+            edges,
+            sidecar_cost,
             seed: run_seed,
             network: NetworkModel::of(scenario, &zones),
             zones,
@@ -520,6 +631,29 @@ impl Workload {
             ),
         }
     }
+}
+
+/// `config` for a proxy in zone `zone` of a caller whose proxies per zone are `local_cluster`
+/// (zone-aware routing), with the scenario's zone weights (locality-weighted balancing).
+fn localize(
+    config: &ClusterConfig,
+    zone: &str,
+    local_cluster: &std::collections::BTreeMap<String, u64>,
+    scenario: &Scenario,
+) -> ClusterConfig {
+    let mut config = config.clone();
+    if let Some(z) = &mut config.zone_aware {
+        z.local_zone = zone.to_owned();
+        z.local_cluster.clone_from(local_cluster);
+    }
+    if let Some(l) = &mut config.locality_weighted_lb {
+        l.locality_weights = scenario
+            .zones
+            .iter()
+            .map(|(name, z)| (name.clone(), z.weight))
+            .collect();
+    }
+    config
 }
 
 /// Length of the window over which an instance measures its own qps, errors and utilization.

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 // Looked up by key only, never iterated: its order cannot reach results.
 use rustc_hash::FxHashMap as HashMap;
@@ -15,6 +16,7 @@ use meshbench_report::{Recorder, RunId, RunResult};
 use meshbench_scenario::workload::{LoadMeter, NetworkModel, ProxyPlan, Workload, next_uniform};
 // The base draws every strategy shares (common random numbers).
 use meshbench_scenario::crn_uniform as uniform;
+use meshbench_scenario::graph::{Op, Script, child_request};
 use meshbench_scenario::{ArrivalClock, Dist, FaultState, Lane, Loaded};
 
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +44,10 @@ enum Ev {
     Membership(u32, u32),
     /// Station `.0` starts (`true`) or stops serving.
     Presence(u32, bool),
+    /// Script step `.1` (a serial) of exec `.0` is done (its compute time is over).
+    ExecStep(u32, u32),
+    /// A sidecar's call finished: the next of `Sim::call_results`.
+    CallDone,
 }
 
 struct Scheduled {
@@ -100,6 +106,9 @@ struct Station {
     /// What it reports about its load (ORCA reports, Prequal probes), when the balancer reads
     /// either.
     meter: Option<LoadMeter>,
+    /// Its service's script, when it calls other services, and its sidecar per upstream.
+    script: Option<Arc<Script>>,
+    sidecars: Vec<u32>,
 }
 
 impl Station {
@@ -120,6 +129,39 @@ struct Proxy {
     /// Closed loop: its users send their next request when the last ends (after a think time),
     /// not by the arrival clock.
     closed: bool,
+    /// A sidecar (its requests are its instance's calls), not a client's proxy.
+    sidecar: bool,
+}
+
+/// A request working through its instance's script (holding its server).
+#[derive(Clone, Copy)]
+struct Exec {
+    job: u32,
+    /// The job's service generation when the script began: a crash since (which reset the
+    /// request) leaves the exec stale.
+    generation: u32,
+    station: u32,
+    request: u64,
+    retry: u32,
+    /// The next step.
+    pc: u32,
+    /// The serial of the step under way (unique in the run): answers to older steps are stale.
+    serial: u32,
+    /// The calls group under way: calls made, to wait for, succeeded (or failed ignored), and
+    /// failed.
+    made: u32,
+    need: u32,
+    ok: u32,
+    failed: u32,
+}
+
+/// A sidecar's finished call, waiting for its [`Ev::CallDone`].
+struct CallResult {
+    proxy: u32,
+    request: u64,
+    result: Finish,
+    attempts: u32,
+    started: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -181,6 +223,15 @@ struct Sim {
     max_events: u64,
     /// Which of those bounds stopped it, if one did.
     cut_short: Option<&'static str>,
+    /// Requests working through scripts (free slots in `free_execs`), the calls they wait for
+    /// by (sidecar, request id): (exec, step serial, failure ignored), and the last serial.
+    execs: Vec<Exec>,
+    free_execs: Vec<u32>,
+    calls: HashMap<(u32, u64), (u32, u32, bool)>,
+    serial: u32,
+    call_results: VecDeque<CallResult>,
+    /// Time an attempt spends in the caller's and in the callee's sidecar, when either costs.
+    sidecar_cost: Option<(Dist, Dist)>,
 }
 
 /// Runs sweep point `point`, strategy `strategy` (index into the point's strategies),
@@ -215,6 +266,8 @@ pub fn run_one(
             serves_abandoned: x.serves_abandoned,
             health_error_rate: x.health_error_rate,
             meter: w.meters.then(|| LoadMeter::new(x.concurrency, 0)),
+            script: x.script.clone(),
+            sidecars: x.sidecars.clone(),
         })
         .collect();
     let offsets: BTreeMap<&str, u32> = w
@@ -236,7 +289,8 @@ pub fn run_one(
                 rng,
                 next_seq: 0,
                 timer_at: None,
-                closed: plan.closed_users().is_some(),
+                closed: plan.caller.is_none() && plan.closed_users().is_some(),
+                sidecar: plan.caller.is_some(),
             }
         })
         .collect();
@@ -268,11 +322,20 @@ pub fn run_one(
         max_windows: 0,
         max_events: 0,
         cut_short: None,
+        execs: Vec::new(),
+        free_execs: Vec::new(),
+        calls: HashMap::default(),
+        serial: 0,
+        call_results: VecDeque::new(),
+        sidecar_cost: w.sidecar_cost.clone(),
     };
     (sim.max_windows, sim.max_events) =
         meshbench_scenario::budget::run_bounds(sc, &pt.strategies[strategy].1);
     for p in 0..sim.proxies.len() as u32 {
         sim.drain(p);
+        if sim.proxies[p as usize].sidecar {
+            continue;
+        }
         sim.sources += 1;
         let px = &mut sim.proxies[p as usize];
         if let Some((users, think)) = px.plan.closed_users() {
@@ -391,6 +454,18 @@ impl Sim {
                     self.drain(p);
                 }
                 Ev::Presence(st, present) => self.stations[st as usize].present = present,
+                Ev::ExecStep(e, serial) => {
+                    if self.execs[e as usize].serial == serial {
+                        self.exec_next(e);
+                    }
+                }
+                Ev::CallDone => {
+                    let r = self
+                        .call_results
+                        .pop_front()
+                        .expect("one result per CallDone");
+                    self.call_done(r);
+                }
                 Ev::Fault(k) => {
                     for (st, state) in std::mem::take(&mut self.faults[k as usize]) {
                         self.set_fault(st, state);
@@ -553,12 +628,27 @@ impl Sim {
                     self.by_attempt.insert((p, attempt), j);
                     self.rec.attempt(from, station as usize, key);
                     let st = &self.stations[station as usize];
-                    let d =
+                    let mut d =
                         self.net
                             .delay_ns(from, st.zone, self.seed, request.0, retry, Lane::NetOut)
                             + st.fault.net_extra_ns(from, || {
                                 uniform(self.seed, request.0, retry, Lane::LossOut)
                             });
+                    if let Some((out, inb)) = &self.sidecar_cost {
+                        // The attempt's time in the caller's sidecar and the callee's.
+                        d += (out.quantile_ns(uniform(
+                            self.seed,
+                            request.0,
+                            retry,
+                            Lane::SidecarOut,
+                        )) + inb.quantile_ns(uniform(
+                            self.seed,
+                            request.0,
+                            retry,
+                            Lane::SidecarIn,
+                        )))
+                        .round() as u64;
+                    }
                     self.push(now.saturating_add(d), Ev::AtInstance(j));
                 }
                 Output::Cancel {
@@ -608,6 +698,22 @@ impl Sim {
                     attempts,
                     started,
                 } => {
+                    if self.proxies[p as usize].sidecar {
+                        // Its instance's script goes on from an event of its own, never
+                        // inside this drain.
+                        self.call_results.push_back(CallResult {
+                            proxy: p,
+                            request: request.0,
+                            result,
+                            attempts,
+                            started: started.as_nanos(),
+                        });
+                        self.push(now, Ev::CallDone);
+                        continue;
+                    }
+                    let edge = self.proxies[p as usize].plan.edge;
+                    self.rec
+                        .call_finished(edge, result, attempts, started.as_nanos(), now);
                     self.finished(result, attempts, started.as_nanos());
                     let px = &self.proxies[p as usize];
                     if px.closed && now < self.arrive_until && self.arrivals_left > 0 {
@@ -845,13 +951,157 @@ impl Sim {
     }
 
     fn service_done(&mut self, j: u32) {
+        let job = self.jobs[j as usize];
+        let st = &self.stations[job.station as usize];
+        let rate = st.error_rate.max(st.fault.error_rate);
+        let failed = rate > 0.0 && uniform(self.seed, job.request, job.retry, Lane::Error) < rate;
+        if !failed && st.script.is_some() {
+            // The script runs on, holding the server.
+            let e = Exec {
+                job: j,
+                generation: job.generation,
+                station: job.station,
+                request: job.request,
+                retry: job.retry,
+                pc: 0,
+                serial: 0,
+                made: 0,
+                need: 0,
+                ok: 0,
+                failed: 0,
+            };
+            let e = match self.free_execs.pop() {
+                Some(i) => {
+                    self.execs[i as usize] = e;
+                    i
+                }
+                None => {
+                    self.execs.push(e);
+                    (self.execs.len() - 1) as u32
+                }
+            };
+            self.exec_next(e);
+            return;
+        }
+        self.end_service(j, failed);
+    }
+
+    /// Runs exec `e`'s script from its next step: compute steps take their time, a calls
+    /// group sends its calls through the instance's sidecars and waits; the script's end (or a
+    /// failed step) ends the request's service.
+    fn exec_next(&mut self, e: u32) {
+        loop {
+            let ex = self.execs[e as usize];
+            let job = &self.jobs[ex.job as usize];
+            if job.generation != ex.generation || !job.serving {
+                // A crash reset the request since: its server is gone.
+                self.free_exec(e);
+                return;
+            }
+            let script = self.stations[ex.station as usize]
+                .script
+                .clone()
+                .expect("an exec runs a script");
+            let Some(op) = script.ops.get(ex.pc as usize) else {
+                self.free_exec(e);
+                self.end_service(ex.job, false);
+                return;
+            };
+            self.serial = self.serial.wrapping_add(1);
+            let serial = self.serial;
+            let x = &mut self.execs[e as usize];
+            x.pc += 1;
+            x.serial = serial;
+            match op {
+                Op::Compute(d) => {
+                    let id = child_request(ex.request, ex.retry, u32::MAX - ex.pc);
+                    let st = &self.stations[ex.station as usize];
+                    let t = (d.quantile_ns(uniform(self.seed, id, 0, Lane::Compute))
+                        * st.slowdown
+                        * st.fault.slowdown
+                        * st.fault.cold_factor(self.now))
+                    .round() as u64;
+                    self.push(self.now.saturating_add(t), Ev::ExecStep(e, serial));
+                    return;
+                }
+                Op::Calls { calls, wait } => {
+                    let mut made = 0;
+                    for c in calls {
+                        let id = child_request(ex.request, ex.retry, c.id);
+                        if c.probability < 1.0
+                            && uniform(self.seed, id, 0, Lane::Call) >= c.probability
+                        {
+                            continue;
+                        }
+                        made += 1;
+                        let sp = self.stations[ex.station as usize].sidecars
+                            [usize::from(c.upstream)];
+                        self.calls.insert((sp, id), (e, serial, c.ignore_failure));
+                        self.proxies[sp as usize].cluster.handle_input(
+                            Input::Request {
+                                request: mesh_core::RequestId(id),
+                                hash: None,
+                            },
+                            Instant::from_nanos(self.now),
+                        );
+                        self.drain(sp);
+                    }
+                    let x = &mut self.execs[e as usize];
+                    (x.made, x.need, x.ok, x.failed) = (made, (*wait).min(made), 0, 0);
+                    if made > 0 {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn free_exec(&mut self, e: u32) {
+        // A stale serial: answers still on their way find nothing to continue.
+        self.execs[e as usize].serial = 0;
+        self.free_execs.push(e);
+    }
+
+    /// A sidecar's call finished: counted on its edge, and its exec goes on once the group has
+    /// what it waits for (or fails once it cannot).
+    fn call_done(&mut self, r: CallResult) {
+        let edge = self.proxies[r.proxy as usize].plan.edge;
+        self.rec
+            .call_finished(edge, r.result, r.attempts, r.started, self.now);
+        let Some((e, serial, ignore)) = self.calls.remove(&(r.proxy, r.request)) else {
+            return;
+        };
+        let x = &mut self.execs[e as usize];
+        if x.serial != serial || serial == 0 {
+            return;
+        }
+        if r.result.is_success() || ignore {
+            x.ok += 1;
+        } else {
+            x.failed += 1;
+        }
+        if x.ok >= x.need {
+            // The rest of the group (past `wait`) runs on unawaited.
+            x.serial = 0;
+            self.serial = self.serial.wrapping_add(1);
+            self.exec_next(e);
+        } else if x.made - x.failed < x.need {
+            let (job, generation) = (x.job, x.generation);
+            self.free_exec(e);
+            let j = &self.jobs[job as usize];
+            if j.generation == generation && j.serving {
+                self.end_service(job, true);
+            }
+        }
+    }
+
+    /// Request `j`'s service ends: its server is freed, and it is answered (500 when `failed`).
+    fn end_service(&mut self, j: u32, failed: bool) {
         self.jobs[j as usize].serving = false;
         let job = self.jobs[j as usize];
         let now = self.now;
         let st = &mut self.stations[job.station as usize];
         st.busy -= 1;
-        let rate = st.error_rate.max(st.fault.error_rate);
-        let failed = rate > 0.0 && uniform(self.seed, job.request, job.retry, Lane::Error) < rate;
         if let Some(m) = &mut st.meter {
             m.leave(now, true);
         }
