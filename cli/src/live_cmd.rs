@@ -582,6 +582,25 @@ fn random_token() -> anyhow::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// Refuses what a scenario describes that live mode does not run yet, naming the field: a
+/// field must act in both drivers or stop the run.
+fn refuse_sim_only(loaded: &meshbench_scenario::Loaded) -> anyhow::Result<()> {
+    let sc = &loaded.scenario;
+    if let Some((name, _)) = sc.services.iter().find(|(_, s)| !s.script.is_empty()) {
+        anyhow::bail!(
+            "{}: `services.{name}.script` is a call graph, which only the simulator runs so far: live backends answer after their service time and call no one (run it with `meshbench run`, or remove the script)",
+            loaded.file
+        );
+    }
+    if sc.mesh.costs() {
+        anyhow::bail!(
+            "{}: `mesh.outbound` / `mesh.inbound` model sidecar time, which only the simulator adds: in live mode the proxies' cost is whatever they really take (run it with `meshbench run`, or remove them)",
+            loaded.file
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn serve(
     loaded: &meshbench_scenario::Loaded,
     bind: std::net::IpAddr,
@@ -590,6 +609,7 @@ pub(crate) fn serve(
     (control_bind, control_token): (std::net::IpAddr, Option<String>),
     trace_log: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    refuse_sim_only(loaded)?;
     if control_token.as_deref().is_some_and(|t| t.len() < 16) {
         anyhow::bail!("--control-token: use at least 16 characters");
     }
@@ -705,6 +725,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
                 .sum::<f64>())
         .ceil()
     );
+    refuse_sim_only(loaded)?;
     let mut urls: Vec<meshbench_live::TargetUrl> = args
         .targets
         .iter()

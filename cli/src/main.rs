@@ -169,7 +169,7 @@ enum Command {
     },
     /// Reproduce the published results: run the shipped validation scenarios in full and
     /// compare each figure (queueing theory's closed forms, Envoy's priority and zone-aware
-    /// arithmetic, Linkerd 2016, the retry storm, the Tail at Scale's hedging) with what was
+    /// arithmetic, Linkerd 2016, the retry storm, the Tail at Scale's hedging and fan-out, a three-tier chain) with what was
     /// measured; exit 1 when one does not hold.
     Reproduce {
         /// Only these experiments (repeat for more; default: all).

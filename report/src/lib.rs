@@ -741,6 +741,56 @@ pub fn write_reports(
         }
         w.flush()?;
     }
+    // edges.csv: calls per edge of the call graph, over all replications, when services call
+    // services.
+    if runs.iter().any(|r| !r.edges.is_empty()) {
+        let mut w = csv::Writer::from_path(dir.join("edges.csv"))?;
+        w.write_record(header(&[
+            "strategy",
+            "caller",
+            "callee",
+            "calls",
+            "errors",
+            "error_rate",
+            "attempts_per_call",
+            "p50_ms",
+            "p99_ms",
+        ]))?;
+        for s in summaries {
+            let mut merged: Vec<EdgeStats> = Vec::new();
+            for r in runs
+                .iter()
+                .filter(|r| r.strategy == s.strategy && r.point == s.point)
+            {
+                for e in &r.edges {
+                    match merged
+                        .iter_mut()
+                        .find(|x| x.caller == e.caller && x.callee == e.callee)
+                    {
+                        Some(x) => x.add(e),
+                        None => merged.push(e.clone()),
+                    }
+                }
+            }
+            for e in &merged {
+                w.write_record(with_coords(
+                    vec![
+                        s.strategy.clone(),
+                        e.caller.clone(),
+                        e.callee.clone(),
+                        e.calls.to_string(),
+                        (e.calls - e.successes).to_string(),
+                        num((e.calls - e.successes) as f64 / e.calls.max(1) as f64),
+                        num(e.attempts as f64 / e.calls.max(1) as f64),
+                        num(quantile_ms(&e.latency, 0.5)),
+                        num(quantile_ms(&e.latency, 0.99)),
+                    ],
+                    &s.coords,
+                ))?;
+            }
+        }
+        w.flush()?;
+    }
     // One merged latency distribution per strategy (and point).
     for s in summaries {
         let mut h = latency_histogram();

@@ -17,8 +17,8 @@ pub(crate) fn escape(s: &str) -> String {
 /// Per hot key, the instances that took its attempts and how many.
 type KeyHomes = std::collections::BTreeMap<u32, Vec<(String, u64)>>;
 
-/// Where the hot keys went (keys.csv) and how traffic crossed zones (zones.csv), as HTML
-/// tables, when the run has them. Sweep points are told apart by their coordinates.
+/// Where the hot keys went (keys.csv), how traffic crossed zones (zones.csv) and the calls
+/// along each edge of the call graph (edges.csv), as HTML tables, when the run has them. Sweep points are told apart by their coordinates.
 pub(crate) fn world_tables(dir: &Path) -> Res<String> {
     let mut out = String::new();
     let col = |header: &[String], name: &str| -> Res<usize> {
@@ -147,6 +147,41 @@ pub(crate) fn world_tables(dir: &Path) -> Res<String> {
                 let _ = write!(out, "<td>{:.1}%</td>", 100.0 * n as f64 / total as f64);
             }
             out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    let edges = dir.join("edges.csv");
+    if edges.exists() {
+        let (header, rows) = read_csv(&edges)?;
+        let (st, caller, callee, calls, rate, amp, p50, p99) = (
+            col(&header, "strategy")?,
+            col(&header, "caller")?,
+            col(&header, "callee")?,
+            col(&header, "calls")?,
+            col(&header, "error_rate")?,
+            col(&header, "attempts_per_call")?,
+            col(&header, "p50_ms")?,
+            col(&header, "p99_ms")?,
+        );
+        let number = |r: &[String], i: usize| -> Res<f64> {
+            r[i].parse()
+                .map_err(|_| err(format!("{}: bad `{}`", edges.display(), header[i])))
+        };
+        out.push_str("<h2>Calls between services (all replications)</h2>\n<p class=\"meta\">Each edge of the call graph: a client population's requests to the service it calls, then each service's calls to its upstreams, as the calling side's proxy saw them (after its retries). Latency is of the calls that succeeded; attempts per call is the edge's retry amplification.</p>\n<table><thead><tr><th>strategy</th><th>caller</th><th>callee</th><th>calls</th><th>errors (%)</th><th>attempts per call</th><th>p50 (ms)</th><th>p99 (ms)</th></tr></thead><tbody>");
+        for r in &rows {
+            let label = r[..st].join(", ") + if st > 0 { ": " } else { "" } + &r[st];
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+                escape(&label),
+                escape(&r[caller]),
+                escape(&r[callee]),
+                escape(&r[calls]),
+                100.0 * number(r, rate)?,
+                number(r, amp)?,
+                number(r, p50)?,
+                number(r, p99)?,
+            );
         }
         out.push_str("</tbody></table>\n");
     }

@@ -18,7 +18,9 @@ use hdrhistogram::Histogram;
 use mesh_core::outlier::OutlierEvent;
 use mesh_core::{Finish, PolicyEvent};
 
-use crate::{EdgeStats, EndpointStats, KeyShare, RunResult, Sample, ZoneFlow, latency_histogram, quantile_ms};
+use crate::{
+    EdgeStats, EndpointStats, KeyShare, RunResult, Sample, ZoneFlow, latency_histogram, quantile_ms,
+};
 
 /// Keys below this index (the hottest ones under Zipf keys, which rank key 0 first) have their
 /// attempts counted per endpoint, for the hot-key table.

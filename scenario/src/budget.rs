@@ -207,7 +207,7 @@ fn run_events(run: &RunCost, policy: &ClusterConfig) -> f64 {
     let probes = policy.health_check.as_ref().map_or(0.0, |h| {
         run.table * run.span_s / h.interval.as_secs_f64().max(1e-9)
     });
-    run.requests * EVENTS_PER_REQUEST * (1.0 + run.widest / 10_000.0)
+    run.requests * run.hops * EVENTS_PER_REQUEST * (1.0 + run.widest / 10_000.0)
         + 2.0 * probes
         + table_events(run)
 }
@@ -226,6 +226,8 @@ struct RunCost {
     /// Instances of the largest target.
     widest: f64,
     requests: f64,
+    /// Hops per request (1 without call graphs: each call a service makes is another).
+    hops: f64,
     span_s: f64,
     windows: f64,
     windows_bytes: f64,
@@ -284,7 +286,27 @@ impl RunCost {
                 field = format!("services.{name}.queue_limit");
             }
         }
+        // Call graphs: every call is a hop of its own, through a sidecar per (calling
+        // instance, upstream) holding the upstream's instances.
+        let per = crate::graph::hops_per_request(&sc.services);
+        let hops = if rate > 0.0 {
+            sc.clients
+                .values()
+                .map(|c| c.arrival.mean_rate() * per.get(&c.target).copied().unwrap_or(1.0))
+                .sum::<f64>()
+                / rate
+        } else {
+            1.0
+        };
+        for svc in sc.services.values() {
+            for up in crate::graph::Script::compile(&svc.script).upstreams {
+                if let Some(u) = sc.services.get(&up) {
+                    table += f64::from(svc.instances) * f64::from(u.instances);
+                }
+            }
+        }
         RunCost {
+            hops,
             table,
             table_field,
             widest,

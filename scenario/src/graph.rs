@@ -106,11 +106,15 @@ impl<'de> Deserialize<'de> for Wait {
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Wait, E> {
                 match u32::try_from(v) {
                     Ok(k) if k >= 1 => Ok(Wait::First(k)),
-                    _ => Err(E::custom(format!("`wait: {v}`: give `all` or a number >= 1"))),
+                    _ => Err(E::custom(format!(
+                        "`wait: {v}`: give `all` or a number >= 1"
+                    ))),
                 }
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Wait, E> {
-                Err(E::custom(format!("`wait: {v}`: give `all` or a number >= 1")))
+                Err(E::custom(format!(
+                    "`wait: {v}`: give `all` or a number >= 1"
+                )))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Wait, E> {
                 if v == "all" {
@@ -347,8 +351,7 @@ pub fn check(
                 };
                 return Err((
                     format!("{at}.{f}"),
-                    "applies to a `call` step (in a `parallel` group, give it to each call)"
-                        .into(),
+                    "applies to a `call` step (in a `parallel` group, give it to each call)".into(),
                     None,
                 ));
             }

@@ -870,27 +870,27 @@ pub fn parse_with(
             .collect::<Vec<_>>()
             .join(", ");
         let text = yaml_serde::to_string(&doc).unwrap_or_default();
-        let (sc, strategies, upstreams, warnings) =
-            parse_one(&text, file, dir, data_dirs).map_err(|e| {
-            // The point's text is not the file: point at the sweep entry that set the field,
-            // else at the field in the file.
-            let (line, column) = axes
-                .iter()
-                .find(|(p, _)| {
-                    e.field == *p
-                        || e.field.starts_with(&format!("{p}."))
-                        || p.starts_with(&format!("{}.", e.field))
-                })
-                .and_then(|(p, _)| sweep_entry(source, p))
-                .or_else(|| locate::locate(source, &e.field))
-                .unzip();
-            ScenarioError {
-                line,
-                column,
-                message: format!("{} (at sweep point {label})", e.message),
-                ..e
-            }
-        })?;
+        let (sc, strategies, upstreams, warnings) = parse_one(&text, file, dir, data_dirs)
+            .map_err(|e| {
+                // The point's text is not the file: point at the sweep entry that set the field,
+                // else at the field in the file.
+                let (line, column) = axes
+                    .iter()
+                    .find(|(p, _)| {
+                        e.field == *p
+                            || e.field.starts_with(&format!("{p}."))
+                            || p.starts_with(&format!("{}.", e.field))
+                    })
+                    .and_then(|(p, _)| sweep_entry(source, p))
+                    .or_else(|| locate::locate(source, &e.field))
+                    .unzip();
+                ScenarioError {
+                    line,
+                    column,
+                    message: format!("{} (at sweep point {label})", e.message),
+                    ..e
+                }
+            })?;
         for w in warnings {
             let w = format!("{w} (at sweep point {label})");
             if !all_warnings.contains(&w) {

@@ -434,8 +434,17 @@ impl Workload {
     ) -> Workload {
         let pt = &loaded.points[point];
         let none = std::collections::BTreeMap::new();
-        let ups = pt.upstreams.get(&pt.strategies[strategy].0).unwrap_or(&none);
-        Self::of(&pt.scenario, &pt.strategies[strategy].1, ups, replication, seed)
+        let ups = pt
+            .upstreams
+            .get(&pt.strategies[strategy].0)
+            .unwrap_or(&none);
+        Self::of(
+            &pt.scenario,
+            &pt.strategies[strategy].1,
+            ups,
+            replication,
+            seed,
+        )
     }
 
     /// The world of `scenario` under policy `config`, with `upstreams`' policies for calls to
@@ -546,13 +555,16 @@ impl Workload {
                     local_cluster.insert(z.clone(), 0u64);
                 }
                 for st in stations.iter().filter(|st| &st.service == svc_name) {
-                    *local_cluster.entry(zones[usize::from(st.zone)].clone()).or_insert(0) += 1;
+                    *local_cluster
+                        .entry(zones[usize::from(st.zone)].clone())
+                        .or_insert(0) += 1;
                 }
             }
             let first = offsets[svc_name] as usize;
-            let last = first + stations[first..].iter().take_while(|st| &st.service == svc_name).count();
-            for st_i in first..last {
-                let st = &stations[st_i];
+            let mine_stations = stations[first..]
+                .iter()
+                .take_while(|st| &st.service == svc_name);
+            for (st_i, st) in (first..).zip(mine_stations) {
                 let script = st.script.clone().expect("a service with a script");
                 let zone = zones[usize::from(st.zone)].clone();
                 let mut mine = Vec::with_capacity(script.upstreams.len());
@@ -608,7 +620,10 @@ impl Workload {
         let presence = scenario.presence();
         let sidecar_cost = scenario.mesh.costs().then(|| {
             let (o, i) = scenario.mesh.overheads();
-            (o.cloned().unwrap_or(Dist::ZERO), i.cloned().unwrap_or(Dist::ZERO))
+            (
+                o.cloned().unwrap_or(Dist::ZERO),
+                i.cloned().unwrap_or(Dist::ZERO),
+            )
         });
         Workload {
             presence,

@@ -1034,8 +1034,8 @@ impl Sim {
                             continue;
                         }
                         made += 1;
-                        let sp = self.stations[ex.station as usize].sidecars
-                            [usize::from(c.upstream)];
+                        let sp =
+                            self.stations[ex.station as usize].sidecars[usize::from(c.upstream)];
                         self.calls.insert((sp, id), (e, serial, c.ignore_failure));
                         self.proxies[sp as usize].cluster.handle_input(
                             Input::Request {

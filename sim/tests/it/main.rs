@@ -94,6 +94,16 @@ fn envoy_zone_aware_routes_62_5_percent_locally_and_spills_2_to_1() {
 /// server match the machine-repairman model's mean response time (3.019 ms) within the CI, and
 /// its throughput.
 #[test]
+fn a_three_tier_chain_takes_the_sum_of_its_stages_network_and_sidecars() {
+    reproduce("three-tier-chain");
+}
+
+#[test]
+fn fan_out_to_100_leaves_with_1_percent_slow_is_slow_63_4_percent_of_the_time() {
+    reproduce("tail-at-scale-fanout");
+}
+
+#[test]
 fn closed_loop_users_match_the_machine_repairman_model() {
     reproduce("machine-repairman");
 }
