@@ -136,6 +136,20 @@ impl EdgeStats {
         self.attempts += o.attempts;
         let _ = self.latency.add(&o.latency);
     }
+
+    /// Adds every edge of `from` to the same edge (caller, callee) in `into`, appending the
+    /// ones `into` lacks.
+    pub fn add_all(into: &mut Vec<EdgeStats>, from: &[EdgeStats]) {
+        for e in from {
+            match into
+                .iter_mut()
+                .find(|x| x.caller == e.caller && x.callee == e.callee)
+            {
+                Some(x) => x.add(e),
+                None => into.push(e.clone()),
+            }
+        }
+    }
 }
 
 /// Attempts of one key at one endpoint.
@@ -762,15 +776,7 @@ pub fn write_reports(
                 .iter()
                 .filter(|r| r.strategy == s.strategy && r.point == s.point)
             {
-                for e in &r.edges {
-                    match merged
-                        .iter_mut()
-                        .find(|x| x.caller == e.caller && x.callee == e.callee)
-                    {
-                        Some(x) => x.add(e),
-                        None => merged.push(e.clone()),
-                    }
-                }
+                EdgeStats::add_all(&mut merged, &r.edges);
             }
             for e in &merged {
                 w.write_record(with_coords(
@@ -1191,16 +1197,7 @@ pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
                     None => m.zone_flows.push(f.clone()),
                 }
             }
-            for e in &r.edges {
-                match m
-                    .edges
-                    .iter_mut()
-                    .find(|x| x.caller == e.caller && x.callee == e.callee)
-                {
-                    Some(x) => x.add(e),
-                    None => m.edges.push(e.clone()),
-                }
-            }
+            EdgeStats::add_all(&mut m.edges, &r.edges);
             match (&mut m.live, &r.live) {
                 (Some(a), Some(b)) => a.add(b),
                 (None, Some(b)) => m.live = Some(b.clone()),

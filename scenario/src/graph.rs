@@ -285,17 +285,6 @@ impl Script {
         }
         s
     }
-
-    /// Calls made per request, on average (probabilities taken).
-    pub fn mean_calls(&self) -> f64 {
-        self.ops
-            .iter()
-            .map(|op| match op {
-                Op::Compute(_) => 0.0,
-                Op::Calls { calls, .. } => calls.iter().map(|c| c.probability).sum(),
-            })
-            .sum()
-    }
 }
 
 /// The request id of call `call` (its [`CallOp::id`]) made while serving attempt `retry` of

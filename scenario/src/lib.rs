@@ -2234,6 +2234,24 @@ fn merge_strategies(
                     e.suggestion = nearest(&svc_name, s.services.keys().map(String::as_str));
                     return Err(e);
                 }
+                let called = s.clients.values().any(|c| c.target == svc_name)
+                    || s.services.values().any(|x| {
+                        x.script.iter().any(|st| {
+                            st.call.as_ref() == Some(&svc_name)
+                                || st.parallel.iter().flatten().any(|c| c.call == svc_name)
+                        })
+                    });
+                if !called {
+                    return Err(locate_policy_error(
+                        source,
+                        file,
+                        &name,
+                        format!("upstreams.{svc_name}"),
+                        format!(
+                            "no client or script calls `{svc_name}`, so this policy would change nothing (remove it, or call the service)"
+                        ),
+                    ));
+                }
                 let mut m = merged.clone();
                 merge(&mut m, over);
                 let c = parse(&name, &m, &format!("upstreams.{svc_name}."))?;
@@ -2456,5 +2474,88 @@ mod tests {
             let want = want * 200.0;
             assert!((*got as f64 - want).abs() < 0.01 * want, "{counts:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod graph_tests {
+    const BASE: &str = "name: g
+requests: 100
+strategies:
+  rr: { balancer: { kind: round_robin } }
+services:
+  a:
+    instances: 2
+    service_time: { dist: constant, value: 1ms }
+    script: [{ call: b }]
+  b:
+    instances: 2
+    service_time: { dist: constant, value: 1ms }
+    script: SCRIPT
+clients:
+  load: { target: a, arrival: { process: poisson, rate: 100/s } }
+";
+
+    fn error(script: &str, extra: &str) -> super::ScenarioError {
+        let text = BASE.replace("SCRIPT", script).replace(
+            "strategies:\n  rr: { balancer: { kind: round_robin } }",
+            &format!("strategies:\n  rr: {{ balancer: {{ kind: round_robin }}{extra} }}"),
+        );
+        super::parse(&text, "g.yaml", std::path::Path::new("."))
+            .expect_err("the scenario must be refused")
+    }
+
+    #[test]
+    fn call_graph_mistakes_are_refused_where_they_are_written() {
+        let ok = BASE.replace("SCRIPT", "[]");
+        let loaded = super::parse(&ok, "g.yaml", std::path::Path::new(".")).expect("loads");
+        assert_eq!(loaded.points[0].upstreams.len(), 0);
+
+        let e = error("[{ call: a }]", "");
+        assert_eq!(e.field, "services.a.script");
+        assert!(e.message.contains("cycle: a -> b -> a"), "{}", e.message);
+        assert_eq!(e.line, Some(9), "the line of `a`'s script");
+
+        let e = error("[{ call: c }]", "");
+        assert_eq!(e.field, "services.b.script.0.call");
+        assert!(e.message.contains("no service `c`"), "{}", e.message);
+
+        let e = error("[{ parallel: [{ call: c2 }] }]", "");
+        assert_eq!(e.field, "services.b.script.0.parallel.0.call");
+
+        let e = error("[{ parallel: [{ call: a }], wait: 2 }]", "");
+        assert_eq!(e.field, "services.b.script.0.wait");
+        assert!(e.message.contains("waits for 2 calls"), "{}", e.message);
+
+        let e = error("[{ compute: { dist: constant, value: 1ms }, call: a }]", "");
+        assert!(e.message.contains("exactly one of"), "{}", e.message);
+
+        let e = error("[{ colal: a }]", "");
+        assert_eq!(e.suggestion.as_deref(), Some("call"), "{e}");
+
+        // Per-upstream policy: a service that exists and is called.
+        let e = error("[]", ", upstreams: { bb: { timeout: 1s } }");
+        assert_eq!(e.field, "strategies.rr.upstreams.bb");
+        assert_eq!(e.suggestion.as_deref(), Some("b"));
+        let mut text = BASE.replace("SCRIPT", "[]");
+        text = text.replace("script: [{ call: b }]", "script: []");
+        text = text.replace(
+            "kind: round_robin } }",
+            "kind: round_robin }, upstreams: { b: { timeout: 1s } } }",
+        );
+        let e = super::parse(&text, "g.yaml", std::path::Path::new(".")).unwrap_err();
+        assert!(
+            e.message.contains("no client or script calls `b`"),
+            "{}",
+            e.message
+        );
+        let fine = BASE.replace("SCRIPT", "[]").replace(
+            "kind: round_robin } }",
+            "kind: round_robin }, upstreams: { b: { timeout: 1s } } }",
+        );
+        let loaded = super::parse(&fine, "g.yaml", std::path::Path::new(".")).expect("loads");
+        let pt = &loaded.points[0];
+        assert_eq!(pt.policy_for(0, "b").timeout.as_nanos(), 1_000_000_000);
+        assert_ne!(pt.policy_for(0, "a").timeout, pt.policy_for(0, "b").timeout);
     }
 }

@@ -1007,7 +1007,8 @@ impl Sim {
                 self.end_service(ex.job, false);
                 return;
             };
-            self.serial = self.serial.wrapping_add(1);
+            // 0 marks a free exec: never a step's serial.
+            self.serial = self.serial.checked_add(1).unwrap_or(1);
             let serial = self.serial;
             let x = &mut self.execs[e as usize];
             x.pc += 1;
@@ -1082,8 +1083,6 @@ impl Sim {
         }
         if x.ok >= x.need {
             // The rest of the group (past `wait`) runs on unawaited.
-            x.serial = 0;
-            self.serial = self.serial.wrapping_add(1);
             self.exec_next(e);
         } else if x.made - x.failed < x.need {
             let (job, generation) = (x.job, x.generation);

@@ -661,6 +661,42 @@ fn load_share(dir: &Path, instance: u32) -> std::collections::BTreeMap<String, f
 }
 
 #[test]
+fn multi_tier_runs_are_identical_on_1_and_2_threads_edge_by_edge() {
+    for file in ["three-tier-chain", "fanout-100"] {
+        let path = format!("scenarios/validation/{file}.yaml");
+        let (a, b) = (tmp(&format!("{file}-1")), tmp(&format!("{file}-2")));
+        for (dir, threads) in [(&a, "1"), (&b, "2")] {
+            run_ok(&[
+                "run",
+                &path,
+                "--quiet",
+                "--threads",
+                threads,
+                "--out",
+                dir.to_str().unwrap(),
+            ]);
+        }
+        for f in [
+            "summary.csv",
+            "summary.json",
+            "timeseries.csv",
+            "endpoints.csv",
+            "edges.csv",
+        ] {
+            assert_eq!(read(&a, f), read(&b, f), "{file}: {f}, 1 thread vs 2");
+        }
+        // Every hop of the graph is an edge, each with every call counted.
+        let edges = String::from_utf8(read(&a, "edges.csv")).expect("UTF-8");
+        let rows: Vec<&str> = edges.lines().skip(1).collect();
+        assert_eq!(
+            rows.len(),
+            2 + usize::from(file == "three-tier-chain"),
+            "{edges}"
+        );
+    }
+}
+
+#[test]
 fn the_static_world_scenarios_answer_their_questions_identically_on_1_and_2_threads() {
     for (file, extra) in [
         ("weighted-capacity", vec!["endpoints.csv"]),
