@@ -218,6 +218,25 @@ enum Command {
         #[arg(long, requires = "baseline")]
         update_baseline: bool,
     },
+    /// Convert an Istio isotope service graph (a MockServiceGraph YAML) into a scenario, check
+    /// it, and write it (to stdout without --out). Fields that are read but not modeled are
+    /// listed on stderr.
+    ImportIsotope {
+        /// The isotope graph (YAML).
+        graph: PathBuf,
+        /// Where to write the scenario (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The scenario's name (default: the graph file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Requests per second into the graph's entry points, shared between them.
+        #[arg(long, default_value = "200/s")]
+        rate: meshbench_scenario::Rate,
+        /// Requests per run.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+    },
     /// Print and plot the difference between two result directories (B relative to A).
     Compare {
         /// The baseline result directory.
@@ -346,6 +365,17 @@ fn dispatch(command: Command, data_dirs: &[PathBuf]) -> anyhow::Result<Done> {
             let table = merge(&dirs, &out)?;
             write!(o, "{table}")?;
             writeln_ok(&mut o, &format!("merged report: {}", out.display()))?;
+            Done::Ok
+        }
+        Command::ImportIsotope {
+            graph,
+            out,
+            name,
+            rate,
+            requests,
+        } => {
+            drop(o);
+            import_isotope(&graph, out.as_deref(), name, rate, requests, data_dirs)?;
             Done::Ok
         }
         Command::Replay { file } => {
@@ -512,6 +542,64 @@ fn stop_on_interrupt(what: &'static str) -> std::sync::Arc<std::sync::atomic::At
 
 fn writeln_ok(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
     writeln!(out, "{line}")
+}
+
+/// `meshbench import-isotope`: converts, validates the result as any scenario is, then writes.
+fn import_isotope(
+    graph: &Path,
+    out: Option<&Path>,
+    name: Option<String>,
+    rate: meshbench_scenario::Rate,
+    requests: u64,
+    data_dirs: &[PathBuf],
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let source = std::fs::read_to_string(graph)
+        .with_context(|| format!("cannot read {}", graph.display()))?;
+    let name = name.unwrap_or_else(|| {
+        graph
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "isotope".into())
+    });
+    meshbench_scenario::check_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    if requests == 0 {
+        anyhow::bail!("--requests: give at least 1");
+    }
+    let file = graph.display().to_string();
+    let imported = meshbench_scenario::isotope::import(
+        &source,
+        &file,
+        &meshbench_scenario::isotope::ImportOptions {
+            name,
+            rate: rate.as_per_sec(),
+            requests,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = out
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let shown = out.map_or_else(
+        || "the imported scenario".to_owned(),
+        |p| p.display().to_string(),
+    );
+    meshbench_scenario::parse_with(&imported.yaml, &shown, dir, data_dirs).map_err(|e| {
+        anyhow::anyhow!("the imported scenario does not validate (a bug in the importer): {e}")
+    })?;
+    for n in &imported.notes {
+        eprintln!("note: {n}");
+    }
+    match out {
+        Some(p) => {
+            std::fs::write(p, &imported.yaml)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), imported.yaml.as_bytes())?,
+    }
+    Ok(())
 }
 
 /// A share such as `15%` or `0.15`, in 0..=1.

@@ -43,6 +43,7 @@ mod dist;
 mod error;
 mod faults;
 pub mod graph;
+pub mod isotope;
 mod locate;
 pub mod membership;
 pub mod shape;

@@ -2603,3 +2603,62 @@ clients:
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_isotope_graph_imports_into_a_scenario_that_validates_and_runs() {
+    let dir = tmp("isotope");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("graph.yaml");
+    let out = meshbench(&[
+        "import-isotope",
+        "examples/isotope/service-graph.yaml",
+        "--requests",
+        "3000",
+        "--out",
+        scenario.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("sizes are not modeled"), "{stderr}");
+    run_ok(&["validate", scenario.to_str().unwrap()]);
+    let report = dir.join("report");
+    run_ok(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    // Every edge of the graph carries calls: the client's, the gateway's two, and inventory's
+    // two callers.
+    let edges = String::from_utf8(read(&report, "edges.csv")).expect("UTF-8");
+    for edge in [
+        "gateway,catalog",
+        "gateway,cart",
+        "catalog,inventory",
+        "cart,inventory",
+    ] {
+        assert!(edges.contains(edge), "{edge} missing:\n{edges}");
+    }
+    // End to end, a request takes at least its critical path: the slower subtree (1 ms + 2 ms)
+    // plus the gateway's 200 us.
+    for (strategy, p99) in p99s(&report) {
+        assert!(p99 >= 3.2, "{strategy}: p99 {p99} ms");
+    }
+    // A mistake in the graph names its place.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "services:\n- name: a\n  script:\n  - call: bb\n- name: b\n",
+    )
+    .unwrap();
+    let out = meshbench(&["import-isotope", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:4:")
+            && stderr.contains("services.0.script.0")
+            && stderr.contains("did you mean `b`"),
+        "{stderr}"
+    );
+}
