@@ -753,3 +753,207 @@ fn every_policy_field_changes_a_result_or_is_refused() {
     }
     assert!(inert.is_empty(), "fields that changed no result: {inert:?}");
 }
+
+/// A two-tier world for the call-graph fields: `front` calls what `SCRIPT` says through its
+/// sidecars, `mid` and `leaf` fail 5% of requests and queue, so a call's every field moves a
+/// latency, an error count or an edge.
+const GRAPH: &str = r#"
+name: graph-fields
+seed: 23
+requests: 20000
+sample_period: 1s
+policy:
+  timeout: 200ms
+  balancer: { kind: least_request }
+  retries: { num_retries: 1, retry_on: [5xx] }
+network:
+  latency: { dist: constant, value: 100us }
+services:
+  front:
+    instances: 2
+    concurrency: 64
+    service_time: { dist: exponential, mean: 500us }
+    script: SCRIPT
+  mid:
+    instances: 3
+    concurrency: 4
+    error_rate: 0.05
+    service_time: { dist: exponential, mean: 2ms }
+  leaf:
+    instances: 3
+    concurrency: 4
+    error_rate: 0.05
+    service_time: { dist: exponential, mean: 1ms }
+clients:
+  users:
+    proxies: 2
+    target: front
+    arrival: { process: poisson, rate: 800/s }
+"#;
+
+/// The graph world with `script` for `front`, `mesh` (YAML, or empty) and `strategy`.
+fn graph(script: &str, mesh: &str, strategy: &str) -> String {
+    let mut s = GRAPH.replace("SCRIPT", script);
+    if !mesh.is_empty() {
+        s.push_str(&format!("mesh: {mesh}\n"));
+    }
+    s.push_str(&format!("strategies:\n  only: {strategy}\n"));
+    s
+}
+
+#[test]
+fn every_call_graph_field_changes_a_result() {
+    use meshbench_scenario::graph::{Mesh, Step};
+    // The walk: every field of a step (one with each set), of a call in a group, and of the mesh.
+    let step: Step = yaml_serde::from_str(
+        "{ compute: { dist: constant, value: 1ms }, call: mid, parallel: [{ call: mid, probability: 0.5, ignore_failure: true }], wait: 1, probability: 0.5, ignore_failure: true }",
+    )
+    .expect("a step with every field");
+    let mesh: Mesh = yaml_serde::from_str(
+        "{ sidecars: false, outbound: { dist: constant, value: 1ms }, inbound: { dist: constant, value: 1ms } }",
+    )
+    .expect("a mesh with every field");
+    let mut walked = BTreeSet::new();
+    leaves(
+        &serde_json::to_value(&step).expect("serializable"),
+        "script",
+        &mut walked,
+    );
+    leaves(
+        &serde_json::to_value(&mesh).expect("serializable"),
+        "mesh",
+        &mut walked,
+    );
+    // A group's calls are list items, walked on their own.
+    let call = &step.parallel.as_ref().expect("a group")[0];
+    leaves(
+        &serde_json::to_value(call).expect("serializable"),
+        "script.parallel",
+        &mut walked,
+    );
+    walked.insert("upstreams".into());
+    // (field, base world, changed world).
+    let one = "[{ call: mid }]";
+    let pair = "[{ parallel: [{ call: mid }, { call: leaf }] }]";
+    let cost = "{ outbound: { dist: constant, value: 300us } }";
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "script.compute",
+            graph(one, "", "{}"),
+            graph(
+                "[{ call: mid }, { compute: { dist: constant, value: 1ms } }]",
+                "",
+                "{}",
+            ),
+        ),
+        (
+            "script.call",
+            graph(one, "", "{}"),
+            graph("[{ call: leaf }]", "", "{}"),
+        ),
+        (
+            "script.parallel",
+            graph(one, "", "{}"),
+            graph(pair, "", "{}"),
+        ),
+        (
+            "script.wait",
+            graph(pair, "", "{}"),
+            graph(
+                "[{ parallel: [{ call: mid }, { call: leaf }], wait: 1 }]",
+                "",
+                "{}",
+            ),
+        ),
+        (
+            "script.probability",
+            graph(one, "", "{}"),
+            graph("[{ call: mid, probability: 0.5 }]", "", "{}"),
+        ),
+        (
+            "script.ignore_failure",
+            graph(one, "", "{}"),
+            graph("[{ call: mid, ignore_failure: true }]", "", "{}"),
+        ),
+        (
+            "script.parallel.call",
+            graph(pair, "", "{}"),
+            graph("[{ parallel: [{ call: mid }, { call: mid }] }]", "", "{}"),
+        ),
+        (
+            "script.parallel.probability",
+            graph(pair, "", "{}"),
+            graph(
+                "[{ parallel: [{ call: mid, probability: 0.5 }, { call: leaf }] }]",
+                "",
+                "{}",
+            ),
+        ),
+        (
+            "script.parallel.ignore_failure",
+            graph(pair, "", "{}"),
+            graph(
+                "[{ parallel: [{ call: mid, ignore_failure: true }, { call: leaf }] }]",
+                "",
+                "{}",
+            ),
+        ),
+        (
+            "mesh.sidecars",
+            graph(one, cost, "{}"),
+            graph(
+                one,
+                "{ sidecars: false, outbound: { dist: constant, value: 300us } }",
+                "{}",
+            ),
+        ),
+        (
+            "mesh.outbound",
+            graph(one, "", "{}"),
+            graph(one, cost, "{}"),
+        ),
+        (
+            "mesh.inbound",
+            graph(one, "", "{}"),
+            graph(one, "{ inbound: { dist: constant, value: 300us } }", "{}"),
+        ),
+        (
+            "upstreams",
+            graph(one, "", "{}"),
+            graph(
+                one,
+                "",
+                "{ upstreams: { mid: { retries: { num_retries: 0 } } } }",
+            ),
+        ),
+    ];
+    // Leaves of a distribution are the distribution's, walked elsewhere: one case per field.
+    let walked: BTreeSet<String> = walked
+        .into_iter()
+        .filter(|l| {
+            !["script.compute.", "mesh.outbound.", "mesh.inbound."]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    let covered: BTreeSet<String> = cases.iter().map(|c| c.0.to_owned()).collect();
+    assert_eq!(
+        walked, covered,
+        "the walked fields and the cases must be the same"
+    );
+    let run = |text: &str| {
+        let loaded = meshbench_scenario::parse(text, "graph.yaml", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let runs = meshbench_sim::run_all(&loaded, loaded.scenario.seed, &|| {});
+        measured(&runs[0])
+    };
+    let inert: Vec<&str> = cases
+        .iter()
+        .filter(|(_, base, changed)| run(base) == run(changed))
+        .map(|c| c.0)
+        .collect();
+    assert!(
+        inert.is_empty(),
+        "call-graph fields that changed no result: {inert:?}"
+    );
+}
