@@ -125,6 +125,9 @@ struct Proxy {
     clock: ArrivalClock,
     rng: mesh_core::Rng,
     next_seq: u64,
+    /// The earliest `Ev::Timer` pending for it. A deadline that moves later is not scheduled
+    /// again: that event fires early, finds nothing due, and arms the next one, so a proxy
+    /// with many requests in flight keeps one timer event in the queue, not one per request.
     timer_at: Option<u64>,
     /// Closed loop: its users send their next request when the last ends (after a think time),
     /// not by the arrival clock.
@@ -193,6 +196,11 @@ struct Sim {
     now: u64,
     seq: u64,
     queue: BinaryHeap<Scheduled>,
+    /// Events scheduled for the current instant, in the order they were scheduled: a hop with
+    /// no network delay, a finished call. They come after the heap's events at this instant
+    /// that were scheduled before them (lower `seq`), exactly as if they were in the heap, but
+    /// cost a queue push and pop instead of a heap's.
+    now_queue: VecDeque<Scheduled>,
     stations: Vec<Station>,
     proxies: Vec<Proxy>,
     jobs: Vec<Job>,
@@ -300,6 +308,7 @@ pub fn run_one(
         now: 0,
         seq: 0,
         queue: BinaryHeap::new(),
+        now_queue: VecDeque::new(),
         stations,
         proxies,
         jobs: Vec::new(),
@@ -398,11 +407,25 @@ pub fn run_one(
 impl Sim {
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Scheduled {
+        let e = Scheduled {
             at,
             seq: self.seq,
             ev,
-        });
+        };
+        if at == self.now {
+            self.now_queue.push_back(e);
+        } else {
+            self.queue.push(e);
+        }
+    }
+
+    /// The next event in (time, seq) order, from the heap or the current instant's queue.
+    fn pop(&mut self) -> Option<Scheduled> {
+        match (self.now_queue.front(), self.queue.peek()) {
+            (Some(n), Some(h)) if (h.at, h.seq) < (n.at, n.seq) => self.queue.pop(),
+            (Some(_), _) => self.now_queue.pop_front(),
+            (None, _) => self.queue.pop(),
+        }
     }
 
     /// Schedules proxy `p`'s next arrival at `at`; `u64::MAX` means its arrivals have run out.
@@ -422,7 +445,7 @@ impl Sim {
     }
 
     fn run(&mut self) {
-        while let Some(Scheduled { at, ev, .. }) = self.queue.pop() {
+        while let Some(Scheduled { at, ev, .. }) = self.pop() {
             if self.processed >= self.max_events {
                 self.cut_short = Some("cut_short_events");
                 break;
@@ -726,12 +749,12 @@ impl Sim {
             }
         }
         let px = &mut self.proxies[p as usize];
-        let next = px.cluster.poll_timeout().map(Instant::as_nanos);
-        if next != px.timer_at
-            && let Some(t) = next
+        if let Some(t) = px.cluster.poll_timeout().map(Instant::as_nanos)
+            && px.timer_at.is_none_or(|at| t < at)
         {
+            let t = t.max(now);
             px.timer_at = Some(t);
-            self.push(t.max(now), Ev::Timer(p));
+            self.push(t, Ev::Timer(p));
         }
     }
 
