@@ -119,8 +119,8 @@ pub mod trace;
 
 pub use balancer::{Balancer, BalancerConfig, LoadReport, PickCtx, ProbeReply};
 pub use cluster::{
-    AttemptId, Cluster, ClusterConfig, Finish, Input, MAX_PRIORITY, MAX_ZONES, Output, PolicyEvent,
-    RequestId,
+    AttemptId, Cluster, ClusterConfig, ConnectionConfig, ConnectionId, Finish, Input, MAX_PRIORITY,
+    MAX_ZONES, Output, PolicyEvent, Protocol, RequestId, Tls,
 };
 pub use discovery::Change;
 pub use endpoint::{Candidate, EndpointId, EndpointMeta, Health, Outcome};

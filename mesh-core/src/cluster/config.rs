@@ -41,6 +41,10 @@ pub struct ClusterConfig {
     /// Envoy's locality-weighted load balancing (not with `zone_aware`). Default off.
     #[serde(default)]
     pub locality_weighted_lb: Option<LocalityWeightedConfig>,
+    /// Connection pools, with `max_connections` and `max_pending_requests`. Default off: every
+    /// attempt goes out at once, as over connections already open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -61,6 +65,7 @@ impl Default for ClusterConfig {
             hedging: None,
             zone_aware: None,
             locality_weighted_lb: None,
+            connections: None,
         }
     }
 }
@@ -75,6 +80,9 @@ impl ClusterConfig {
         }
         if let Some(c) = &self.outlier_detection {
             c.validate().map_err(|e| e.within("outlier_detection"))?;
+        }
+        if let Some(c) = &self.connections {
+            c.validate().map_err(|e| e.within("connections"))?;
         }
         if let Some(c) = &self.failure_accrual {
             c.validate().map_err(|e| e.within("failure_accrual"))?;

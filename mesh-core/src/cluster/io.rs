@@ -55,6 +55,16 @@ pub enum Input {
     },
     /// Discovery changed this client's view.
     Membership(Change),
+    /// A connection asked for by [`Output::Connect`] is set up and can carry requests.
+    Connected {
+        /// The connection.
+        connection: ConnectionId,
+    },
+    /// A connection asked for by [`Output::Connect`] could not be set up.
+    ConnectFailed {
+        /// The connection.
+        connection: ConnectionId,
+    },
     /// Time passed: run every timer due (what [`Cluster::handle_timeout`] does).
     Timeout,
 }
@@ -178,6 +188,24 @@ pub enum Output {
         /// When the cluster gives up on it (per-try or request timeout), if ever.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deadline: Option<Instant>,
+        /// With connection pools: the connection to send it on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connection: Option<ConnectionId>,
+    },
+    /// With connection pools: open connection `connection` to `endpoint` (TCP, then the
+    /// policy's TLS), and report it with [`Input::Connected`] or [`Input::ConnectFailed`].
+    Connect {
+        /// The connection.
+        connection: ConnectionId,
+        /// Where to.
+        endpoint: EndpointId,
+    },
+    /// With connection pools: close connection `connection` (idle, worn out, or reset).
+    Disconnect {
+        /// The connection.
+        connection: ConnectionId,
+        /// Where it went.
+        endpoint: EndpointId,
     },
     /// Abandon an attempt (timed out, or another attempt won); its end will be ignored.
     Cancel {

@@ -56,6 +56,14 @@ impl Cluster {
             self.end_if_idle(r, Finish::Overflow, now);
             return;
         }
+        if !self.pool_admits(ep) {
+            self.breakers.release(Resource::Requests);
+            if holds_retry {
+                self.breakers.release(Resource::Retries);
+            }
+            self.end_if_idle(r, Finish::Overflow, now);
+            return;
+        }
         let a = match self.free_atts.pop() {
             Some(a) => a,
             None => {
@@ -111,14 +119,26 @@ impl Cluster {
                     attempt,
                 }));
         }
-        self.outputs.push_back(Output::Send {
-            attempt,
-            request: id,
-            endpoint: ep,
-            retry,
-            deadline,
-        });
+        let att = &mut self.atts[a as usize];
+        att.retry = retry;
+        att.deadline = deadline;
+        att.conn = None;
+        att.pending = false;
+        self.pool_send(a, now);
         self.arm_hedge(r, now);
+    }
+
+    /// Emits attempt `a`'s `Send` (on `connection`, when pooled).
+    pub(super) fn emit_send(&mut self, a: u32, connection: Option<ConnectionId>) {
+        let att = &self.atts[a as usize];
+        self.outputs.push_back(Output::Send {
+            attempt: AttemptId(u64::from(att.generation) << 32 | u64::from(a)),
+            request: self.reqs[att.req as usize].id,
+            endpoint: att.ep,
+            retry: att.retry,
+            deadline: att.deadline,
+            connection,
+        });
     }
 
     pub(super) fn arm_hedge(&mut self, r: u32, now: Instant) {
@@ -166,6 +186,7 @@ impl Cluster {
         report: bool,
         now: Instant,
     ) -> u32 {
+        self.pool_release(a, false, outcome, now);
         let att = &mut self.atts[a as usize];
         att.live = false;
         att.generation = att.generation.wrapping_add(1);
@@ -239,6 +260,7 @@ impl Cluster {
                 slot.balancer.on_load_report(ep, &report, now);
             }
         }
+        self.pool_release(a, true, outcome, now);
         let r = self.close_attempt(a, outcome, true, now);
         self.absorb(now);
         self.after_failure_or_success(r, outcome, now);
@@ -340,12 +362,16 @@ impl Cluster {
             } else {
                 Outcome::LocalError
             };
-            self.close_attempt(a, outcome, timed_out, now);
-            self.outputs.push_back(Output::Cancel {
-                attempt,
-                endpoint: ep,
-                timed_out,
-            });
+            // An attempt still waiting for a connection never reached its endpoint.
+            let sent = !self.atts[a as usize].pending;
+            self.close_attempt(a, outcome, timed_out && sent, now);
+            if sent {
+                self.outputs.push_back(Output::Cancel {
+                    attempt,
+                    endpoint: ep,
+                    timed_out,
+                });
+            }
         }
         let req = &mut self.reqs[r as usize];
         for t in [req.deadline.take(), req.backoff.take(), req.hedge.take()]
@@ -406,6 +432,7 @@ impl Cluster {
                     }
                 }
                 Timer::PerTry(a) => self.on_per_try_timeout(a, now),
+                Timer::Idle(c) => self.on_idle(c, now),
             }
             self.absorb(now);
         }
@@ -438,12 +465,15 @@ impl Cluster {
         let att = &self.atts[a as usize];
         let attempt = AttemptId(u64::from(att.generation) << 32 | u64::from(a));
         let ep = att.ep;
-        let r = self.close_attempt(a, Outcome::Timeout, true, now);
-        self.outputs.push_back(Output::Cancel {
-            attempt,
-            endpoint: ep,
-            timed_out: true,
-        });
+        let sent = !att.pending;
+        let r = self.close_attempt(a, Outcome::Timeout, sent, now);
+        if sent {
+            self.outputs.push_back(Output::Cancel {
+                attempt,
+                endpoint: ep,
+                timed_out: true,
+            });
+        }
         self.absorb(now);
         self.after_failure_or_success(r, Outcome::Timeout, now);
     }

@@ -61,9 +61,11 @@ mod config;
 mod hosts;
 mod io;
 mod lifecycle;
+mod pool;
 
 pub use config::ClusterConfig;
 pub use io::{AttemptId, Finish, Input, Output, PolicyEvent, RequestId};
+pub use pool::{ConnectionConfig, ConnectionId, Protocol, Tls};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
@@ -71,6 +73,8 @@ enum Timer {
     Backoff(u32),
     Hedge(u32),
     PerTry(u32),
+    /// A pooled connection's idle timeout.
+    Idle(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +116,12 @@ struct Att {
     holds_retry: bool,
     soft_timed_out: bool,
     timer: Option<TimerId>,
+    /// For its `Send`: the attempt number and its deadline.
+    retry: u32,
+    deadline: Option<Instant>,
+    /// Pooled: its connection, or waiting for one.
+    conn: Option<u32>,
+    pending: bool,
 }
 
 #[derive(Debug)]
@@ -200,6 +210,7 @@ pub struct Cluster {
     /// Hosts that passed active health checking at least once.
     hc_passed: Vec<bool>,
     recording: Option<Vec<(Instant, Input)>>,
+    pool: Option<pool::Pool>,
 }
 
 impl Cluster {
@@ -288,6 +299,7 @@ impl Cluster {
             traffic_seen: false,
             hc_passed: Vec::new(),
             recording: None,
+            pool: config.connections.clone().map(pool::Pool::new),
         };
         for i in 0..endpoints.len() {
             cluster.track(EndpointId(i as u32), now);
@@ -426,6 +438,8 @@ impl Cluster {
                 }
             }
             Input::Membership(change) => self.on_membership(&change, now),
+            Input::Connected { connection } => self.on_connected(connection, now),
+            Input::ConnectFailed { connection } => self.on_connect_failed(connection, now),
             Input::Timeout => self.on_timeout(now),
         }
         self.absorb(now);

@@ -249,6 +249,9 @@ impl Checker {
                     }
                     self.in_flight.push((*attempt, *endpoint));
                 }
+                Output::Connect { .. } | Output::Disconnect { .. } => {
+                    panic!("a connection output without connection pools")
+                }
                 Output::Cancel { attempt, .. } => {
                     let i = self
                         .in_flight

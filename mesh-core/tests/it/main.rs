@@ -8,6 +8,7 @@ mod harness;
 mod health_docs;
 mod outlier_docs;
 mod policies;
+mod pool_docs;
 mod priority_docs;
 mod props;
 mod retry_docs;
