@@ -592,6 +592,24 @@ fn refuse_sim_only(loaded: &meshbench_scenario::Loaded) -> anyhow::Result<()> {
             loaded.file
         );
     }
+    for pt in &loaded.points {
+        for (i, (strategy, _)) in pt.strategies.iter().enumerate() {
+            let pooled = std::iter::once(&pt.strategies[i].1)
+                .chain(
+                    pt.upstreams
+                        .get(strategy)
+                        .into_iter()
+                        .flat_map(|m| m.values()),
+                )
+                .any(|c| c.connections.is_some());
+            if pooled {
+                anyhow::bail!(
+                    "{}: strategy `{strategy}` sets `connections:` (modeled connection pools and handshakes), which only the simulator models so far: a live run's connections are its transport's own (run it with `meshbench run`, or remove `connections:`)",
+                    loaded.file
+                );
+            }
+        }
+    }
     if sc.mesh.costs() {
         anyhow::bail!(
             "{}: `mesh.outbound` / `mesh.inbound` model sidecar time, which only the simulator adds: in live mode the proxies' cost is whatever they really take (run it with `meshbench run`, or remove them)",

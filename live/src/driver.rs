@@ -1986,6 +1986,9 @@ impl Actor {
                 pending.push(Box::pin(fut));
                 inflight.insert(attempt_id, handle);
             }
+            // Pooled policies (`connections:`) are refused before a live run starts: its
+            // connections are the transport's own.
+            Output::Connect { .. } | Output::Disconnect { .. } => {}
             Output::Cancel {
                 attempt,
                 endpoint,

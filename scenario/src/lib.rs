@@ -659,6 +659,10 @@ pub enum Lane {
     SidecarOut = 13,
     /// An attempt's time in its callee's sidecar (`mesh.inbound`).
     SidecarIn = 14,
+    /// A new connection's handshake CPU time at the connecting side (keyed by the connection).
+    HandshakeClient = 15,
+    /// A new connection's handshake CPU time at the accepting side (keyed by the connection).
+    HandshakeServer = 16,
 }
 
 /// The attempt number under which a health check draws its common random numbers (keyed by its
@@ -1096,6 +1100,35 @@ fn parse_one(
     let warnings = check(&scenario, &at)?;
     budget::check_hard(&scenario, source, file)?;
     let (strategies, upstreams) = merge_strategies(&scenario, source, file)?;
+    // Handshake costs act only on pooled connections with TLS.
+    if scenario.mesh.handshake.is_some()
+        && !strategies
+            .iter()
+            .map(|(_, c)| c)
+            .chain(upstreams.values().flat_map(|m| m.values()))
+            .any(|c| {
+                c.connections
+                    .as_ref()
+                    .is_some_and(|k| k.tls != mesh_core::Tls::None)
+            })
+    {
+        return Err(at(
+            "mesh.handshake",
+            "costs TLS handshakes, but no strategy pools connections with TLS, so it would change nothing (set `connections: {tls: tls}` or `{tls: mtls}` in a policy, or remove it)".into(),
+            None,
+        ));
+    }
+    if let Some(h) = &scenario.mesh.handshake {
+        for (path, d) in [
+            ("tls_client_cpu", &h.tls_client_cpu),
+            ("tls_server_cpu", &h.tls_server_cpu),
+            ("mtls_client_cpu", &h.mtls_client_cpu),
+            ("mtls_server_cpu", &h.mtls_server_cpu),
+        ] {
+            d.validate()
+                .map_err(|(f, m)| at(&format!("mesh.handshake.{path}.{f}"), m, None))?;
+        }
+    }
     // A zone weight acts only through locality-weighted balancing.
     if let Some((name, z)) = scenario.zones.iter().find(|(_, z)| z.weight != 1)
         && strategies
@@ -2282,11 +2315,11 @@ fn check_modeled(s: &Scenario, c: &ClusterConfig) -> Result<(), mesh_core::Confi
             defaults.max_pending_requests,
         ),
     ] {
-        if set != default {
+        if set != default && c.connections.is_none() {
             return Err(ConfigError::new(
                 format!("circuit_breakers.{field}"),
                 format!(
-                    "is not modeled yet: scenarios have no connection pools, so `{field}` would change nothing (remove it; the default is {default})"
+                    "acts only on connection pools, and this policy has none, so `{field}` would change nothing: set `connections: {{}}` (HTTP/1.1 keep-alive, Envoy's defaults) to model them, or remove it (the default is {default})"
                 ),
             ));
         }

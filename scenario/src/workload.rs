@@ -419,6 +419,8 @@ pub struct Workload {
     /// Time an attempt spends in its caller's sidecar and in its callee's (`mesh:`), when either
     /// costs anything.
     pub sidecar_cost: Option<(Dist, Dist)>,
+    /// What a new connection's handshakes cost (`mesh.handshake`), for pooled policies.
+    pub handshake: crate::graph::Handshake,
 }
 
 impl Workload {
@@ -630,6 +632,7 @@ impl Workload {
             clients,
             edges,
             sidecar_cost,
+            handshake: scenario.mesh.handshake.clone().unwrap_or_default(),
             seed: run_seed,
             network: NetworkModel::of(scenario, &zones),
             zones,

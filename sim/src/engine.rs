@@ -48,6 +48,10 @@ enum Ev {
     ExecStep(u32, u32),
     /// A sidecar's call finished: the next of `Sim::call_results`.
     CallDone,
+    /// Proxy `.0`'s new connection `.2` reaches station `.1` (its SYN).
+    ConnAt(u32, u32, mesh_core::ConnectionId),
+    /// Proxy `.0`'s connection `.1` is set up (`true`) or refused.
+    ConnDone(u32, mesh_core::ConnectionId, bool),
 }
 
 struct Scheduled {
@@ -240,6 +244,7 @@ struct Sim {
     call_results: VecDeque<CallResult>,
     /// Time an attempt spends in the caller's and in the callee's sidecar, when either costs.
     sidecar_cost: Option<(Dist, Dist)>,
+    handshake: meshbench_scenario::graph::Handshake,
 }
 
 /// Runs sweep point `point`, strategy `strategy` (index into the point's strategies),
@@ -337,6 +342,7 @@ pub fn run_one(
         serial: 0,
         call_results: VecDeque::new(),
         sidecar_cost: w.sidecar_cost.clone(),
+        handshake: w.handshake.clone(),
     };
     (sim.max_windows, sim.max_events) =
         meshbench_scenario::budget::run_bounds(sc, &pt.strategies[strategy].1);
@@ -481,6 +487,18 @@ impl Sim {
                     if self.execs[e as usize].serial == serial {
                         self.exec_next(e);
                     }
+                }
+                Ev::ConnAt(p, station, c) => self.conn_at(p, station, c),
+                Ev::ConnDone(p, c, ok) => {
+                    let input = if ok {
+                        mesh_core::Input::Connected { connection: c }
+                    } else {
+                        mesh_core::Input::ConnectFailed { connection: c }
+                    };
+                    self.proxies[p as usize]
+                        .cluster
+                        .handle_input(input, Instant::from_nanos(at));
+                    self.drain(p);
                 }
                 Ev::CallDone => {
                     let r = self
@@ -674,6 +692,25 @@ impl Sim {
                     }
                     self.push(now.saturating_add(d), Ev::AtInstance(j));
                 }
+                Output::Connect {
+                    connection,
+                    endpoint,
+                } => {
+                    // The SYN travels to the instance; what it finds there decides.
+                    self.rec.note("connections_opened");
+                    let px = &self.proxies[p as usize];
+                    let station = px.plan.offset + endpoint.0;
+                    let from = px.plan.zone;
+                    let key = conn_key(p, connection);
+                    let st = &self.stations[station as usize];
+                    let d = self
+                        .net
+                        .delay_ns(from, st.zone, self.seed, key, 0, Lane::NetOut)
+                        + st.fault
+                            .net_extra_ns(from, || uniform(self.seed, key, 0, Lane::LossOut));
+                    self.push(now.saturating_add(d), Ev::ConnAt(p, station, connection));
+                }
+                Output::Disconnect { .. } => self.rec.note("connections_closed"),
                 Output::Cancel {
                     attempt, timed_out, ..
                 } => {
@@ -767,6 +804,49 @@ impl Sim {
     fn event(&mut self, p: u32, e: &PolicyEvent) {
         let offset = self.proxies[p as usize].plan.offset as usize;
         self.rec.event(offset, e);
+    }
+
+    /// A new connection's SYN reaches its instance: refused (down, stopped, partitioned), or
+    /// set up after the SYN-ACK's way back and, with TLS, the handshake's round trips and CPU
+    /// time at both ends (`mesh.handshake`).
+    fn conn_at(&mut self, p: u32, station: u32, c: mesh_core::ConnectionId) {
+        let now = self.now;
+        let px = &self.proxies[p as usize];
+        let (from, client) = (px.plan.zone, px.plan.client_index);
+        let tls = px
+            .plan
+            .config
+            .connections
+            .as_ref()
+            .map_or(mesh_core::Tls::None, |k| k.tls);
+        let key = conn_key(p, c);
+        let st = &self.stations[station as usize];
+        let cut =
+            (st.fault.cut_zones | st.fault.cut_clients) != 0 && st.fault.cut_from(from, client);
+        let refused = st.fault.down || !st.present || cut;
+        let back = self
+            .net
+            .delay_ns(st.zone, from, self.seed, key, 0, Lane::NetBack)
+            + st.fault
+                .net_extra_ns(from, || uniform(self.seed, key, 0, Lane::LossBack));
+        let mut t = back;
+        if !refused && tls != mesh_core::Tls::None {
+            let out = self
+                .net
+                .delay_ns(from, st.zone, self.seed, key, 0, Lane::NetOut);
+            let h = &self.handshake;
+            let u_c = uniform(self.seed, key, 0, Lane::HandshakeClient);
+            let u_s = uniform(self.seed, key, 0, Lane::HandshakeServer);
+            let mut cpu = h.tls_client_cpu.quantile_ns(u_c) + h.tls_server_cpu.quantile_ns(u_s);
+            if tls == mesh_core::Tls::Mtls {
+                cpu += h.mtls_client_cpu.quantile_ns(u_c) + h.mtls_server_cpu.quantile_ns(u_s);
+            }
+            t += u64::from(h.tls_round_trips) * (out + back) + cpu.round() as u64;
+        }
+        if refused {
+            self.rec.note("connections_refused");
+        }
+        self.push(now.saturating_add(t), Ev::ConnDone(p, c, !refused));
     }
 
     fn at_instance(&mut self, j: u32) {
@@ -1196,4 +1276,9 @@ impl Sim {
     fn sample(&mut self) {
         self.rec.close_window(self.now as f64 / 1e9);
     }
+}
+
+/// The common-random-number key of proxy `p`'s connection `c`.
+fn conn_key(p: u32, c: mesh_core::ConnectionId) -> u64 {
+    mesh_core::seed::mix(0x636f_6e6e_0000_0000 ^ (u64::from(p) << 40) ^ c.0)
 }

@@ -808,7 +808,7 @@ fn static_world_mistakes_are_located_and_inert_fields_refused() {
         (
             "  rr: { balancer: { kind: round_robin } }",
             "  rr: { circuit_breakers: { max_connections: 10 } }",
-            &["circuit_breakers.max_connections", "not modeled yet"],
+            &["circuit_breakers.max_connections", "set `connections: {}`"],
         ),
         (
             "  rr: { balancer: { kind: round_robin } }",

@@ -123,6 +123,7 @@ const VARIANTS: &[&str] = &[
     "{ retries: { budget: { kind: envoy } } }",
     "{ retries: { budget: { kind: grpc_throttle, max_tokens: 10, token_ratio: 0.1 } } }",
     "{ zone_aware: null, locality_weighted_lb: {} }",
+    "{ connections: { protocol: http2 } }",
 ];
 
 /// What a case expects.
@@ -501,17 +502,41 @@ fn cases() -> Vec<(&'static str, String, String, Expect)> {
             "circuit_breakers.max_retries",
             "{ retries: { budget: null }, circuit_breakers: { max_retries: 0 } }",
         ),
-        (
+        within(
             "circuit_breakers.max_connections",
-            "{}".into(),
-            "{ circuit_breakers: { max_connections: 10 } }".into(),
-            Refused("is not modeled yet"),
+            "connections: {}",
+            "{ connections: {}, circuit_breakers: { max_connections: 2 } }",
         ),
-        (
+        within(
             "circuit_breakers.max_pending_requests",
-            "{}".into(),
-            "{ circuit_breakers: { max_pending_requests: 10 } }".into(),
-            Refused("is not modeled yet"),
+            "connections: {}, circuit_breakers: { max_connections: 2 }",
+            "{ connections: {}, circuit_breakers: { max_connections: 2, max_pending_requests: 1 } }",
+        ),
+        plain("connections", "{ connections: {} }"),
+        within(
+            "connections.protocol",
+            "connections: {}",
+            "{ connections: { protocol: http2 } }",
+        ),
+        within(
+            "connections.max_requests_per_connection",
+            "connections: {}",
+            "{ connections: { max_requests_per_connection: 1 } }",
+        ),
+        within(
+            "connections.idle_timeout",
+            "connections: {}",
+            "{ connections: { idle_timeout: 1ms } }",
+        ),
+        within(
+            "connections.max_concurrent_streams",
+            "connections: { protocol: http2 }",
+            "{ connections: { protocol: http2, max_concurrent_streams: 1 } }",
+        ),
+        within(
+            "connections.tls",
+            "connections: {}",
+            "{ connections: { tls: tls } }",
         ),
         plain("retries", "{ retries: null, hedging: null }"),
         plain("retries.num_retries", "{ retries: { num_retries: 1 } }"),
@@ -810,7 +835,7 @@ fn every_call_graph_field_changes_a_result() {
     )
     .expect("a step with every field");
     let mesh: Mesh = yaml_serde::from_str(
-        "{ sidecars: false, outbound: { dist: constant, value: 1ms }, inbound: { dist: constant, value: 1ms } }",
+        "{ sidecars: false, outbound: { dist: constant, value: 1ms }, inbound: { dist: constant, value: 1ms }, handshake: {} }",
     )
     .expect("a mesh with every field");
     let mut walked = BTreeSet::new();
@@ -836,6 +861,8 @@ fn every_call_graph_field_changes_a_result() {
     let one = "[{ call: mid }]";
     let pair = "[{ parallel: [{ call: mid }, { call: leaf }] }]";
     let cost = "{ outbound: { dist: constant, value: 300us } }";
+    // New connections per request, with mTLS: every handshake cost is paid.
+    let mtls = "{ connections: { tls: mtls, max_requests_per_connection: 1 } }";
     let cases: Vec<(&str, String, String)> = vec![
         (
             "script.compute",
@@ -918,6 +945,52 @@ fn every_call_graph_field_changes_a_result() {
             graph(one, "{ inbound: { dist: constant, value: 300us } }", "{}"),
         ),
         (
+            "mesh.handshake",
+            graph(one, "", mtls),
+            graph(one, "{ handshake: { tls_round_trips: 2 } }", mtls),
+        ),
+        (
+            "mesh.handshake.tls_round_trips",
+            graph(one, "{ handshake: {} }", mtls),
+            graph(one, "{ handshake: { tls_round_trips: 0 } }", mtls),
+        ),
+        (
+            "mesh.handshake.tls_client_cpu",
+            graph(one, "{ handshake: {} }", mtls),
+            graph(
+                one,
+                "{ handshake: { tls_client_cpu: { dist: constant, value: 1ms } } }",
+                mtls,
+            ),
+        ),
+        (
+            "mesh.handshake.tls_server_cpu",
+            graph(one, "{ handshake: {} }", mtls),
+            graph(
+                one,
+                "{ handshake: { tls_server_cpu: { dist: constant, value: 1ms } } }",
+                mtls,
+            ),
+        ),
+        (
+            "mesh.handshake.mtls_client_cpu",
+            graph(one, "{ handshake: {} }", mtls),
+            graph(
+                one,
+                "{ handshake: { mtls_client_cpu: { dist: constant, value: 1ms } } }",
+                mtls,
+            ),
+        ),
+        (
+            "mesh.handshake.mtls_server_cpu",
+            graph(one, "{ handshake: {} }", mtls),
+            graph(
+                one,
+                "{ handshake: { mtls_server_cpu: { dist: constant, value: 1ms } } }",
+                mtls,
+            ),
+        ),
+        (
             "upstreams",
             graph(one, "", "{}"),
             graph(
@@ -931,9 +1004,17 @@ fn every_call_graph_field_changes_a_result() {
     let walked: BTreeSet<String> = walked
         .into_iter()
         .filter(|l| {
-            !["script.compute.", "mesh.outbound.", "mesh.inbound."]
-                .iter()
-                .any(|p| l.starts_with(p))
+            ![
+                "script.compute.",
+                "mesh.outbound.",
+                "mesh.inbound.",
+                "mesh.handshake.tls_client_cpu.",
+                "mesh.handshake.tls_server_cpu.",
+                "mesh.handshake.mtls_client_cpu.",
+                "mesh.handshake.mtls_server_cpu.",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
         })
         .collect();
     let covered: BTreeSet<String> = cases.iter().map(|c| c.0.to_owned()).collect();

@@ -380,3 +380,116 @@ fn locality_weighted_balancing_from_zone_weights_in_the_file() {
         "half of a unhealthy: zone a {half}"
     );
 }
+
+/// Connection pools and handshakes, by their arithmetic: with constant service and network
+/// times and no queueing, a request's latency is its service time, the network's round trip,
+/// and whatever setting up its connection costs.
+#[test]
+fn new_connections_cost_a_round_trip_and_tls_its_handshake_mtls_more() {
+    let runs = run_yaml(
+        r#"
+name: handshakes
+seed: 9
+requests: 20000
+warmup: 100ms
+strategies:
+  pooled: { connections: {} }
+  new_plaintext: { connections: { max_requests_per_connection: 1 } }
+  new_tls: { connections: { max_requests_per_connection: 1, tls: tls } }
+  new_mtls: { connections: { max_requests_per_connection: 1, tls: mtls } }
+policy:
+  timeout: 0s
+network:
+  latency: { dist: constant, value: 100us }
+mesh:
+  handshake: {}
+services:
+  backend:
+    instances: 4
+    concurrency: 100000
+    service_time: { dist: constant, value: 1ms }
+clients:
+  load:
+    proxies: 2
+    target: backend
+    arrival: { process: poisson, rate: 2000/s }
+"#,
+    );
+    let mean = |r: &RunResult| r.latency.mean() / 1e6;
+    let opened = |r: &RunResult| r.events.get("connections_opened").copied().unwrap_or(0);
+    // Pooled: 1 ms + one round trip once warm; connections: a handful, each one handshake.
+    assert!(
+        (mean(&runs[0]) - 1.2).abs() < 0.005,
+        "pooled {}",
+        mean(&runs[0])
+    );
+    assert!(opened(&runs[0]) < 100, "pooled opened {}", opened(&runs[0]));
+    // A new connection per request: TCP's round trip (+0.2 ms); TLS 1.3's round trip and the
+    // default CPU costs, 250 + 120 us (+0.57 ms); mTLS the client certificate's, 20 + 150 us.
+    for (r, expect) in [(&runs[1], 1.4), (&runs[2], 1.97), (&runs[3], 2.14)] {
+        assert!(
+            (mean(r) - expect).abs() < 0.005,
+            "{}: {} ms, expected {expect}",
+            r.strategy,
+            mean(r)
+        );
+        assert_eq!(
+            opened(r),
+            20000,
+            "{}: one handshake per request",
+            r.strategy
+        );
+    }
+}
+
+/// Envoy's HTTP/1.1 pool under `max_connections: 4` with 8 users always waiting: 4 requests
+/// on connections and 4 pending, so each waits one service time more (latency doubles, and the
+/// pool's 4 connections cap throughput at 4 per service time); past `max_pending_requests` the
+/// requests overflow (503 UO).
+#[test]
+fn max_connections_4_with_8_concurrent_users_leaves_4_pending_and_overflow_starts_past_max_pending()
+{
+    let text = |pending: u32, think: &str| {
+        format!(
+            r#"
+name: pending
+seed: 4
+duration: 5s
+warmup: 500ms
+strategies:
+  pooled: {{ connections: {{}}, circuit_breakers: {{ max_connections: 4, max_pending_requests: {pending} }} }}
+policy:
+  timeout: 0s
+services:
+  backend:
+    instances: 1
+    concurrency: 100
+    service_time: {{ dist: constant, value: 1ms }}
+clients:
+  users:
+    proxies: 1
+    target: backend
+    arrival: {{ process: closed, users: 8, think: {{ dist: constant, value: {think} }} }}
+"#
+        )
+    };
+    let runs = run_yaml(&text(4, "0s"));
+    let r = &runs[0];
+    let mean = r.latency.mean() / 1e6;
+    assert!(
+        (mean - 2.0).abs() < 0.01,
+        "mean {mean} ms: 4 on connections, 4 pending"
+    );
+    let rate = r.requests as f64 / r.measured_seconds;
+    assert!(
+        (rate - 4000.0).abs() < 40.0,
+        "{rate}/s: 4 connections x 1 per ms"
+    );
+    assert_eq!(r.successes, r.requests, "nothing overflows at 4 pending");
+    assert!(r.events.get("connections_opened").copied().unwrap_or(0) <= 4);
+    // Room for 3 pending only: the request that finds 4 on connections and 3 pending
+    // overflows (its user tries again after a 100 us think).
+    let runs = run_yaml(&text(3, "100us"));
+    let overflow = runs[0].failures.get("overflow").copied().unwrap_or(0);
+    assert!(overflow > 0, "{:?}", runs[0].failures);
+}
