@@ -1676,15 +1676,16 @@ faults:
             .skip(1)
             .map(|l| l.split(',').nth(6).unwrap().parse().unwrap())
             .collect();
-        let tol = if cmd == "run" { 0.02 } else { 0.12 };
-        assert!(
-            (p50[1] / 9.0 - 1.0).abs() < tol,
-            "{cmd}: first quarter {p50:?}"
-        );
-        assert!(
-            (p50[4] / 3.0 - 1.0).abs() < tol,
-            "{cmd}: last quarter {p50:?}"
-        );
+        // Live adds its transport's time (loopback, scheduling on a busy 2-core machine) to
+        // every request: a relative tolerance plus up to 0.5 ms of that.
+        let (tol, extra) = if cmd == "run" {
+            (0.02, 0.0)
+        } else {
+            (0.12, 0.5)
+        };
+        let near = |got: f64, want: f64| (got - want).abs() < tol * want + extra;
+        assert!(near(p50[1], 9.0), "{cmd}: first quarter {p50:?}");
+        assert!(near(p50[4], 3.0), "{cmd}: last quarter {p50:?}");
         assert!(
             p50[1] > p50[2] && p50[2] > p50[3] && p50[3] > p50[4],
             "{cmd}: {p50:?}"
