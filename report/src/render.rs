@@ -105,6 +105,9 @@ pub struct ReportData {
     pub faults: Vec<(f64, f64, String)>,
     /// The scenario text.
     pub scenario: String,
+    /// edges.csv rows of the first sweep point (none without a call graph): strategy, caller,
+    /// callee, p99 (ms), error rate (a share), attempts per call.
+    pub edges: Vec<(String, String, String, f64, f64, f64)>,
 }
 
 /// endpoint_timeseries.csv, streamed, first sweep point only (the heat map's): rows as read
@@ -373,6 +376,24 @@ impl ReportData {
             .filter(|e| endpoints.first().is_some_and(|f| f.0 == e.0 && f.2 == e.2))
             .count();
         let (endpoint_series, endpoint_count) = read_endpoint_series(dir, nsweep, &coords0, n_ep)?;
+        let mut edges = Vec::new();
+        if dir.join("edges.csv").exists() {
+            let (h, rows) = read_csv(&dir.join("edges.csv"))?;
+            let t = Table::new(dir, "edges.csv", &h, &rows, nsweep, 9)?;
+            for (n, row) in rows.iter().enumerate() {
+                let (coords, r) = t.split(row);
+                if coords == coords0 {
+                    edges.push((
+                        r[0].clone(),
+                        r[1].clone(),
+                        r[2].clone(),
+                        t.number(n, nsweep + 8, &r[8])?,
+                        t.number(n, nsweep + 5, &r[5])?,
+                        t.number(n, nsweep + 6, &r[6])?,
+                    ));
+                }
+            }
+        }
         // Faults of one kind over one window are one band: `7 hosts crash (backend/0 … backend/6)`.
         let mut faults: Vec<(f64, f64, String, Vec<String>)> = Vec::new();
         for f in &summary.info.faults {
@@ -410,6 +431,7 @@ impl ReportData {
             endpoint_count,
             sweep_paths,
             faults,
+            edges,
         })
     }
 
@@ -529,6 +551,15 @@ pub fn plots(data: &ReportData) -> Vec<Plot> {
                 "retries_and_ejections",
                 "Retry amplification and ejections over time",
                 retries_and_ejections
+            ),
+        ),
+        (
+            !data.edges.is_empty(),
+            25,
+            plot!(
+                "call_graph",
+                "The call graph: p99 and errors per edge",
+                call_graph
             ),
         ),
         (true, 30, plot!("latency_cdf", "Latency CDF", latency_cdf)),
@@ -1289,6 +1320,125 @@ fn window_seconds(pts: &[(f64, f64)]) -> f64 {
 
 /// Error rate (top) and successes per second (bottom) over time, per strategy, with the fault
 /// windows shaded and named: what a fault does to users, window by window.
+/// The call graph, one panel per strategy: clients on the left, each service one column further
+/// than its deepest caller, and on every edge the calls' p99 and error rate as the caller's
+/// sidecar saw them (and attempts per call, when retries or hedges add any).
+fn call_graph<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (head, body) = root.split_vertically(34);
+    head.titled(
+        &format!(
+            "The call graph: p99 and errors per edge{}",
+            data.point_note()
+        ),
+        ("sans-serif", 20),
+    )
+    .map_err(err)?;
+    let mut strategies: Vec<&str> = Vec::new();
+    for e in &data.edges {
+        if !strategies.contains(&e.0.as_str()) {
+            strategies.push(&e.0);
+        }
+    }
+    // Depth: the longest path from a node nothing calls (edges are acyclic).
+    let mut names: Vec<&str> = Vec::new();
+    for e in data.edges.iter().filter(|e| e.0 == strategies[0]) {
+        for n in [e.1.as_str(), e.2.as_str()] {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let mut depth = vec![0usize; names.len()];
+    for _ in 0..names.len() {
+        for e in data.edges.iter().filter(|e| e.0 == strategies[0]) {
+            let a = names.iter().position(|n| *n == e.1).unwrap_or(0);
+            let b = names.iter().position(|n| *n == e.2).unwrap_or(0);
+            depth[b] = depth[b].max(depth[a] + 1);
+        }
+    }
+    let columns = depth.iter().max().copied().unwrap_or(0) + 1;
+    let mut row = vec![0usize; names.len()];
+    let mut per_column = vec![0usize; columns];
+    for (i, d) in depth.iter().enumerate() {
+        row[i] = per_column[*d];
+        per_column[*d] += 1;
+    }
+    let rows = per_column.iter().max().copied().unwrap_or(1);
+    let panels = body.split_evenly((strategies.len(), 1));
+    for (k, (panel, strategy)) in panels.iter().zip(&strategies).enumerate() {
+        let (w, h) = panel.dim_in_pixel();
+        let (w, h) = (
+            i32::try_from(w).unwrap_or(800),
+            i32::try_from(h).unwrap_or(100),
+        );
+        let colour = colour(k);
+        panel
+            .draw(&Text::new(
+                strategy.to_string(),
+                (8, 4),
+                ("sans-serif", 15).into_font().color(&colour),
+            ))
+            .map_err(err)?;
+        let at = |i: usize| -> (i32, i32) {
+            let x = 70 + (w - 140) * depth[i] as i32 / (columns.max(2) - 1) as i32;
+            let y = 22 + (h - 30) * (2 * row[i] as i32 + 1) / (2 * rows as i32);
+            (x, y)
+        };
+        for e in data.edges.iter().filter(|e| e.0 == *strategy) {
+            let (Some(a), Some(b)) = (
+                names.iter().position(|n| *n == e.1),
+                names.iter().position(|n| *n == e.2),
+            ) else {
+                continue;
+            };
+            let (pa, pb) = (at(a), at(b));
+            let bad = e.4 > 0.01;
+            let line = if bad { RED } else { BLACK };
+            panel
+                .draw(&PathElement::new(vec![pa, pb], line.stroke_width(2)))
+                .map_err(err)?;
+            let mut label = format!("p99 {} ms, {:.2}% err", trim_number(e.3), 100.0 * e.4);
+            if (e.5 - 1.0).abs() > 0.0005 {
+                label.push_str(&format!(", {:.3} tries/call", e.5));
+            }
+            let mid = ((pa.0 + pb.0) / 2 - 60, (pa.1 + pb.1) / 2 - 19);
+            panel
+                .draw(&Text::new(
+                    label,
+                    mid,
+                    ("sans-serif", 13).into_font().color(&line),
+                ))
+                .map_err(err)?;
+        }
+        for (i, n) in names.iter().enumerate() {
+            let (x, y) = at(i);
+            panel
+                .draw(&Rectangle::new(
+                    [(x - 55, y - 10), (x + 55, y + 10)],
+                    RGBColor(235, 240, 250).filled(),
+                ))
+                .map_err(err)?;
+            panel
+                .draw(&Rectangle::new(
+                    [(x - 55, y - 10), (x + 55, y + 10)],
+                    colour.stroke_width(1),
+                ))
+                .map_err(err)?;
+            panel
+                .draw(&Text::new(
+                    n.to_string(),
+                    (x - 50, y - 7),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
 fn errors_over_time<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
 where
     DB::ErrorType: 'static,

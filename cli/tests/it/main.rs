@@ -2641,6 +2641,12 @@ fn an_isotope_graph_imports_into_a_scenario_that_validates_and_runs() {
     ] {
         assert!(edges.contains(edge), "{edge} missing:\n{edges}");
     }
+    // The report draws the graph, with every edge's p99 and error rate.
+    let page = String::from_utf8(read(&report, "index.html")).expect("UTF-8");
+    assert!(
+        report.join("call_graph.png").exists() && page.contains("call_graph.svg"),
+        "no call graph in the report"
+    );
     // End to end, a request takes at least its critical path: the slower subtree (1 ms + 2 ms)
     // plus the gateway's 200 us.
     for (strategy, p99) in p99s(&report) {
