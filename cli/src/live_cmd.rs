@@ -593,8 +593,8 @@ fn refuse_sim_only(loaded: &meshbench_scenario::Loaded) -> anyhow::Result<()> {
         );
     }
     for pt in &loaded.points {
-        for (i, (strategy, _)) in pt.strategies.iter().enumerate() {
-            let pooled = std::iter::once(&pt.strategies[i].1)
+        for (strategy, config) in &pt.strategies {
+            let pooled = std::iter::once(config)
                 .chain(
                     pt.upstreams
                         .get(strategy)

@@ -806,13 +806,25 @@ impl Sim {
         self.rec.event(offset, e);
     }
 
+    /// Whether station `s` refuses a connection from proxy `p`: crashed, stopped or not
+    /// started, or cut off from the proxy by a partition.
+    fn refuses(&self, s: u32, p: u32) -> bool {
+        let st = &self.stations[s as usize];
+        st.fault.down
+            || !st.present
+            || ((st.fault.cut_zones | st.fault.cut_clients) != 0 && {
+                let plan = &self.proxies[p as usize].plan;
+                st.fault.cut_from(plan.zone, plan.client_index)
+            })
+    }
+
     /// A new connection's SYN reaches its instance: refused (down, stopped, partitioned), or
     /// set up after the SYN-ACK's way back and, with TLS, the handshake's round trips and CPU
     /// time at both ends (`mesh.handshake`).
     fn conn_at(&mut self, p: u32, station: u32, c: mesh_core::ConnectionId) {
         let now = self.now;
         let px = &self.proxies[p as usize];
-        let (from, client) = (px.plan.zone, px.plan.client_index);
+        let from = px.plan.zone;
         let tls = px
             .plan
             .config
@@ -820,10 +832,8 @@ impl Sim {
             .as_ref()
             .map_or(mesh_core::Tls::None, |k| k.tls);
         let key = conn_key(p, c);
+        let refused = self.refuses(station, p);
         let st = &self.stations[station as usize];
-        let cut =
-            (st.fault.cut_zones | st.fault.cut_clients) != 0 && st.fault.cut_from(from, client);
-        let refused = st.fault.down || !st.present || cut;
         let back = self
             .net
             .delay_ns(st.zone, from, self.seed, key, 0, Lane::NetBack)
@@ -857,13 +867,9 @@ impl Sim {
             return;
         }
         let now = self.now;
-        let st = &self.stations[job.station as usize];
-        let cut = (st.fault.cut_zones | st.fault.cut_clients) != 0 && {
-            let plan = &self.proxies[job.proxy as usize].plan;
-            st.fault.cut_from(plan.zone, plan.client_index)
-        };
+        let refused = self.refuses(job.station, job.proxy);
         let st = &mut self.stations[job.station as usize];
-        if st.fault.down || !st.present || cut {
+        if refused {
             // Connection refused (crashed, stopped or not started), or no route (a partition).
             self.rec.endpoint_error(job.station as usize);
             self.respond(j, Outcome::LocalError);

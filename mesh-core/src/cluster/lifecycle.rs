@@ -124,7 +124,7 @@ impl Cluster {
         att.deadline = deadline;
         att.conn = None;
         att.pending = false;
-        self.pool_send(a, now);
+        self.pool_send(a);
         self.arm_hedge(r, now);
     }
 
@@ -432,7 +432,7 @@ impl Cluster {
                     }
                 }
                 Timer::PerTry(a) => self.on_per_try_timeout(a, now),
-                Timer::Idle(c) => self.on_idle(c, now),
+                Timer::Idle(c) => self.on_idle(c),
             }
             self.absorb(now);
         }

@@ -213,7 +213,7 @@ impl Cluster {
 
     /// Sends attempt `a` (admitted by [`Cluster::pool_admits`]) on a connection with room, or
     /// queues it as pending and opens connections for it.
-    pub(super) fn pool_send(&mut self, a: u32, now: Instant) {
+    pub(super) fn pool_send(&mut self, a: u32) {
         let ep = self.atts[a as usize].ep;
         let Some(pool) = &mut self.pool else {
             self.emit_send(a, None);
@@ -226,7 +226,7 @@ impl Cluster {
         // The pending unit was taken in `pool_admits`.
         pool.ep(ep).pending.push_back(a);
         self.atts[a as usize].pending = true;
-        self.maybe_connect(ep, now);
+        self.maybe_connect(ep);
     }
 
     /// Puts attempt `a` on connection `c` and sends it.
@@ -244,7 +244,7 @@ impl Cluster {
 
     /// Opens connections to `ep` while its pending attempts outnumber the room being set up
     /// and `max_connections` allows.
-    fn maybe_connect(&mut self, ep: EndpointId, _now: Instant) {
+    fn maybe_connect(&mut self, ep: EndpointId) {
         loop {
             let pool = self.pool.as_mut().expect("pooled");
             let pending = pool.ep(ep).pending.len() as u64;
@@ -280,7 +280,7 @@ impl Cluster {
 
     /// Closes connection `c`: tells the driver, frees its `max_connections` unit, and (with
     /// `reconnect`) opens another for its endpoint's pending attempts if they need one.
-    fn close_conn(&mut self, c: u32, reconnect: bool, now: Instant) {
+    fn close_conn(&mut self, c: u32, reconnect: bool) {
         let pool = self.pool.as_mut().expect("pooled");
         let id = pool.id(c);
         let conn = &mut pool.conns[c as usize];
@@ -301,7 +301,7 @@ impl Cluster {
             endpoint: ep,
         });
         if reconnect {
-            self.maybe_connect(ep, now);
+            self.maybe_connect(ep);
         }
     }
 
@@ -346,7 +346,7 @@ impl Cluster {
             return;
         };
         let ep = self.pool.as_ref().expect("pooled").conns[c as usize].ep;
-        self.close_conn(c, false, now);
+        self.close_conn(c, false);
         // The oldest pending attempt fails as a connect failure when nothing else can take
         // it; the others keep waiting, for new connections if they need them.
         let pool = self.pool.as_mut().expect("pooled");
@@ -359,15 +359,15 @@ impl Cluster {
                 AttemptId(u64::from(self.atts[a as usize].generation) << 32 | u64::from(a));
             self.on_attempt_done(attempt, Outcome::LocalError, None, now);
         }
-        self.maybe_connect(ep, now);
+        self.maybe_connect(ep);
     }
 
     /// Connection `c`'s idle timer fired.
-    pub(super) fn on_idle(&mut self, c: u32, now: Instant) {
+    pub(super) fn on_idle(&mut self, c: u32) {
         let pool = self.pool.as_mut().expect("pooled");
         pool.conns[c as usize].idle = None;
         if pool.conns[c as usize].live && pool.conns[c as usize].active == 0 {
-            self.close_conn(c, true, now);
+            self.close_conn(c, true);
         }
     }
 
@@ -401,7 +401,7 @@ impl Cluster {
             conn.draining = true;
         }
         if conn.draining && conn.active == 0 {
-            self.close_conn(c, true, now);
+            self.close_conn(c, true);
         } else {
             self.serve_pending(c, now);
         }
