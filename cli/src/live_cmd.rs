@@ -34,6 +34,7 @@ pub(crate) fn run_live_strategies(
                 if stop.load(Ordering::SeqCst) {
                     break 'all;
                 }
+                let tls = run_tls(loaded, point, s, wire, targets.is_empty())?;
                 let run = rt.block_on(async {
                     // Fresh backends per run: empty queues, the replication's draws.
                     let backends = if targets.is_empty() && wire.discovery.is_none() {
@@ -42,7 +43,7 @@ pub(crate) fn run_live_strategies(
                                 sc,
                                 std::net::IpAddr::from([127, 0, 0, 1]),
                                 seed_of(seed, replication),
-                                wire.tls.as_ref().and_then(|t| t.server.clone()),
+                                tls.as_ref().and_then(|t| t.server.clone()),
                             )
                             .await?,
                         ))
@@ -92,7 +93,7 @@ pub(crate) fn run_live_strategies(
                         drain: std::time::Duration::from_secs(5),
                         http2: wire.http2,
                         connections: wire.connections,
-                        tls: wire.tls.as_ref().map(|t| t.client.clone()),
+                        tls: tls.as_ref().map(|t| t.client.clone()),
                         shard: wire.shard,
                         backends: backends.clone(),
                         urls: wire.urls.clone(),
@@ -342,9 +343,74 @@ pub(crate) fn fidelity(
     }
 }
 
+/// The transport security a strategy's pooled policies (`connections:`) ask for, and whether
+/// any asks for HTTP/2: `None` when none is pooled. One live run has one transport, so policies
+/// that ask for different TLS modes are refused.
+pub(crate) fn pooled_tls(
+    loaded: &meshbench_scenario::Loaded,
+    point: usize,
+    strategy: usize,
+) -> anyhow::Result<Option<(mesh_core::Tls, bool)>> {
+    let pt = &loaded.points[point];
+    let mut modes = pt.policies(strategy).filter_map(|c| c.connections.as_ref());
+    let Some(first) = modes.next() else {
+        return Ok(None);
+    };
+    let mut http2 = first.protocol == mesh_core::Protocol::Http2;
+    for c in modes {
+        anyhow::ensure!(
+            c.tls == first.tls,
+            "{}: strategy `{}` asks for `connections.tls: {}` in one policy and `{}` in another: a live run dials every endpoint one way (give its policies one `tls`)",
+            loaded.file,
+            pt.strategies[strategy].0,
+            tls_name(first.tls),
+            tls_name(c.tls)
+        );
+        http2 |= c.protocol == mesh_core::Protocol::Http2;
+    }
+    Ok(Some((first.tls, http2)))
+}
+
+fn tls_name(t: mesh_core::Tls) -> &'static str {
+    match t {
+        mesh_core::Tls::None => "none",
+        mesh_core::Tls::Tls => "tls",
+        mesh_core::Tls::Mtls => "mtls",
+    }
+}
+
+/// The TLS of one live run: a pooled policy's own (`connections.tls`, with the in-process
+/// backends as the server side, on a throwaway PKI made once per command), else the command
+/// line's.
+fn run_tls(
+    loaded: &meshbench_scenario::Loaded,
+    point: usize,
+    strategy: usize,
+    wire: &Wire,
+    in_process: bool,
+) -> anyhow::Result<Option<LiveTls>> {
+    let Some((mode, http2)) = pooled_tls(loaded, point, strategy)? else {
+        return Ok(wire.tls.clone());
+    };
+    if !in_process || mode == mesh_core::Tls::None {
+        // Outside endpoints: the command line's TLS, checked against the policy before the run.
+        return Ok(wire.tls.clone().filter(|_| mode != mesh_core::Tls::None));
+    }
+    let pki = match wire.pki.get() {
+        Some(p) => p,
+        None => {
+            let p = meshbench_live::tls::generate_pki().map_err(|e| anyhow::anyhow!(e))?;
+            wire.pki.get_or_init(|| p)
+        }
+    };
+    live_tls_from(pki, mode == mesh_core::Tls::Mtls, http2).map(Some)
+}
+
 /// How live mode talks to endpoints.
 #[derive(Default)]
 pub(crate) struct Wire {
+    /// The throwaway PKI of pooled policies' TLS with in-process backends, made on first use.
+    pki: std::sync::OnceLock<meshbench_live::tls::TestPki>,
     shard: (u32, u32),
     http2: bool,
     connections: Option<u32>,
@@ -364,6 +430,7 @@ pub(crate) struct Wire {
 }
 
 /// TLS for a live run: the client side, and the in-process backends' side when they are ours.
+#[derive(Clone)]
 pub(crate) struct LiveTls {
     client: meshbench_live::tls::TlsClient,
     server: Option<std::sync::Arc<rustls::ServerConfig>>,
@@ -421,7 +488,17 @@ pub(crate) fn live_tls(args: &LiveArgs, external: bool) -> anyhow::Result<Option
         return Ok(None);
     }
     let pki = tls::generate_pki().map_err(|e| anyhow::anyhow!(e))?;
-    let mtls = args.mtls;
+    live_tls_from(&pki, args.mtls, args.http2).map(Some)
+}
+
+/// TLS between the generator and in-process backends on `pki`: with `mtls`, the backends ask
+/// for the client certificate and the generator presents it; ALPN asks for h2 with `http2`.
+fn live_tls_from(
+    pki: &meshbench_live::tls::TestPki,
+    mtls: bool,
+    http2: bool,
+) -> anyhow::Result<LiveTls> {
+    use meshbench_live::tls;
     let server = tls::server_config(
         &pki.server_cert_pem,
         &pki.server_key_pem,
@@ -431,16 +508,16 @@ pub(crate) fn live_tls(args: &LiveArgs, external: bool) -> anyhow::Result<Option
     let client = tls::client_config(
         &pki.ca_pem,
         mtls.then_some((pki.client_cert_pem.as_str(), pki.client_key_pem.as_str())),
-        args.http2,
+        http2,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    Ok(Some(LiveTls {
+    Ok(LiveTls {
         client: tls::TlsClient {
             config: client,
-            server_name: server_name("localhost")?,
+            server_name: rustls::pki_types::ServerName::try_from("localhost")?,
         },
         server: Some(server),
-    }))
+    })
 }
 
 /// `meshbench live` options.
@@ -591,24 +668,6 @@ fn refuse_sim_only(loaded: &meshbench_scenario::Loaded) -> anyhow::Result<()> {
             "{}: `services.{name}.script` is a call graph, which only the simulator runs so far: live backends answer after their service time and call no one (run it with `meshbench run`, or remove the script)",
             loaded.file
         );
-    }
-    for pt in &loaded.points {
-        for (strategy, config) in &pt.strategies {
-            let pooled = std::iter::once(config)
-                .chain(
-                    pt.upstreams
-                        .get(strategy)
-                        .into_iter()
-                        .flat_map(|m| m.values()),
-                )
-                .any(|c| c.connections.is_some());
-            if pooled {
-                anyhow::bail!(
-                    "{}: strategy `{strategy}` sets `connections:` (modeled connection pools and handshakes), which only the simulator models so far: a live run's connections are its transport's own (run it with `meshbench run`, or remove `connections:`)",
-                    loaded.file
-                );
-            }
-        }
     }
     if sc.mesh.costs() {
         anyhow::bail!(
@@ -864,6 +923,7 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         None => None,
     };
     let wire = Wire {
+        pki: std::sync::OnceLock::new(),
         metrics,
         shard: args.shard,
         http2: args.http2,
@@ -875,6 +935,46 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         trace_log: args.trace_log.clone(),
         request: std::sync::Arc::new(request_spec(&args)?),
     };
+    // A pooled policy (`connections:`) says how its connections are dialled: the command line
+    // must agree.
+    for &s in &chosen {
+        for point in 0..loaded.points.len() {
+            let Some((mode, _)) = pooled_tls(loaded, point, s)? else {
+                continue;
+            };
+            let name = &loaded.strategies[s].0;
+            anyhow::ensure!(
+                !args.http2,
+                "--http2: strategy `{name}` pools its connections (`connections:`), and their `protocol` says which HTTP they speak: drop --http2"
+            );
+            if !external {
+                anyhow::ensure!(
+                    !args.tls && !args.mtls,
+                    "--tls / --mtls: strategy `{name}` pools its connections, and `connections.tls: {}` says how the in-process backends are dialled: drop the flag",
+                    tls_name(mode)
+                );
+                continue;
+            }
+            let dials_tls = wire.tls.is_some();
+            match mode {
+                mesh_core::Tls::None => anyhow::ensure!(
+                    !dials_tls,
+                    "strategy `{name}` has `connections.tls: none`, but the targets are dialled with TLS (https://, --ca): give http:// targets, or set `tls: tls` in the policy"
+                ),
+                mode => {
+                    anyhow::ensure!(
+                        dials_tls,
+                        "strategy `{name}` asks for `connections.tls: {}`: give https:// targets and --ca FILE",
+                        tls_name(mode)
+                    );
+                    anyhow::ensure!(
+                        mode != mesh_core::Tls::Mtls || args.client_cert.is_some(),
+                        "strategy `{name}` asks for `connections.tls: mtls`: give --client-cert and --client-key"
+                    );
+                }
+            }
+        }
+    }
     anyhow::ensure!(
         !external || args.trace_log.is_none(),
         "--trace-log records what the in-process backends receive: outside --target endpoints log their own (every request carries a traceparent header)"
@@ -1001,6 +1101,13 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
                     ""
                 }
             )?;
+            if let Some(c) = &s.connections {
+                writeln!(
+                    o,
+                    "{n}: connections set up {}, setup (TCP, then TLS) mean {:.0} us, p50 {:.0} us, p99 {:.0} us",
+                    c.opened, c.setup_us[0], c.setup_us[1], c.setup_us[2]
+                )?;
+            }
             if let Some(w) = s.contention_warning() {
                 eprintln!("warning: {n}: {w}");
             }

@@ -31,7 +31,8 @@ use hyper_util::rt::TokioExecutor;
 use mesh_core::health::{ProbeId, ProbeResult};
 use mesh_core::trace::Trace;
 use mesh_core::{
-    AttemptId, Cluster, EndpointId, Input, Instant, LoadReport, Outcome, Output, ProbeReply,
+    AttemptId, Cluster, ConnectionId, EndpointId, Input, Instant, LoadReport, Outcome, Output,
+    ProbeReply,
 };
 use meshbench_report::{
     LiveCounts, Recorder, RunId, RunResult, Sample, Window, latency_histogram, quantile_ms,
@@ -173,10 +174,21 @@ enum Conn {
 /// What an exchange in a proxy's task was for.
 #[derive(Clone, Copy, Debug)]
 enum Job {
-    /// An attempt of a request.
-    Attempt(AttemptId),
+    /// An attempt of a request, on a connection of the Cluster's pool when it has one.
+    Attempt(AttemptId, Option<PooledOn>),
     /// A balancer (Prequal) probe.
     Probe,
+    /// A connection the Cluster's pool asked for ([`Output::Connect`]), and how long its TCP
+    /// (and TLS) setup took, in ns.
+    Connect(ConnectionId, u64),
+}
+
+/// The pooled connection an attempt went out on.
+#[derive(Clone, Copy, Debug)]
+struct PooledOn {
+    connection: ConnectionId,
+    /// The server had closed it after its last response, so the attempt dialled it again.
+    redialled: bool,
 }
 
 /// What an exchange hands back: what it was, its outcome, the endpoint, the connection to
@@ -615,16 +627,40 @@ async fn send_attempt(
     want: Want,
 ) -> (Outcome, Option<Conn>, Reported) {
     match request_once(pooled, &t, Path::Work, ids, want).await {
-        (Some(status), conn, report) => (
-            match status {
-                502..=504 => Outcome::GatewayError,
-                500..=599 => Outcome::ServerError,
-                _ => Outcome::Success,
-            },
-            conn,
-            report,
-        ),
+        (Some(status), conn, report) => (status_outcome(status), conn, report),
         (None, _, _) => (Outcome::LocalError, None, Reported::None),
+    }
+}
+
+/// An attempt's outcome from its response status, as outlier detection and retries see it.
+fn status_outcome(status: u16) -> Outcome {
+    match status {
+        502..=504 => Outcome::GatewayError,
+        500..=599 => Outcome::ServerError,
+        _ => Outcome::Success,
+    }
+}
+
+/// One attempt on a connection of the Cluster's pool (`connections:`): one exchange, no
+/// silent second try on a fresh connection (the pool decides about connections). `None` when
+/// the server closed the connection after its last response (`Connection: close`): a new one
+/// is dialled here, and `redialled` says so.
+async fn pooled_attempt(
+    conn: Option<Conn>,
+    t: Arc<Target>,
+    ids: Ids,
+    want: Want,
+) -> (Outcome, Option<Conn>, Reported, bool) {
+    let (conn, redialled) = match conn {
+        Some(c) => (c, false),
+        None => match connect(&t).await {
+            Some(c) => (c, true),
+            None => return (Outcome::LocalError, None, Reported::None, true),
+        },
+    };
+    match exchange(conn, &t, Path::Work, ids, want).await {
+        Ok((status, conn, report)) => (status_outcome(status), conn, report, redialled),
+        Err(_) => (Outcome::LocalError, None, Reported::None, redialled),
     }
 }
 
@@ -776,6 +812,20 @@ pub struct LiveStats {
     /// certificate required), with the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<String>,
+    /// With a pooled policy (`connections:`): the connections its pools set up, and what the
+    /// setup (TCP, then the TLS or mTLS handshake) took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectStats>,
+}
+
+/// The connections a live run's pools set up (`connections:` in the policy).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ConnectStats {
+    /// Connections set up successfully.
+    pub opened: u64,
+    /// Setup time, from the dial to a connection ready for requests (TCP, then TLS and its
+    /// handshake when the policy asks for it): mean, p50 and p99, microseconds.
+    pub setup_us: [f64; 3],
 }
 
 /// Pacing error p99 beyond which an open-loop run's latencies say more about the machine than
@@ -844,6 +894,8 @@ enum Msg {
 /// window) and the live-only figures.
 struct ProxyStats {
     hist_from_send: Histogram<u64>,
+    /// How long each pooled connection took to set up (TCP, then TLS), ns.
+    connect_hist: Histogram<u64>,
     sent: u64,
     completed: u64,
     issued: u64,
@@ -1036,7 +1088,13 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
             thinks: opts.connections.is_none() && from_file.is_some(),
             end_ns: duration_ns,
             issued: 0,
-            http2: opts.http2,
+            // A pooled policy speaks its own protocol; otherwise `--http2` decides.
+            http2: plan
+                .config
+                .connections
+                .as_ref()
+                .map_or(opts.http2, |c| c.protocol == mesh_core::Protocol::Http2),
+            conns: HashMap::default(),
         };
         actors.push((ctx, rx, closed));
     }
@@ -1260,6 +1318,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         total.push_sample(sample, per_endpoint);
     }
     let mut from_send = latency_histogram();
+    let mut connect = latency_histogram();
     let closed = all_closed;
     let mut stats = LiveStats {
         target_rps: shard_target_rps,
@@ -1271,6 +1330,7 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     for (_, p) in joined {
         traces.extend(p.traces);
         let _ = from_send.add(&p.hist_from_send);
+        let _ = connect.add(&p.connect_hist);
         stats.sent += p.sent;
         stats.completed += p.completed;
         stats.scheduled += p.issued;
@@ -1300,6 +1360,16 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         quantile_ms(&result.latency, 0.99),
     ];
     stats.latency_from_send_ms = [quantile_ms(&from_send, 0.5), quantile_ms(&from_send, 0.99)];
+    if !connect.is_empty() {
+        stats.connections = Some(ConnectStats {
+            opened: connect.len(),
+            setup_us: [
+                connect.mean() / 1e3,
+                connect.value_at_quantile(0.5) as f64 / 1e3,
+                connect.value_at_quantile(0.99) as f64 / 1e3,
+            ],
+        });
+    }
     stats.never_completed = scheduled.saturating_sub(stats.completed);
     stats.partial = partial;
     stats.unsent = unsent;
@@ -1484,6 +1554,10 @@ struct Actor {
     issued: u64,
     /// Use the shared HTTP/2 client instead of per-task HTTP/1.1 connections.
     http2: bool,
+    /// With a pooled policy (`connections:`): the Cluster's connections, by id, with their
+    /// endpoint; the connection itself is out while an HTTP/1.1 attempt uses it (or while it
+    /// is being set up).
+    conns: HashMap<ConnectionId, (usize, Option<Conn>)>,
 }
 
 /// What a proxy keeps per request in flight: intended and actual release times (ns), whether
@@ -1655,6 +1729,7 @@ impl Actor {
     ) -> ProxyStats {
         let mut st = ProxyStats {
             hist_from_send: latency_histogram(),
+            connect_hist: latency_histogram(),
             sent: 0,
             completed: 0,
             issued: 0,
@@ -1772,11 +1847,40 @@ impl Actor {
             let now = self.now();
             match ev {
                 Event::Done((job, outcome, endpoint, conn, report)) => {
-                    if let Some(c) = conn {
-                        pool.give(endpoint, c);
+                    match (job, conn) {
+                        // A pooled connection goes back to its slot, unless the Cluster
+                        // closed it meanwhile; an HTTP/2 one never left it.
+                        (Job::Attempt(_, Some(on)), Some(c @ Conn::H1(_))) => {
+                            if let Some((_, slot)) = self.conns.get_mut(&on.connection) {
+                                *slot = Some(c);
+                            }
+                        }
+                        (Job::Connect(connection, _), Some(c)) => {
+                            if let Some((_, slot)) = self.conns.get_mut(&connection) {
+                                *slot = Some(c);
+                            }
+                        }
+                        (Job::Attempt(_, Some(_)) | Job::Connect(..), _) => {}
+                        (_, Some(c)) => pool.give(endpoint, c),
+                        (_, None) => {}
                     }
                     match job {
-                        Job::Attempt(attempt) => {
+                        Job::Connect(connection, took_ns) => {
+                            if outcome == Outcome::Success {
+                                let _ = st.connect_hist.record(took_ns.max(1));
+                                self.cluster
+                                    .handle_input(Input::Connected { connection }, now);
+                            } else {
+                                self.shared.rec().note("connections_refused");
+                                self.cluster
+                                    .handle_input(Input::ConnectFailed { connection }, now);
+                            }
+                        }
+                        Job::Attempt(attempt, on) => {
+                            if on.is_some_and(|o| o.redialled) {
+                                // The server had closed it: what a pool learns from the close.
+                                self.shared.rec().note("connections_opened");
+                            }
                             // As the simulator counts at the instance: 5xx, refused, reset.
                             if outcome.is_failure() {
                                 self.shared.rec().endpoint_error(self.station(endpoint));
@@ -1931,6 +2035,7 @@ impl Actor {
                 request,
                 endpoint,
                 retry,
+                connection,
                 ..
             } => {
                 if self.addrs.get(endpoint.index()).is_none() {
@@ -1976,19 +2081,81 @@ impl Actor {
                     Want::Nothing
                 };
                 let (attempt_id, ep) = (*attempt, endpoint.index());
-                let pooled = pool.take(ep);
                 let target = pool.targets[ep].clone();
-                let (fut, handle) = futures_util::future::abortable(Box::pin(async move {
-                    let (outcome, conn, report) = send_attempt(pooled, target, ids, want).await;
-                    (Job::Attempt(attempt_id), outcome, ep, conn, report)
-                })
-                    as std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>>);
+                let fut: std::pin::Pin<Box<dyn std::future::Future<Output = AttemptEnd> + Send>> =
+                    match connection {
+                        // The Cluster's own connection: an HTTP/1.1 one is out of its slot
+                        // while the attempt runs; HTTP/2 streams share theirs.
+                        Some(connection) => {
+                            let conn = self.conns.get_mut(connection).and_then(|(_, c)| match c {
+                                Some(Conn::H2(h)) => Some(Conn::H2(h.clone())),
+                                other => other.take(),
+                            });
+                            let connection = *connection;
+                            Box::pin(async move {
+                                let (outcome, conn, report, redialled) =
+                                    pooled_attempt(conn, target, ids, want).await;
+                                let on = PooledOn {
+                                    connection,
+                                    redialled,
+                                };
+                                (
+                                    Job::Attempt(attempt_id, Some(on)),
+                                    outcome,
+                                    ep,
+                                    conn,
+                                    report,
+                                )
+                            })
+                        }
+                        None => {
+                            let pooled = pool.take(ep);
+                            Box::pin(async move {
+                                let (outcome, conn, report) =
+                                    send_attempt(pooled, target, ids, want).await;
+                                (Job::Attempt(attempt_id, None), outcome, ep, conn, report)
+                            })
+                        }
+                    };
+                let (fut, handle) = futures_util::future::abortable(fut);
                 pending.push(Box::pin(fut));
                 inflight.insert(attempt_id, handle);
             }
-            // Pooled policies (`connections:`) are refused before a live run starts: its
-            // connections are the transport's own.
-            Output::Connect { .. } | Output::Disconnect { .. } => {}
+            // A pooled policy's connections (`connections:`): dialled when the Cluster asks,
+            // counted as the simulator counts them, closed when it says.
+            Output::Connect {
+                connection,
+                endpoint,
+            } => {
+                self.shared.rec().note("connections_opened");
+                let (connection, ep) = (*connection, endpoint.index());
+                self.conns.insert(connection, (ep, None));
+                let target = pool.targets.get(ep).cloned();
+                pending.push(Box::pin(async move {
+                    let started = StdInstant::now();
+                    let conn = match &target {
+                        Some(t) => connect(t).await,
+                        None => None,
+                    };
+                    let took = started.elapsed().as_nanos() as u64;
+                    let outcome = if conn.is_some() {
+                        Outcome::Success
+                    } else {
+                        Outcome::LocalError
+                    };
+                    Ok((
+                        Job::Connect(connection, took),
+                        outcome,
+                        ep,
+                        conn,
+                        Reported::None,
+                    ))
+                }));
+            }
+            Output::Disconnect { connection, .. } => {
+                self.shared.rec().note("connections_closed");
+                self.conns.remove(connection);
+            }
             Output::Cancel {
                 attempt,
                 endpoint,

@@ -717,6 +717,18 @@ impl Point {
             .and_then(|m| m.get(service))
             .unwrap_or(base)
     }
+
+    /// Every policy of strategy `strategy` (index): its own, then those it sets per upstream
+    /// service, by service name.
+    pub fn policies(&self, strategy: usize) -> impl Iterator<Item = &ClusterConfig> {
+        let (name, base) = &self.strategies[strategy];
+        std::iter::once(base).chain(
+            self.upstreams
+                .get(name)
+                .into_iter()
+                .flat_map(|m| m.values()),
+        )
+    }
 }
 
 /// Most instances a service's override ranges may cover in all (10^7).
