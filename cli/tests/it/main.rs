@@ -21,6 +21,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Held by the live tests that measure time against a tolerance, so that they do not load the
+/// two cores for each other (each one's backends and generator need them).
+fn timing_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meshbench-it-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -1556,6 +1564,7 @@ faults:
 
 #[test]
 fn closed_loop_users_from_the_file_think_in_both_drivers() {
+    let _timing = timing_lock();
     // 8 users, each thinking 10 ms after its last request ends, against a 5 ms service that never
     // queues: every user cycles in 15 ms (plus the network's few microseconds), so both drivers
     // settle at the response-time law's 8 / 15 ms = 533 requests/s. Users that did not think
@@ -1608,6 +1617,7 @@ clients:
 
 #[test]
 fn live_backends_play_cold_starts_capacity_dips_and_partitions_as_the_simulator_does() {
+    let _timing = timing_lock();
     let dir = tmp("live-faults");
     std::fs::create_dir_all(&dir).unwrap();
     // Cold from 0.5 s to 2.5 s with factor 5 on a 2 ms service: the window's first half second
@@ -2672,6 +2682,7 @@ fn an_isotope_graph_imports_into_a_scenario_that_validates_and_runs() {
 
 #[test]
 fn pool_breakers_and_handshakes_act_alike_in_both_drivers() {
+    let _timing = timing_lock();
     // 8 closed-loop users (1 ms think) against a 10 ms service through one HTTP/1.1 pool of at
     // most 4 connections: 4 requests on the wire, the rest pending, so 400/s and a mean of
     // 8 / 400 - 1 ms = 19 ms by the response-time law, on exactly 4 connections set up once.
