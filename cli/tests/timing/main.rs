@@ -1,0 +1,345 @@
+//! End-to-end live runs that measure time against a tolerance: closed-loop think time, cold
+//! starts and capacity dips, connection pools and handshakes.
+//!
+//! They are a test binary of their own because cargo runs test binaries one after another:
+//! nothing else in the suite loads the two cores while their backends and generator run, and
+//! the lock below keeps them from loading the cores for each other.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(clippy::wildcard_imports)]
+use common::*;
+
+/// Held by the live tests that measure time against a tolerance, so that they do not load the
+/// two cores for each other (each one's backends and generator need them).
+fn timing_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[test]
+fn closed_loop_users_from_the_file_think_in_both_drivers() {
+    let _timing = timing_lock();
+    // 8 users, each thinking 10 ms after its last request ends, against a 5 ms service that never
+    // queues: every user cycles in 15 ms (plus the network's few microseconds), so both drivers
+    // settle at the response-time law's 8 / 15 ms = 533 requests/s. Users that did not think
+    // would send 1600/s; a think time drawn but ignored would show as that.
+    let dir = tmp("closed-loop");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("closed.yaml");
+    std::fs::write(
+        &file,
+        "
+name: closed-loop
+seed: 4
+duration: 3s
+warmup: 500ms
+replications: 1
+strategies:
+  rr: { balancer: { kind: round_robin } }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 5ms } }
+clients:
+  c: { proxies: 2, target: b, arrival: { process: closed, users: 8, think: { dist: constant, value: 10ms } } }
+",
+    )
+    .unwrap();
+    for cmd in ["run", "live"] {
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let rps = metric(&out, "throughput_rps")["rr"];
+        let want = 8.0 / 0.015;
+        let tol = if cmd == "run" { 0.01 } else { 0.15 };
+        assert!(
+            (rps - want).abs() <= tol * want,
+            "{cmd}: {rps:.1}/s, want {want:.1}/s"
+        );
+        let mean = metric(&out, "mean_ms")["rr"];
+        assert!((4.9..7.5).contains(&mean), "{cmd}: mean {mean} ms");
+    }
+    // Users are not split by shard: sharding a closed loop is refused.
+    let sharded = meshbench(&["live", file.to_str().unwrap(), "--shard", "0/2"]);
+    assert_eq!(sharded.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&sharded.stderr).contains("closed-loop users"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn live_backends_play_cold_starts_capacity_dips_and_partitions_as_the_simulator_does() {
+    let _timing = timing_lock();
+    let dir = tmp("live-faults");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Cold from 0.5 s to 2.5 s with factor 5 on a 2 ms service: the window's first half second
+    // has a median of 2 x 4.5 = 9 ms, its last 2 x 1.5 = 3 ms. Then a capacity dip to 1 server
+    // from 3 s to 3.5 s at 800/s queues work (2 ms each, 1.6 s of work a second).
+    let cold = dir.join("cold.yaml");
+    std::fs::write(
+        &cold,
+        "
+name: live-cold
+seed: 3
+duration: 4s
+sample_period: 500ms
+replications: 1
+strategies:
+  rr: { balancer: { kind: round_robin }, timeout: 0s }
+services:
+  b: { instances: 1, concurrency: 100, service_time: { dist: constant, value: 2ms } }
+clients:
+  c: { proxies: 1, target: b, arrival: { process: constant, rate: 800/s } }
+faults:
+  - { at: 500ms, until: 2500ms, target: b/0, kind: cold_start, factor: 5 }
+  - { at: 3s, until: 3500ms, target: b/0, kind: capacity, concurrency: 1 }
+",
+    )
+    .unwrap();
+    // Two zones cut apart: every cross-zone request fails as a connect failure, none other.
+    let cut = dir.join("cut.yaml");
+    std::fs::write(
+        &cut,
+        "
+name: live-cut
+seed: 3
+duration: 2s
+replications: 1
+strategies:
+  rr: { balancer: { kind: round_robin }, retries: { num_retries: 0 } }
+zones: { a: {}, b: {} }
+services:
+  b: { instances: 2, concurrency: 100, service_time: { dist: constant, value: 1ms }, zone: { a: 1, b: 1 } }
+clients:
+  c: { proxies: 2, zone: { a: 1, b: 1 }, target: b, arrival: { process: constant, rate: 400/s } }
+faults:
+  - { at: 0s, target: zone:b, kind: partition, from: zone:a }
+",
+    )
+    .unwrap();
+    for cmd in ["run", "live"] {
+        let out = dir.join(format!("cold-{cmd}"));
+        run_ok(&[
+            cmd,
+            cold.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let ts = String::from_utf8(read(&out, "timeseries.csv")).unwrap();
+        // strategy,replication,t_s,requests,errors,p50_ms,p99_ms,...
+        let p50: Vec<f64> = ts
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+            .collect();
+        let p99: Vec<f64> = ts
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(6).unwrap().parse().unwrap())
+            .collect();
+        // Live adds its transport's time (loopback, scheduling on a busy 2-core machine) to
+        // every request: a relative tolerance plus up to 0.5 ms of that.
+        let (tol, extra) = if cmd == "run" {
+            (0.02, 0.0)
+        } else {
+            (0.12, 0.5)
+        };
+        let near = |got: f64, want: f64| (got - want).abs() < tol * want + extra;
+        assert!(near(p50[1], 9.0), "{cmd}: first quarter {p50:?}");
+        assert!(near(p50[4], 3.0), "{cmd}: last quarter {p50:?}");
+        assert!(
+            p50[1] > p50[2] && p50[2] > p50[3] && p50[3] > p50[4],
+            "{cmd}: {p50:?}"
+        );
+        assert!(p99[6] > 20.0 && p99[5] < 6.0, "{cmd}: the dip {p99:?}");
+
+        let out = dir.join(format!("cut-{cmd}"));
+        run_ok(&[
+            cmd,
+            cut.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let s = summary(&out);
+        let rr = &s.strategies[0];
+        let failed: u64 = rr.failures.values().sum();
+        let all = rr.mean("requests");
+        let share = failed as f64 / all;
+        assert!(
+            (0.4..0.6).contains(&share),
+            "{cmd}: {failed} of {all} failed: {:?}",
+            rr.failures
+        );
+        assert_eq!(
+            rr.failures.keys().collect::<Vec<_>>(),
+            ["local_error"],
+            "{cmd}"
+        );
+
+        // A slow network between the zones instead: 20 ms more each way on 1 ms of service.
+        let slow = dir.join(format!("slow-{cmd}.yaml"));
+        std::fs::write(
+            &slow,
+            std::fs::read_to_string(&cut)
+                .unwrap()
+                .replace(
+                    "kind: partition, from: zone:a",
+                    "kind: network, from: zone:a, delay: 20ms",
+                )
+                .replace("proxies: 2, zone: { a: 1, b: 1 }", "proxies: 1, zone: a")
+                .replace("zone: { a: 1, b: 1 } }", "zone: b }")
+                .replace("instances: 2", "instances: 1"),
+        )
+        .unwrap();
+        let out = dir.join(format!("slow-{cmd}"));
+        run_ok(&[
+            cmd,
+            slow.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let p50 = metric(&out, "p50_ms")["rr"];
+        assert!((41.0..43.0).contains(&p50), "{cmd}: p50 {p50} ms");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pool_breakers_and_handshakes_act_alike_in_both_drivers() {
+    let _timing = timing_lock();
+    // 8 closed-loop users (1 ms think) against a 10 ms service through one HTTP/1.1 pool of at
+    // most 4 connections: 4 requests on the wire, the rest pending, so 400/s and a mean of
+    // 8 / 400 - 1 ms = 19 ms by the response-time law, on exactly 4 connections set up once.
+    // With room for only 2 pending, overflow begins. Short-lived connections show what a
+    // handshake costs over plain TCP.
+    let dir = tmp("pool-breakers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pools.yaml");
+    let scenario = |pending: u32| {
+        format!(
+            "
+name: pools
+seed: 2
+duration: 2s
+warmup: 500ms
+replications: 1
+strategies:
+  pooled: {{ connections: {{ tls: tls }}, circuit_breakers: {{ max_connections: 4, max_pending_requests: {pending} }} }}
+services:
+  b: {{ instances: 1, concurrency: 100, service_time: {{ dist: constant, value: 10ms }} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: closed, users: 8, think: {{ dist: constant, value: 1ms }} }} }}
+"
+        )
+    };
+    for cmd in ["run", "live"] {
+        std::fs::write(&file, scenario(4)).unwrap();
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let s = summary(&out);
+        let st = &s.strategies[0];
+        assert_eq!(
+            st.events.get("connections_opened").copied(),
+            Some(4),
+            "{cmd}: {:?}",
+            st.events
+        );
+        let failed: u64 = st.failures.values().sum();
+        assert_eq!(failed, 0, "{cmd}: {:?}", st.failures);
+        // Live pays its timers' and loopback's own time on every cycle, as the closed-loop test
+        // above allows for.
+        let rps = metric(&out, "throughput_rps")["pooled"];
+        let tol = if cmd == "run" { 0.01 } else { 0.15 };
+        assert!((rps - 400.0).abs() <= tol * 400.0, "{cmd}: {rps:.1}/s");
+        let mean = metric(&out, "mean_ms")["pooled"];
+        let most = if cmd == "run" { 19.5 } else { 23.0 };
+        assert!((18.5..most).contains(&mean), "{cmd}: mean {mean} ms");
+
+        std::fs::write(&file, scenario(2)).unwrap();
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let s = summary(&out);
+        let overflow = s.strategies[0].failures.get("overflow").copied();
+        assert!(
+            overflow.unwrap_or(0) > 0,
+            "{cmd}: {:?}",
+            s.strategies[0].failures
+        );
+    }
+
+    // Handshake cost, live: a new connection per request, each TLS mode.
+    std::fs::write(
+        &file,
+        "
+name: handshakes
+seed: 2
+duration: 2s
+warmup: 200ms
+replications: 1
+strategies:
+  plaintext: { connections: { tls: none, max_requests_per_connection: 1 } }
+  tls: { connections: { tls: tls, max_requests_per_connection: 1 } }
+  mtls: { connections: { tls: mtls, max_requests_per_connection: 1 } }
+services:
+  b: { instances: 1, concurrency: 100, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { proxies: 1, target: b, arrival: { process: constant, rate: 200/s } }
+",
+    )
+    .unwrap();
+    let out = dir.join("handshakes");
+    run_ok(&[
+        "live",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("live.json")).unwrap()).unwrap();
+    let setup: Vec<(String, u64, f64)> = j["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let c = &s["live"]["connections"];
+            (
+                s["strategy"].as_str().unwrap().to_owned(),
+                c["opened"].as_u64().unwrap(),
+                c["setup_us"][1].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for (name, opened, _) in &setup {
+        assert!(
+            *opened >= 390,
+            "{name}: {opened} connections for 400 requests"
+        );
+    }
+    // A TLS handshake costs several times TCP's setup alone. mTLS's extra (the client's
+    // signature and the server's check of it, some 60 us here) is below what one run apart
+    // from another varies on a shared machine, so it is not asserted in live.
+    assert!(
+        2.0 * setup[0].2 < setup[1].2 && 2.0 * setup[0].2 < setup[2].2,
+        "setup p50 (us), plaintext well below tls and mtls: {setup:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
