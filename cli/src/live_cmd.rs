@@ -58,13 +58,21 @@ pub(crate) fn run_live_strategies(
                         b.log_traces(path, &label)
                             .with_context(|| format!("--trace-log {}", path.display()))?;
                     }
+                    // Every service's addresses: the clients' targets, and the upstreams
+                    // the scripted services' sidecars call.
                     let mut endpoints = std::collections::BTreeMap::new();
-                    for c in sc.clients.values() {
-                        let addrs = match &backends {
-                            Some(b) => b.of(&c.target).iter().map(|i| i.addr).collect(),
-                            None => targets.to_vec(),
-                        };
-                        endpoints.insert(c.target.clone(), addrs);
+                    match &backends {
+                        Some(b) => {
+                            for name in sc.services.keys() {
+                                let addrs = b.of(name).iter().map(|i| i.addr).collect();
+                                endpoints.insert(name.clone(), addrs);
+                            }
+                        }
+                        None => {
+                            for c in sc.clients.values() {
+                                endpoints.insert(c.target.clone(), targets.to_vec());
+                            }
+                        }
                     }
                     // Discovery: what the source gives now is where this run starts.
                     let discovery = match &wire.discovery {
@@ -642,7 +650,10 @@ fn request_spec(args: &LiveArgs) -> anyhow::Result<meshbench_live::RequestSpec> 
     Ok(spec)
 }
 
+/// The runtime of a command that serves or sends real traffic: its threads (and those they
+/// spawn) wake on time, not Linux's 50 us of timer slack late.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    meshbench_live::timer::tighten_timer_slack();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -659,19 +670,47 @@ fn random_token() -> anyhow::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Refuses what a scenario describes that live mode does not run yet, naming the field: a
-/// field must act in both drivers or stop the run.
-fn refuse_sim_only(loaded: &meshbench_scenario::Loaded) -> anyhow::Result<()> {
+/// HTTP requests per second that one core is taken to carry in a live run with
+/// in-process backends (generator, sidecars and backends together), before their own queueing
+/// shows in the latencies.
+const GRAPH_RPS_PER_CORE: f64 = 2500.0;
+
+/// A warning when a call graph multiplies the clients' rate past what this machine's cores carry
+/// in live mode: every call is a real HTTP request through a sidecar to an in-process backend.
+fn graph_load_warning(sc: &meshbench_scenario::Scenario) -> Option<String> {
+    if sc.services.values().all(|s| s.script.is_empty()) {
+        return None;
+    }
+    let (mut clients, mut all) = (0.0, 0.0);
+    for c in sc.clients.values().filter(|c| !c.arrival.is_closed()) {
+        let rate = c.arrival.mean_rate();
+        clients += rate;
+        all += rate * meshbench_scenario::graph::requests_per_request(&sc.services, &c.target);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let carried = GRAPH_RPS_PER_CORE * cores as f64;
+    (all > carried).then(|| {
+        format!(
+            "the call graph turns the clients' {clients:.0} requests/s into about {all:.0} HTTP requests/s (every call is a real request through a sidecar to an in-process backend, retries not counted); {cores} cores carry about {carried:.0}/s before the machine's own queueing shows in live latencies: lower the clients' rate for a faithful live run, or use `meshbench run`"
+        )
+    })
+}
+
+/// Refuses what only meshbench's own in-process backends act on when the endpoints are
+/// someone else's (`outside` names where they come from: `--target`, `--discover`, or `serve`,
+/// whose backends have no live run's sidecars to call through): a field must act in both
+/// drivers or stop the run.
+fn refuse_outside(loaded: &meshbench_scenario::Loaded, outside: &str) -> anyhow::Result<()> {
     let sc = &loaded.scenario;
     if let Some((name, _)) = sc.services.iter().find(|(_, s)| !s.script.is_empty()) {
         anyhow::bail!(
-            "{}: `services.{name}.script` is a call graph, which only the simulator runs so far: live backends answer after their service time and call no one (run it with `meshbench run`, or remove the script)",
+            "{}: `services.{name}.script` is a call graph, which the simulator and `meshbench live` with its in-process backends run (each instance calling the next tier through its own sidecars); with {outside} the backends' own code decides whom they call (run it with `meshbench live` without {outside}, or remove the script)",
             loaded.file
         );
     }
     if sc.mesh.costs() {
         anyhow::bail!(
-            "{}: `mesh.outbound` / `mesh.inbound` model sidecar time, which only the simulator adds: in live mode the proxies' cost is whatever they really take (run it with `meshbench run`, or remove them)",
+            "{}: `mesh.outbound` / `mesh.inbound` model sidecar time, which the simulator and meshbench's own backends add to every attempt; with {outside} the proxies' cost is whatever real ones take (run it without {outside}, or remove them)",
             loaded.file
         );
     }
@@ -686,7 +725,15 @@ pub(crate) fn serve(
     (control_bind, control_token): (std::net::IpAddr, Option<String>),
     trace_log: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    refuse_sim_only(loaded)?;
+    let scripted = loaded
+        .scenario
+        .services
+        .values()
+        .any(|s| !s.script.is_empty());
+    if scripted && tls_cert.is_some() {
+        refuse_outside(loaded, "`meshbench serve --tls-cert`")
+            .context("serve's sidecars call the next tier over plain HTTP; for TLS between tiers, use `meshbench live --tls` or `--mtls`")?;
+    }
     if control_token.as_deref().is_some_and(|t| t.len() < 16) {
         anyhow::bail!("--control-token: use at least 16 characters");
     }
@@ -767,8 +814,27 @@ pub(crate) fn serve(
             "serving {} instances; Ctrl-C stops",
             backends.instances.len()
         )?;
+        if scripted {
+            writeln!(
+                o,
+                "call graph: each scripted instance calls the next tier through its own sidecars, with strategy {}'s policies",
+                loaded.strategies[0].0
+            )?;
+        }
         drop(o);
-        tokio::signal::ctrl_c().await?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sidecars = async {
+            if scripted {
+                meshbench_live::serve_sidecars(loaded, backends.clone(), stop.clone()).await;
+            }
+        };
+        let interrupted = async {
+            let r = tokio::signal::ctrl_c().await;
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        };
+        let (r, ()) = tokio::join!(interrupted, sidecars);
+        r?;
         backends.shutdown();
         Ok(())
     })
@@ -802,7 +868,6 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
                 .sum::<f64>())
         .ceil()
     );
-    refuse_sim_only(loaded)?;
     let mut urls: Vec<meshbench_live::TargetUrl> = args
         .targets
         .iter()
@@ -846,6 +911,19 @@ pub(crate) fn live(loaded: &meshbench_scenario::Loaded, args: LiveArgs) -> anyho
         .map_err(|e| anyhow::anyhow!(e))?;
     // Endpoints from outside: given, or discovered.
     let external = !targets.is_empty() || discovery.is_some();
+    if !external && let Some(w) = graph_load_warning(sc) {
+        eprintln!("warning: {}: {w}", loaded.file);
+    }
+    if external {
+        refuse_outside(
+            loaded,
+            if discovery.is_some() {
+                "--discover"
+            } else {
+                "--target"
+            },
+        )?;
+    }
     if discovery.is_some() {
         let services: std::collections::BTreeSet<&str> =
             sc.clients.values().map(|c| c.target.as_str()).collect();

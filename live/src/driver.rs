@@ -873,7 +873,7 @@ pub struct LiveRun {
     pub traces: Vec<TracedRequest>,
 }
 
-enum Msg {
+pub(crate) enum Msg {
     Arrive {
         seq: u64,
         intended_ns: u64,
@@ -888,6 +888,31 @@ enum Msg {
     Kick,
     /// Discovery changed the endpoints.
     Discovered(Arc<crate::discovery::Update>),
+    /// A sidecar's call: its instance's script sends child request `id` (its id in the
+    /// simulator too) and waits for whether it succeeded.
+    Call {
+        id: u64,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
+    /// A sidecar's callers (the client proxies) have all ended: drain and stop.
+    End,
+}
+
+/// What the client proxies share to end the sidecars once the last of them has ended (the
+/// sidecars serve the clients' requests until then).
+struct ClientsLeft {
+    left: std::sync::atomic::AtomicUsize,
+    sidecars: Vec<mpsc::UnboundedSender<Msg>>,
+}
+
+impl ClientsLeft {
+    fn one_ended(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for s in &self.sidecars {
+                let _ = s.send(Msg::End);
+            }
+        }
+    }
 }
 
 /// Per-proxy measurements: the shared recorder (behind a lock the sampler takes once per
@@ -918,6 +943,55 @@ impl Shared {
 
 /// Runs one live run; `stop` ends it early (the results so far are returned, marked partial).
 pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> LiveRun {
+    run_world(loaded, opts, stop, false).await
+}
+
+/// Runs the sidecars of `backends`' scripted instances (`meshbench serve`): the scenario's first
+/// strategy's policies for every call from one tier to the next, over plain HTTP, until `stop`.
+/// Their measurements are not kept (the generator that drives the served backends measures).
+pub async fn serve_sidecars(
+    loaded: &Loaded,
+    backends: Arc<crate::Backends>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut endpoints = BTreeMap::new();
+    for name in loaded.scenario.services.keys() {
+        let addrs = backends.of(name).iter().map(|i| i.addr).collect();
+        endpoints.insert(name.clone(), addrs);
+    }
+    let opts = LiveOptions {
+        point: 0,
+        strategy: 0,
+        replication: 0,
+        seed: loaded.scenario.seed,
+        duration: Some(StdDuration::from_secs(86_400 * 365)),
+        endpoints,
+        record: false,
+        progress: false,
+        drain: StdDuration::from_secs(1),
+        http2: false,
+        shard: (0, 1),
+        tls: None,
+        connections: None,
+        backends: Some(backends),
+        urls: None,
+        request: Arc::new(RequestSpec::default()),
+        metrics: None,
+        discovery: None,
+        trace_sample: 0.0,
+        trace_log: false,
+    };
+    run_world(loaded, opts, stop, true).await;
+}
+
+/// A live run, or with `sidecars_only` just its sidecars (no client sends a request; they serve
+/// until `stop`).
+async fn run_world(
+    loaded: &Loaded,
+    opts: LiveOptions,
+    stop: Arc<AtomicBool>,
+    sidecars_only: bool,
+) -> LiveRun {
     let pt = &loaded.points[opts.point];
     let sc = &pt.scenario;
     let name = &pt.strategies[opts.strategy].0;
@@ -985,8 +1059,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         .filter(|c| !c.arrival.is_closed())
         .map(|c| c.arrival.mean_rate())
         .sum();
-    let all_closed =
-        opts.connections.is_some() || sc.clients.values().all(|c| c.arrival.is_closed());
+    let all_closed = sidecars_only
+        || opts.connections.is_some()
+        || sc.clients.values().all(|c| c.arrival.is_closed());
     let shard_target_rps = if all_closed {
         0.0
     } else {
@@ -1039,7 +1114,8 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
         let users = opts.connections.map_or(from_file.unwrap_or(0), |n| {
             n / n_proxies + u32::from((i as u32) < n % n_proxies)
         });
-        let closed = opts.connections.is_some() || from_file.is_some();
+        let users = if sidecars_only { 0 } else { users };
+        let closed = sidecars_only || opts.connections.is_some() || from_file.is_some();
         if opts.record {
             cluster.start_recording();
         }
@@ -1095,8 +1171,54 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
                 .as_ref()
                 .map_or(opts.http2, |c| c.protocol == mesh_core::Protocol::Http2),
             conns: HashMap::default(),
+            replies: HashMap::default(),
+            clients_left: None,
         };
         actors.push((ctx, rx, closed));
+    }
+    // Call graphs: each scripted instance's calls go to its sidecars (one per upstream), which
+    // serve until the last client's proxy has ended.
+    let sidecars: Vec<mpsc::UnboundedSender<Msg>> = world
+        .proxies
+        .iter()
+        .zip(&senders)
+        .filter(|(p, _)| p.caller.is_some())
+        .map(|(_, s)| s.clone())
+        .collect();
+    if !sidecars.is_empty() {
+        if let Some(b) = &opts.backends {
+            b.install_sidecars(
+                world
+                    .stations
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, st)| !st.sidecars.is_empty())
+                    .map(|(i, st)| {
+                        let mine = st
+                            .sidecars
+                            .iter()
+                            .map(|&p| senders[p as usize].clone())
+                            .collect();
+                        (i, mine)
+                    })
+                    .collect(),
+            );
+        }
+        let clients = actors.iter().filter(|a| a.0.plan.caller.is_none()).count();
+        let left = Arc::new(ClientsLeft {
+            left: std::sync::atomic::AtomicUsize::new(clients),
+            sidecars,
+        });
+        if clients == 0 {
+            left.left.store(1, Ordering::Relaxed);
+            left.one_ended();
+        }
+        for a in actors.iter_mut().filter(|a| a.0.plan.caller.is_none()) {
+            // Serving only, the sidecars end with `stop`.
+            if !sidecars_only {
+                a.0.clients_left = Some(left.clone());
+            }
+        }
     }
     // Proxy tasks run on one single-threaded runtime per core, each on its own OS thread, like
     // wrk's per-thread event loops: a proxy's attempts, connections and timers never hop threads.
@@ -1296,6 +1418,9 @@ pub async fn run(loaded: &Loaded, opts: LiveOptions, stop: Arc<AtomicBool>) -> L
     })
     .await
     .expect("joining the proxy threads");
+    if let Some(b) = &opts.backends {
+        b.install_sidecars(Vec::new());
+    }
     finished.store(true, Ordering::Relaxed);
     kicker.abort();
     if let Some(w) = watcher {
@@ -1558,6 +1683,11 @@ struct Actor {
     /// endpoint; the connection itself is out while an HTTP/1.1 attempt uses it (or while it
     /// is being set up).
     conns: HashMap<ConnectionId, (usize, Option<Conn>)>,
+    /// A sidecar (its requests are its instance's script's calls): where each call's result
+    /// goes, by request id. Empty for a client's proxy.
+    replies: HashMap<u64, tokio::sync::oneshot::Sender<bool>>,
+    /// A client's proxy: the count that ends the sidecars after the last client.
+    clients_left: Option<Arc<ClientsLeft>>,
 }
 
 /// What a proxy keeps per request in flight: intended and actual release times (ns), whether
@@ -1789,7 +1919,8 @@ impl Actor {
                 self.issue(now, &mut intended);
             }
         }
-        if closed && self.users == 0 {
+        // A sidecar has no users either, but serves calls until its clients have ended.
+        if closed && self.users == 0 && self.plan.caller.is_none() {
             pacer_done = true;
         }
         let mut kick = self.users > 0;
@@ -1934,7 +2065,21 @@ impl Actor {
                 Event::Msg(Msg::Kick) => {}
                 Event::Msg(Msg::Discovered(up)) => self.discovered(&up, &mut pool, now),
                 // Closed-loop users end by themselves, not with the open-loop schedule.
-                Event::Msg(Msg::PacerDone) if self.users > 0 => {}
+                Event::Msg(Msg::PacerDone) if self.users > 0 || self.plan.caller.is_some() => {}
+                Event::Msg(Msg::Call { id, done }) => {
+                    self.replies.insert(id, done);
+                    self.cluster.handle_input(
+                        Input::Request {
+                            request: mesh_core::RequestId(id),
+                            hash: None,
+                        },
+                        now,
+                    );
+                }
+                Event::Msg(Msg::End) => {
+                    pacer_done = true;
+                    drain_deadline = Some(tokio::time::Instant::now() + self.drain);
+                }
                 Event::Msg(Msg::PacerDone) => {
                     pacer_done = true;
                     drain_deadline = Some(tokio::time::Instant::now() + self.drain);
@@ -2006,6 +2151,9 @@ impl Actor {
         }
         drop(pending);
         st.issued = self.issued;
+        if let Some(c) = &self.clients_left {
+            c.one_ended();
+        }
         if record {
             st.recording = Some(Recording {
                 proxy: self.index,
@@ -2238,11 +2386,34 @@ impl Actor {
                 request,
                 result,
                 attempts,
-                ..
+                started,
             } => {
+                if self.plan.caller.is_some() {
+                    // A sidecar's call: measured on its edge, and its script goes on.
+                    self.tracing.remove(&request.0);
+                    self.shared.rec().call_finished(
+                        self.plan.edge,
+                        *result,
+                        *attempts,
+                        started.as_nanos(),
+                        now.as_nanos(),
+                    );
+                    if let Some(done) = self.replies.remove(&request.0) {
+                        let _ = done.send(result.is_success());
+                    }
+                    return;
+                }
                 let Some(f) = intended.remove(&request.0) else {
                     return;
                 };
+                // The client's edge of the call graph, as the simulator measures it.
+                self.shared.rec().call_finished(
+                    self.plan.edge,
+                    *result,
+                    *attempts,
+                    f.intended,
+                    now.as_nanos(),
+                );
                 st.completed += 1;
                 if let Some(mut t) = self.tracing.remove(&request.0) {
                     t.intended_ms = f.intended as f64 / 1e6;

@@ -20,7 +20,7 @@ pub mod tls;
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
 
-pub use driver::{LiveOptions, LiveRun, LiveStats, Recording, RequestSpec};
+pub use driver::{LiveOptions, LiveRun, LiveStats, Recording, RequestSpec, serve_sidecars};
 pub use server::Backends;
 pub use target::TargetUrl;
 

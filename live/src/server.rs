@@ -20,6 +20,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshbench_scenario::graph::{Op, Script, child_request};
 use meshbench_scenario::workload::{
     CLIENT_HEADER, LOAD_HEADER, LoadMeter, NetworkModel, PROBE_HEADER, PROBE_PATH, ZONE_HEADER,
     format_load_report, format_probe,
@@ -77,7 +78,19 @@ struct Station {
     /// Requests answered, by path kind and answer ([`PATHS`] x [`CODES`]), and in flight.
     served: [AtomicU64; PATHS.len() * CODES.len()],
     in_flight: AtomicU64,
+    /// Its service's script, when it calls other services, and the sidecars its calls leave
+    /// through (one per upstream, in [`Script::upstreams`] order), installed by the live run
+    /// that owns them ([`Backends::install_sidecars`]); a call with none installed fails.
+    script: Option<Arc<Script>>,
+    sidecars: std::sync::RwLock<Option<Arc<[Sidecar]>>>,
+    /// The time a request's attempt spends in its caller's sidecar and in this instance's
+    /// (`mesh.outbound`, `mesh.inbound`), when either costs: added to its way in, as the
+    /// simulator adds it.
+    sidecar_cost: Option<Arc<(Dist, Dist)>>,
 }
+
+/// Where a script's call goes: its instance's sidecar for that upstream (a live run's proxy).
+type Sidecar = tokio::sync::mpsc::UnboundedSender<crate::driver::Msg>;
 
 /// The kinds of request an instance counts in its `/metrics`.
 const PATHS: [&str; 3] = ["work", "health", "probe"];
@@ -368,6 +381,13 @@ impl Backends {
         let epoch = std::time::Instant::now();
         let trace_log: Arc<std::sync::OnceLock<(std::sync::Mutex<std::fs::File>, String)>> =
             Arc::default();
+        let sidecar_cost = scenario.mesh.costs().then(|| {
+            let (o, i) = scenario.mesh.overheads();
+            Arc::new((
+                o.cloned().unwrap_or(Dist::ZERO),
+                i.cloned().unwrap_or(Dist::ZERO),
+            ))
+        });
         let mut instances = Vec::new();
         for x in stations {
             let station = Arc::new(Station {
@@ -398,6 +418,9 @@ impl Backends {
                 dip: std::sync::Mutex::new((None, Arc::new(AtomicU32::new(0)))),
                 served: std::array::from_fn(|_| AtomicU64::new(0)),
                 in_flight: AtomicU64::new(0),
+                script: x.script.clone(),
+                sidecars: std::sync::RwLock::new(None),
+                sidecar_cost: sidecar_cost.clone(),
             });
             let listener = TcpListener::bind((bind, 0)).await?;
             let addr = listener.local_addr()?;
@@ -414,6 +437,25 @@ impl Backends {
             });
         }
         Ok(Backends { instances })
+    }
+
+    /// Gives scripted instances their sidecars: (instance index in [`Backends::instances`],
+    /// one sidecar per upstream of its script). Every other instance loses its own, so an empty
+    /// list takes them all away (a run's sidecars end with it).
+    pub(crate) fn install_sidecars(&self, sidecars: Vec<(usize, Vec<Sidecar>)>) {
+        let mut by_instance: Vec<Option<Arc<[Sidecar]>>> = vec![None; self.instances.len()];
+        for (i, s) in sidecars {
+            if let Some(slot) = by_instance.get_mut(i) {
+                *slot = Some(s.into());
+            }
+        }
+        for (inst, s) in self.instances.iter().zip(by_instance) {
+            *inst
+                .station
+                .sidecars
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
+        }
     }
 
     /// Every instance's Prometheus metrics (what the control endpoint's `GET /metrics`
@@ -688,13 +730,22 @@ async fn handle_request(
     {
         return Err(Unreachable);
     }
+    let path = req.uri().path();
+    // A work request's attempt also spends its time in the two sidecars, drawn per attempt.
+    let sidecars = match &st.sidecar_cost {
+        Some(c) if path != "/health" && path != PROBE_PATH => {
+            let draw = |d: &Dist, lane| d.quantile_ns(uniform(st.seed, request, attempt, lane));
+            (draw(&c.0, Lane::SidecarOut) + draw(&c.1, Lane::SidecarIn)).round() as u64
+        }
+        _ => 0,
+    };
     st.hop(
         from,
         st.zone,
         request,
         attempt,
         Lane::NetOut,
-        net(Lane::LossOut),
+        net(Lane::LossOut) + sidecars,
     )
     .await;
     let back = net(Lane::LossBack);
@@ -831,10 +882,15 @@ async fn served(
         * slowdown;
     let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns.max(0.0) as u64);
     st.timer.sleep_until(until).await;
+    let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
+    let mut failed =
+        error_rate > 0.0 && uniform(st.seed, request, attempt, Lane::Error) < error_rate;
+    if !failed && let Some(script) = &st.script {
+        // The script runs on, holding the server, as in the simulator.
+        failed = !run_script(script, request, attempt, st).await;
+    }
     drop(permit);
     drop(guard);
-    let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
-    let failed = error_rate > 0.0 && uniform(st.seed, request, attempt, Lane::Error) < error_rate;
     let now = st.now_ns();
     st.meter()
         .respond(now, Some((now.saturating_sub(arrived), rif)), failed);
@@ -843,6 +899,65 @@ async fn served(
     } else {
         reply(StatusCode::OK, "ok\n")
     }
+}
+
+/// Runs request `request`'s attempt `attempt` through its instance's script, as the simulator
+/// does: a compute step takes its time (with the instance's slowdowns); a group of calls sends
+/// each call it makes (drawn by its probability) through the instance's sidecar for its upstream
+/// and goes on once `wait` of them have succeeded (a failure ignored counts as a success), or
+/// fails the request once they cannot. Calls past `wait` run on, unawaited. Whether it succeeded.
+async fn run_script(script: &Script, request: u64, attempt: u32, st: &Station) -> bool {
+    use futures_util::StreamExt as _;
+    let sidecars = st
+        .sidecars
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for (pc, op) in script.ops.iter().enumerate() {
+        match op {
+            Op::Compute(d) => {
+                let id = child_request(request, attempt, u32::MAX - pc as u32);
+                let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed))
+                    * st.extra().map_or(1.0, |x| x.cold());
+                let ns = d.quantile_ns(uniform(st.seed, id, 0, Lane::Compute)) * slowdown;
+                let until = std::time::Instant::now()
+                    + std::time::Duration::from_nanos(ns.round().max(0.0) as u64);
+                st.timer.sleep_until(until).await;
+            }
+            Op::Calls { calls, wait } => {
+                let mut answers = futures_util::stream::FuturesUnordered::new();
+                for c in calls {
+                    let id = child_request(request, attempt, c.id);
+                    if c.probability < 1.0 && uniform(st.seed, id, 0, Lane::Call) >= c.probability {
+                        continue;
+                    }
+                    let (done, answer) = tokio::sync::oneshot::channel();
+                    let sent = sidecars
+                        .as_ref()
+                        .and_then(|s| s.get(usize::from(c.upstream)))
+                        .is_some_and(|s| s.send(crate::driver::Msg::Call { id, done }).is_ok());
+                    let ignore = c.ignore_failure;
+                    answers.push(async move { ignore || (sent && answer.await.unwrap_or(false)) });
+                }
+                let made = answers.len() as u32;
+                let need = (*wait).min(made);
+                let (mut ok, mut failed) = (0u32, 0u32);
+                while ok < need {
+                    match answers.next().await {
+                        Some(true) => ok += 1,
+                        Some(false) => {
+                            failed += 1;
+                            if made - failed < need {
+                                return false;
+                            }
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+    true
 }
 
 /// Most instances `serve` and live mode start as loopback servers (each takes a port and a

@@ -368,6 +368,26 @@ pub fn child_request(parent: u64, retry: u32, call: u32) -> u64 {
     mix(parent ^ mix(0x6361_6c6c_0000_0000 | (u64::from(retry) << 20) ^ u64::from(call)))
 }
 
+/// How many requests one request to `service` makes in all, itself included, on average: each
+/// call its script makes (times its probability) brings the callee's own. Retries and hedges
+/// are not counted. The graph has no cycle (checked when the scenario loads).
+pub fn requests_per_request(services: &BTreeMap<String, crate::Service>, service: &str) -> f64 {
+    let Some(svc) = services.get(service) else {
+        return 1.0;
+    };
+    let p = |x: Option<Probability>| x.map_or(1.0, Probability::get);
+    let mut n = 1.0;
+    for step in &svc.script {
+        if let Some(callee) = &step.call {
+            n += p(step.probability) * requests_per_request(services, callee);
+        }
+        for c in step.parallel.iter().flatten() {
+            n += p(c.probability) * requests_per_request(services, &c.call);
+        }
+    }
+    n
+}
+
 /// Checks every service's script: one kind per step, called services that exist, `wait`
 /// within its group, and no cycle. Errors are (field path, message, suggestion).
 pub fn check(
@@ -544,4 +564,29 @@ pub fn hops_per_request(services: &BTreeMap<String, crate::Service>) -> BTreeMap
         hops(n, services, &mut memo, 0);
     }
     memo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requests_per_request;
+
+    fn shipped(name: &str) -> crate::Scenario {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios")
+            .join(name);
+        crate::load(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .scenario
+    }
+
+    #[test]
+    fn a_request_brings_every_call_below_it() {
+        // web -> api -> db: three requests each.
+        let chain = shipped("validation/three-tier-chain.yaml");
+        assert_eq!(requests_per_request(&chain.services, "web"), 3.0);
+        assert_eq!(requests_per_request(&chain.services, "db"), 1.0);
+        // The frontend asks 40 leaves, each of which asks the store once: 1 + 40 x 2.
+        let fan = shipped("three-tier-fanout.yaml");
+        assert_eq!(requests_per_request(&fan.services, "frontend"), 81.0);
+    }
 }

@@ -48,6 +48,100 @@ pub(crate) fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String
     (status, body)
 }
 
+#[test]
+fn served_backends_run_the_call_graph_through_their_own_sidecars() {
+    // `meshbench serve` on a two-tier graph: a request to the front instance is answered after
+    // the front has called the back tier through its sidecar (round robin over the back's two
+    // instances), and fails with a 500 once the back tier fails every request.
+    let dir = tmp("serve-graph");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("graph.yaml");
+    std::fs::write(
+        &file,
+        "
+name: served-graph
+seed: 1
+duration: 1s
+strategies:
+  rr: { balancer: { kind: round_robin }, retries: { num_retries: 0 } }
+services:
+  front: { instances: 1, concurrency: 10, service_time: { dist: constant, value: 1ms }, script: [{ call: back }] }
+  back: { instances: 2, concurrency: 10, service_time: { dist: constant, value: 1ms } }
+clients:
+  c: { proxies: 1, target: front, arrival: { process: constant, rate: 10/s } }
+",
+    )
+    .unwrap();
+    let served = Served::start(&file);
+    // Instances in service name order: back/0, back/1, front/0.
+    let front = served.addrs[2].clone();
+    for _ in 0..6 {
+        assert_eq!(http_get(&front, "/work", &[]).0, 200);
+    }
+    let (_, all) = http_get(&served.control, "/metrics", &[]);
+    let back = |i: &str| {
+        value(
+            &all,
+            "meshbench_backend_requests_total",
+            &[
+                r#"service="back""#,
+                &format!(r#"instance="{i}""#),
+                r#"path="work""#,
+                r#"code="200""#,
+            ],
+        )
+    };
+    assert_eq!((back("0"), back("1")), (3.0, 3.0), "{all}");
+    for i in ["0", "1"] {
+        let (status, _) = http_post(
+            &served.control,
+            &format!("/errors?service=back&instance={i}&rate=1"),
+        );
+        assert_eq!(status, 200);
+    }
+    assert_eq!(http_get(&front, "/work", &[]).0, 500);
+    drop(served);
+    // Someone else's servers decide whom they call: the script would be inert there.
+    let refused = super::meshbench(&[
+        "live",
+        file.to_str().unwrap(),
+        "--target",
+        "127.0.0.1:9",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("services.front.script") && err.contains("--target"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `POST path` on `addr` with an empty body: the status code and the body.
+fn http_post(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        out.split_once("\r\n\r\n").map_or("", |b| b.1).to_owned(),
+    )
+}
+
 /// Debian's `promtool check metrics` on an exposition: the format parses and the names follow
 /// Prometheus' naming rules (units, `_total` on counters, no reserved suffixes misused).
 pub(crate) fn promtool_accepts(text: &str) {
