@@ -87,6 +87,10 @@ struct Station {
     /// (`mesh.outbound`, `mesh.inbound`), when either costs: added to its way in, as the
     /// simulator adds it.
     sidecar_cost: Option<Arc<(Dist, Dist)>>,
+    /// A successful response's body (`services.X.response_size`; empty: a few bytes of text),
+    /// and the time its bytes take on the modeled link back (`network.bandwidth`), ns.
+    response: Bytes,
+    response_ns: u64,
 }
 
 /// Where a script's call goes: its instance's sidecar for that upstream (a live run's proxy).
@@ -389,7 +393,13 @@ impl Backends {
             ))
         });
         let mut instances = Vec::new();
+        // One body per size, shared by the instances that send it.
+        let mut bodies: std::collections::BTreeMap<u64, Bytes> = std::collections::BTreeMap::new();
         for x in stations {
+            let response = bodies
+                .entry(x.response_bytes)
+                .or_insert_with(|| Bytes::from(vec![b'.'; x.response_bytes as usize]))
+                .clone();
             let station = Arc::new(Station {
                 dist: x.dist.clone(),
                 base_slowdown: x.slowdown,
@@ -421,6 +431,8 @@ impl Backends {
                 script: x.script.clone(),
                 sidecars: std::sync::RwLock::new(None),
                 sidecar_cost: sidecar_cost.clone(),
+                response,
+                response_ns: x.response_ns,
             });
             let listener = TcpListener::bind((bind, 0)).await?;
             let addr = listener.local_addr()?;
@@ -776,6 +788,17 @@ async fn handle_request(
             .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, "worker failed\n"))
     } else {
         serve_one(request, attempt, &st).await
+    };
+    let mut answer = answer;
+    // A successful response carries the service's response size, whose bytes also take their
+    // time on the modeled link.
+    let back = if answer.status() == StatusCode::OK {
+        if !st.response.is_empty() {
+            *answer.body_mut() = Full::new(st.response.clone());
+        }
+        back + st.response_ns
+    } else {
+        back
     };
     st.hop(st.zone, from, request, attempt, Lane::NetBack, back)
         .await;

@@ -12,15 +12,17 @@
 //! | `script: - sleep: 10ms` | `- compute: {dist: constant, value: 10ms}` |
 //! | `script: - call: b` or `call: {service: b}` | `- call: b` |
 //! | `script: - - call: a` (a nested list) | `- parallel: [{call: a}, ...]`, `wait: all` |
+//! | `responseSize` (`16 KB`, `10K`) | `response_size`, on a link of `network.bandwidth: 10Gbps` |
 //! | `isEntrypoint: true` | a client population sending to it |
 //! | `defaults:` | applied to every service that does not set the field |
 //!
 //! An isotope service answers as soon as its script ends and serves every request at once (a
 //! goroutine each), so an imported service has no service time of its own and ample
-//! concurrency; its sleeps hold its request, as they do there. Sizes (`requestSize`,
-//! `responseSize`, a call's `size`) and `type` (HTTP or gRPC) are read and reported as not
-//! modeled: the simulator has no byte-level network. Without an `isEntrypoint` service, the
-//! services nothing calls are the entry points.
+//! concurrency; its sleeps hold its request, as they do there. Request sizes (`requestSize`, a
+//! call's `size`) and `type` (HTTP or gRPC) are read and reported as not modeled: only a
+//! response's bytes take time on the link. isotope has no link speed, so a graph with response
+//! sizes gets 10 Gbps, said in a note. Without an `isEntrypoint` service, the services nothing
+//! calls are the entry points.
 
 use yaml_serde::Value;
 
@@ -46,6 +48,9 @@ pub struct Imported {
     pub notes: Vec<String>,
 }
 
+/// The link speed an imported graph with response sizes is given (isotope has none).
+const ASSUMED_BANDWIDTH: &str = "10Gbps";
+
 const TOP: &[&str] = &["apiVersion", "kind", "defaults", "services"];
 const SERVICE: &[&str] = &[
     "name",
@@ -64,6 +69,7 @@ struct Svc {
     replicas: Option<u32>,
     entry: Option<bool>,
     error_rate: Option<f64>,
+    response_size: Option<u64>,
     script: Option<Vec<Cmd>>,
 }
 
@@ -197,6 +203,7 @@ pub fn import(source: &str, file: &str, opts: &ImportOptions) -> Result<Imported
     for (_, s) in &mut services {
         s.replicas = s.replicas.or(defaults.replicas);
         s.error_rate = s.error_rate.or(defaults.error_rate);
+        s.response_size = s.response_size.or(defaults.response_size);
         s.entry = s.entry.or(defaults.entry);
         if s.script.is_none() {
             s.script.clone_from(&defaults.script);
@@ -239,6 +246,12 @@ pub fn import(source: &str, file: &str, opts: &ImportOptions) -> Result<Imported
                 entries.join(", ")
             ));
         }
+    }
+    let sized = services.iter().any(|(_, s)| s.response_size.is_some());
+    if sized {
+        note(format!(
+            "responseSize: kept as each service's `response_size`; its bytes take their time on a link of `network.bandwidth: {ASSUMED_BANDWIDTH}` (isotope has no link speed of its own): set yours"
+        ));
     }
     if entries.is_empty() {
         return Err(err(
@@ -302,6 +315,9 @@ pub fn import(source: &str, file: &str, opts: &ImportOptions) -> Result<Imported
         if let Some(e) = s.error_rate.filter(|e| *e > 0.0) {
             line(w, &format!("    error_rate: {e}"));
         }
+        if let Some(b) = s.response_size {
+            line(w, &format!("    response_size: {b}B"));
+        }
         let script = s.script.as_deref().unwrap_or_default();
         if !script.is_empty() {
             line(w, "    script:");
@@ -321,6 +337,14 @@ pub fn import(source: &str, file: &str, opts: &ImportOptions) -> Result<Imported
                 }
             }
         }
+    }
+    if sized {
+        line(
+            w,
+            &format!(
+                "network: {{ bandwidth: {ASSUMED_BANDWIDTH} }}  # responses' bytes take their time on it"
+            ),
+        );
     }
     line(w, "clients:");
     let each = opts.rate / entries.len() as f64;
@@ -410,8 +434,16 @@ fn service(
                     ));
                 }
             }
-            "responseSize" | "requestSize" => note(format!(
-                "{f}: message sizes are not modeled (the simulator has no byte-level network); dropped"
+            "responseSize" => {
+                let text = match v {
+                    Value::Number(n) => n.to_string(),
+                    other => other.as_str().unwrap_or_default().to_owned(),
+                };
+                let size: crate::ByteSize = text.parse().map_err(|m| err(&f, m, None))?;
+                svc.response_size = Some(size.bytes());
+            }
+            "requestSize" => note(format!(
+                "{f}: request sizes are not modeled (only a response's bytes take time on the link); dropped"
             )),
             "script" => svc.script = Some(script(v, &f, err, note)?),
             _ => {
@@ -517,7 +549,7 @@ fn command(
                     match ck.as_str() {
                         "service" => service = cv.as_str().map(str::to_owned),
                         "size" => note(format!(
-                            "{f}.size: message sizes are not modeled (the simulator has no byte-level network); dropped"
+                            "{f}.size: request sizes are not modeled (only a response's bytes take time on the link); dropped"
                         )),
                         _ => {
                             return Err(err(
@@ -633,6 +665,12 @@ services:
                 .iter()
                 .any(|n| n.contains("sizes are not modeled"))
         );
+        // `responseSize: 16 KB` from the defaults: 16,000 bytes on every service, on a link.
+        assert_eq!(
+            s.services["a"].response_size.map(crate::ByteSize::bytes),
+            Some(16_000)
+        );
+        assert!(s.network.bandwidth.is_some());
     }
 
     #[test]

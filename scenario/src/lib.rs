@@ -69,7 +69,7 @@ pub use topology::{
     Client, InstanceRange, InstanceSpec, Keys, Network, Override, Placement, RequestTemplate,
     Service, StartHealth, Zone, ZonePair, is_reserved_header,
 };
-pub use units::{Probability, Rate};
+pub use units::{BitRate, ByteSize, Probability, Rate};
 
 /// A scenario as written.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -1479,6 +1479,25 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
         }
     }
     graph::check(&s.services).map_err(|(f, m, sug)| at(&f, m, sug))?;
+    // Sizes take time only on a link with a speed; a speed with no size would change nothing.
+    let sized = s.services.iter().find(|(_, v)| v.response_size.is_some());
+    match (sized, s.network.bandwidth) {
+        (Some((name, _)), None) => {
+            return Err(at(
+                &format!("services.{name}.response_size"),
+                "a response size takes time only on a link with a speed: set `network.bandwidth` (for example `10Gbps`)".into(),
+                None,
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(at(
+                "network.bandwidth",
+                "no service sets `response_size`, so the bandwidth would change nothing: set `services.NAME.response_size` (for example `16KiB`), or remove it".into(),
+                None,
+            ));
+        }
+        _ => {}
+    }
     for (path, d) in [("outbound", &s.mesh.outbound), ("inbound", &s.mesh.inbound)] {
         if let Some(d) = d {
             d.validate()

@@ -55,6 +55,11 @@ pub struct Network {
     /// Latency between named zones: `[{between: [a, b], latency: {...}}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pairs: Vec<ZonePair>,
+    /// Every link's speed (`1Gbps`): a response of `services.X.response_size` bytes takes
+    /// `size / bandwidth` on its way back, on top of the latency. Default: none (sizes take no
+    /// time; then no service may set `response_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::BitRate>,
 }
 
 /// An explicit latency between two zones (symmetric; both names may be the same zone).
@@ -250,6 +255,11 @@ pub struct Service {
     /// service time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub script: Vec<crate::graph::Step>,
+    /// The size of a successful response (`16KiB`): its bytes take `network.bandwidth` to cross
+    /// the link back to the caller, and live backends send that many. Needs
+    /// `network.bandwidth`. Default: a few bytes, taking no modeled time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_size: Option<crate::ByteSize>,
 }
 
 /// An instance index (`3`) or an inclusive range of them (`0-27`), as an override key.

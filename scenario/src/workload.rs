@@ -56,6 +56,11 @@ pub struct Station {
     /// Its sidecars: per upstream of the script (in [`Script::upstreams`] order), the index of
     /// the proxy its calls leave through.
     pub sidecars: Vec<u32>,
+    /// The bytes of a successful response (`services.X.response_size`; 0: a few bytes).
+    pub response_bytes: u64,
+    /// The time those bytes take on the link (`network.bandwidth`), ns: added to a successful
+    /// response's way back.
+    pub response_ns: u64,
 }
 
 /// One client proxy: everything a driver needs to run it.
@@ -270,6 +275,11 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
         let specs = svc.instances();
         let n = slots.get(svc_name).copied().unwrap_or(svc.instances);
         let script = (!svc.script.is_empty()).then(|| Arc::new(Script::compile(&svc.script)));
+        let response_bytes = svc.response_size.map_or(0, crate::ByteSize::bytes);
+        let response_ns = scenario
+            .network
+            .bandwidth
+            .map_or(0, |b| b.transfer_ns(response_bytes));
         // Instances the membership timeline adds are replicas of `index % instances`.
         for i in 0..n {
             let x = &specs[(i % svc.instances.max(1)) as usize];
@@ -289,6 +299,8 @@ pub fn stations(scenario: &Scenario) -> (Vec<String>, Vec<Station>) {
                 present: i < svc.instances,
                 script: script.clone(),
                 sidecars: Vec::new(),
+                response_bytes,
+                response_ns,
             });
         }
     }

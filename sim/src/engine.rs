@@ -113,6 +113,9 @@ struct Station {
     /// Its service's script, when it calls other services, and its sidecar per upstream.
     script: Option<Arc<Script>>,
     sidecars: Vec<u32>,
+    /// The time a successful response's bytes take on the link back (`response_size` over
+    /// `network.bandwidth`), ns.
+    response_ns: u64,
 }
 
 impl Station {
@@ -281,6 +284,7 @@ pub fn run_one(
             meter: w.meters.then(|| LoadMeter::new(x.concurrency, 0)),
             script: x.script.clone(),
             sidecars: x.sidecars.clone(),
+            response_ns: x.response_ns,
         })
         .collect();
     let offsets: BTreeMap<&str, u32> = w
@@ -1276,6 +1280,12 @@ impl Sim {
         ) + st.fault.net_extra_ns(to, || {
             uniform(self.seed, job.request, job.retry, Lane::LossBack)
         });
+        // A successful response's bytes cross the link behind its latency.
+        let d = if outcome == Outcome::Success {
+            d + st.response_ns
+        } else {
+            d
+        };
         self.push(self.now.saturating_add(d), Ev::Response(j, outcome));
     }
 

@@ -65,8 +65,9 @@ duration: 1s
 strategies:
   rr: { balancer: { kind: round_robin }, retries: { num_retries: 0 } }
 services:
-  front: { instances: 1, concurrency: 10, service_time: { dist: constant, value: 1ms }, script: [{ call: back }] }
+  front: { instances: 1, concurrency: 10, service_time: { dist: constant, value: 1ms }, script: [{ call: back }], response_size: 2KiB }
   back: { instances: 2, concurrency: 10, service_time: { dist: constant, value: 1ms } }
+network: { bandwidth: 10Gbps }
 clients:
   c: { proxies: 1, target: front, arrival: { process: constant, rate: 10/s } }
 ",
@@ -76,7 +77,12 @@ clients:
     // Instances in service name order: back/0, back/1, front/0.
     let front = served.addrs[2].clone();
     for _ in 0..6 {
-        assert_eq!(http_get(&front, "/work", &[]).0, 200);
+        let (status, body) = http_get(&front, "/work", &[]);
+        assert_eq!(
+            (status, body.len()),
+            (200, 2048),
+            "the front's response size"
+        );
     }
     let (_, all) = http_get(&served.control, "/metrics", &[]);
     let back = |i: &str| {

@@ -408,3 +408,74 @@ fn a_three_tier_chain_runs_live_as_the_simulator_runs_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_response_size_takes_its_time_on_the_link_in_both_drivers() {
+    let _timing = timing_lock();
+    // 125 kB on a 1 Gbps link take 1 ms on the way back: a 1 ms service answers in 2 ms, in
+    // the simulator exactly (nothing else costs time) and in live with real 125 kB bodies.
+    let dir = tmp("response-size");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sized.yaml");
+    let scenario = |size: &str, bandwidth: &str| {
+        format!(
+            "
+name: sized
+seed: 5
+duration: 2s
+warmup: 500ms
+replications: 1
+strategies:
+  rr: {{ balancer: {{ kind: round_robin }} }}
+network: {{ {bandwidth} }}
+services:
+  b: {{ instances: 2, concurrency: 100, service_time: {{ dist: constant, value: 1ms }}{size} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: poisson, rate: 200/s }} }}
+"
+        )
+    };
+    // Live pays its own transport on top (and reads the real bytes): its sized mean is compared
+    // with its own unsized one.
+    let mut means = Vec::new();
+    for (cmd, size, bandwidth) in [
+        ("run", ", response_size: 125KB", "bandwidth: 1Gbps"),
+        ("live", "", ""),
+        ("live", ", response_size: 125KB", "bandwidth: 1Gbps"),
+    ] {
+        std::fs::write(&file, scenario(size, bandwidth)).unwrap();
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        means.push(metric(&out, "mean_ms")["rr"]);
+    }
+    assert!((means[0] - 2.0).abs() < 0.002, "run: {means:?}");
+    let paid = means[2] - means[1];
+    assert!(
+        (0.9..1.5).contains(&paid),
+        "live: the size cost {paid} ms: {means:?}"
+    );
+    // A size without a link speed, or a speed with no size, would change nothing: refused.
+    for (size, bandwidth, field) in [
+        (", response_size: 16KiB", "", "services.b.response_size"),
+        ("", "bandwidth: 1Gbps", "network.bandwidth"),
+        (
+            ", response_size: 16 parsecs",
+            "bandwidth: 1Gbps",
+            "response_size",
+        ),
+        (", response_size: 16KiB", "bandwidth: 1 Gbaud", "bandwidth"),
+    ] {
+        std::fs::write(&file, scenario(size, bandwidth)).unwrap();
+        let out = meshbench(&["run", file.to_str().unwrap(), "--quiet"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{size} {bandwidth}: {err}");
+        assert!(err.contains(field), "{size} {bandwidth}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
