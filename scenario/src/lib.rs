@@ -1504,6 +1504,13 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
                 .map_err(|(f, m)| at(&format!("mesh.{path}.{f}"), m, None))?;
         }
     }
+    if !s.mesh.sidecars && s.mesh.outbound.is_none() && s.mesh.inbound.is_none() {
+        return Err(at(
+            "mesh.sidecars",
+            "`sidecars: false` takes away the sidecars' time, but `mesh.outbound` and `mesh.inbound` give them none, so it would change nothing: set what a sidecar costs (for example `outbound: { dist: exponential, mean: 100us }`), or remove it".into(),
+            None,
+        ));
+    }
     check_faults(s, at, &mut warnings)?;
     if let Some(m) = &s.membership {
         check_membership(s, m, at)?;
