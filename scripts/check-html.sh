@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 browser=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$browser" ]; then
+  # CI installs it (scripts/install-test-servers.sh): there a missing browser is a failure.
+  if [ -n "${CI:-}" ]; then
+    echo "check-html: no chromium on PATH under CI (scripts/install-test-servers.sh installs it)" >&2
+    exit 1
+  fi
   echo "check-html: no chromium on PATH (apt-get install chromium); skipped" >&2
   exit 0
 fi
