@@ -931,11 +931,21 @@ async fn served(
 /// fails the request once they cannot. Calls past `wait` run on, unawaited. Whether it succeeded.
 async fn run_script(script: &Script, request: u64, attempt: u32, st: &Station) -> bool {
     use futures_util::StreamExt as _;
-    let sidecars = st
-        .sidecars
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let installed = || {
+        st.sidecars
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    let mut sidecars = installed();
+    // `serve` announces its addresses while its sidecars start: a call that comes first waits
+    // for them (up to 2 s) rather than fail.
+    let mut waited = 0;
+    while sidecars.is_none() && !script.upstreams.is_empty() && waited < 2000 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        waited += 1;
+        sidecars = installed();
+    }
     for (pc, op) in script.ops.iter().enumerate() {
         match op {
             Op::Compute(d) => {
