@@ -128,10 +128,7 @@ impl FromStr for ByteSize {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
+        let (num, unit) = number_and_unit(t);
         let v: f64 = num.parse().map_err(|_| {
             format!("size `{t}` is not a number of bytes, such as `16KiB` or `512B`")
         })?;
@@ -221,10 +218,7 @@ impl FromStr for BitRate {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
+        let (num, unit) = number_and_unit(t);
         let v: f64 = num.parse().map_err(|_| {
             format!("bandwidth `{t}` is not a number of bits per second, such as `1Gbps`")
         })?;
@@ -274,6 +268,14 @@ impl<'de> Deserialize<'de> for BitRate {
         }
         d.deserialize_str(V)
     }
+}
+
+/// `t` split where its number (digits and a point) ends: (`16`, `KiB`) for `16KiB`.
+fn number_and_unit(t: &str) -> (&str, &str) {
+    t.split_at(
+        t.find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len()),
+    )
 }
 
 /// A probability in `0..=1`.

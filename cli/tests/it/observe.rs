@@ -9,13 +9,18 @@ use super::tmp;
 /// `GET path` on `addr` (HTTP/1.1, closed after) with `headers` (`Name: value` each): the
 /// status code and the body.
 pub(crate) fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    http_request("GET", addr, path, headers)
+}
+
+/// `method path` on `addr`, as [`http_get`] sends it.
+fn http_request(method: &str, addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -127,25 +132,7 @@ clients:
 
 /// `POST path` on `addr` with an empty body: the status code and the body.
 fn http_post(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n").map_or("", |b| b.1).to_owned(),
-    )
+    http_request("POST", addr, path, &["Content-Length: 0"])
 }
 
 /// Debian's `promtool check metrics` on an exposition: the format parses and the names follow
