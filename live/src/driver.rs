@@ -931,6 +931,9 @@ struct ProxyStats {
 /// A proxy's recorder and the progress counters the sampler reads.
 struct Shared {
     recorder: std::sync::Mutex<Recorder>,
+    /// Where in-process tiers leave traced requests' critical paths, when services call
+    /// services.
+    book: Option<Arc<crate::critical::CriticalBook>>,
 }
 
 impl Shared {
@@ -1108,6 +1111,11 @@ async fn run_world(
         clocks.push(plan.arrivals());
         let shared = Arc::new(Shared {
             recorder: std::sync::Mutex::new(Recorder::for_world(&world, warmup)),
+            book: opts
+                .backends
+                .as_ref()
+                .filter(|_| world.proxies.len() > world.clients)
+                .map(|b| b.book.clone()),
         });
         all_shared.push(shared.clone());
         let from_file = plan.closed_users().map(|u| u.0);
@@ -1721,6 +1729,11 @@ impl Actor {
             },
         );
         self.shared.rec().arrived(intended_ns);
+        if let Some(b) = &self.shared.book
+            && meshbench_scenario::graph::traced(request.0)
+        {
+            b.want(request.0);
+        }
         self.cluster.handle_input(
             Input::Request {
                 request,
@@ -2406,6 +2419,15 @@ impl Actor {
                 let Some(f) = intended.remove(&request.0) else {
                     return;
                 };
+                if let Some(b) = &self.shared.book
+                    && meshbench_scenario::graph::traced(request.0)
+                    && let Some(parts) = b.take(request.0)
+                    && result.is_success()
+                {
+                    self.shared
+                        .rec()
+                        .critical_path(&parts, f.intended, now.as_nanos());
+                }
                 // The client's edge of the call graph, as the simulator measures it.
                 self.shared.rec().call_finished(
                     self.plan.edge,

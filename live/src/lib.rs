@@ -8,6 +8,7 @@
 //! * Recordings: every Cluster's inputs and outputs, written as JSON Lines and replayed through
 //!   fresh Clusters by [`replay_file`] (`meshbench replay`).
 
+pub mod critical;
 pub mod discovery;
 pub mod driver;
 mod h1;

@@ -91,6 +91,18 @@ struct Station {
     /// and the time its bytes take on the modeled link back (`network.bandwidth`), ns.
     response: Bytes,
     response_ns: u64,
+    /// Its index in [`Backends::instances`] (the world's station index), and where traced
+    /// requests' critical paths are left ([`Backends::book`]).
+    station: u32,
+    book: Arc<crate::critical::CriticalBook>,
+}
+
+/// A traced attempt's script so far: how long it waited on the calls that ended its groups,
+/// and those calls' critical paths.
+#[derive(Default)]
+struct Trace {
+    waited: u64,
+    parts: crate::critical::Parts,
 }
 
 /// Where a script's call goes: its instance's sidecar for that upstream (a live run's proxy).
@@ -357,6 +369,8 @@ impl Instance {
 pub struct Backends {
     /// Instances, service by service in name order, then by index.
     pub instances: Vec<Instance>,
+    /// Where the instances leave traced requests' critical paths for their callers.
+    pub book: Arc<crate::critical::CriticalBook>,
 }
 
 impl Backends {
@@ -393,6 +407,7 @@ impl Backends {
             ))
         });
         let mut instances = Vec::new();
+        let book = Arc::new(crate::critical::CriticalBook::default());
         // One body per size, shared by the instances that send it.
         let mut bodies: std::collections::BTreeMap<u64, Bytes> = std::collections::BTreeMap::new();
         for x in stations {
@@ -433,6 +448,8 @@ impl Backends {
                 sidecar_cost: sidecar_cost.clone(),
                 response,
                 response_ns: x.response_ns,
+                station: instances.len() as u32,
+                book: book.clone(),
             });
             let listener = TcpListener::bind((bind, 0)).await?;
             let addr = listener.local_addr()?;
@@ -448,7 +465,7 @@ impl Backends {
                 tls: tls.clone(),
             });
         }
-        Ok(Backends { instances })
+        Ok(Backends { instances, book })
     }
 
     /// Gives scripted instances their sidecars: (instance index in [`Backends::instances`],
@@ -779,17 +796,30 @@ async fn handle_request(
         }
         return Ok(r);
     }
-    let answer = if st.serves_abandoned {
+    let arrived = st.now_ns();
+    let (mut answer, trace) = if st.serves_abandoned {
         // Served in a task of its own: a client that closes the connection (a timeout) drops
         // this future but not the work, which runs to its end as the simulator's does.
         let work = st.clone();
         tokio::spawn(async move { serve_one(request, attempt, &work).await })
             .await
-            .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, "worker failed\n"))
+            .unwrap_or_else(|_| {
+                (
+                    reply(StatusCode::INTERNAL_SERVER_ERROR, "worker failed\n"),
+                    None,
+                )
+            })
     } else {
         serve_one(request, attempt, &st).await
     };
-    let mut answer = answer;
+    if answer.status() == StatusCode::OK && st.book.wanted(request) {
+        // A traced call: its critical path, this instance's own work (its time here not spent
+        // waiting on a call) last.
+        let Trace { waited, mut parts } = trace.unwrap_or_default();
+        let own = st.now_ns().saturating_sub(arrived).saturating_sub(waited);
+        parts.push((st.station, own));
+        st.book.answer(request, parts);
+    }
     // A successful response carries the service's response size, whose bytes also take their
     // time on the modeled link.
     let back = if answer.status() == StatusCode::OK {
@@ -844,13 +874,18 @@ async fn health(id: u64, st: &Station) -> Response<Full<Bytes>> {
     reply(StatusCode::OK, "ok\n")
 }
 
-/// Serves one request at the instance: fast-fail, queue limit, service time, error draw.
-async fn serve_one(request: u64, attempt: u32, st: &Station) -> Response<Full<Bytes>> {
+/// Serves one request at the instance: fast-fail, queue limit, service time, error draw; with
+/// its script's trace, when the request is traced and its script ran.
+async fn serve_one(
+    request: u64,
+    attempt: u32,
+    st: &Station,
+) -> (Response<Full<Bytes>>, Option<Trace>) {
     // A fast-failing instance answers at once (the simulator's draw).
     let fast_fail = f64::from_bits(st.fast_fail_bits.load(Ordering::Relaxed));
     if fast_fail > 0.0 && uniform(st.seed, request, attempt, Lane::FastFail) < fast_fail {
         st.meter().respond(st.now_ns(), None, true);
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "fast fail\n");
+        return (reply(StatusCode::SERVICE_UNAVAILABLE, "fast fail\n"), None);
     }
     // Queue limit: requests beyond the concurrency wait; past the limit, 503 at once.
     let permit = match st.permits.try_acquire() {
@@ -859,7 +894,7 @@ async fn serve_one(request: u64, attempt: u32, st: &Station) -> Response<Full<By
             if st.waiting.fetch_add(1, Ordering::SeqCst) >= st.queue_limit {
                 st.waiting.fetch_sub(1, Ordering::SeqCst);
                 st.meter().respond(st.now_ns(), None, true);
-                return reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n");
+                return (reply(StatusCode::SERVICE_UNAVAILABLE, "queue full\n"), None);
             }
             let arrived = st.now_ns();
             let rif = st.meter().arrive(arrived);
@@ -894,7 +929,7 @@ async fn served(
     st: &Station,
     permit: tokio::sync::SemaphorePermit<'_>,
     (arrived, rif): (u64, u32),
-) -> Response<Full<Bytes>> {
+) -> (Response<Full<Bytes>>, Option<Trace>) {
     st.meter().start(st.now_ns());
     let guard = LeaveOnDrop { st, started: true };
     let slowdown = f64::from_bits(st.slowdown_bits.load(Ordering::Relaxed))
@@ -908,20 +943,23 @@ async fn served(
     let error_rate = f64::from_bits(st.error_rate_bits.load(Ordering::Relaxed));
     let mut failed =
         error_rate > 0.0 && uniform(st.seed, request, attempt, Lane::Error) < error_rate;
+    let mut trace = None;
     if !failed && let Some(script) = &st.script {
         // The script runs on, holding the server, as in the simulator.
-        failed = !run_script(script, request, attempt, st).await;
+        trace = st.book.wanted(request).then(Trace::default);
+        failed = !run_script(script, request, attempt, st, trace.as_mut()).await;
     }
     drop(permit);
     drop(guard);
     let now = st.now_ns();
     st.meter()
         .respond(now, Some((now.saturating_sub(arrived), rif)), failed);
-    if failed {
+    let answer = if failed {
         reply(StatusCode::INTERNAL_SERVER_ERROR, "injected error\n")
     } else {
         reply(StatusCode::OK, "ok\n")
-    }
+    };
+    (answer, trace)
 }
 
 /// Runs request `request`'s attempt `attempt` through its instance's script, as the simulator
@@ -929,7 +967,16 @@ async fn served(
 /// each call it makes (drawn by its probability) through the instance's sidecar for its upstream
 /// and goes on once `wait` of them have succeeded (a failure ignored counts as a success), or
 /// fails the request once they cannot. Calls past `wait` run on, unawaited. Whether it succeeded.
-async fn run_script(script: &Script, request: u64, attempt: u32, st: &Station) -> bool {
+///
+/// With `trace` (a traced attempt), each group's calls are traced too, and the call that ended
+/// the group's wait adds its time to `trace.waited` and its critical path to `trace.parts`.
+async fn run_script(
+    script: &Script,
+    request: u64,
+    attempt: u32,
+    st: &Station,
+    mut trace: Option<&mut Trace>,
+) -> bool {
     use futures_util::StreamExt as _;
     let installed = || {
         st.sidecars
@@ -959,10 +1006,16 @@ async fn run_script(script: &Script, request: u64, attempt: u32, st: &Station) -
             }
             Op::Calls { calls, wait } => {
                 let mut answers = futures_util::stream::FuturesUnordered::new();
+                let group_start = st.now_ns();
+                let mut made_ids = Vec::new();
                 for c in calls {
                     let id = child_request(request, attempt, c.id);
                     if c.probability < 1.0 && uniform(st.seed, id, 0, Lane::Call) >= c.probability {
                         continue;
+                    }
+                    if trace.is_some() {
+                        st.book.want(id);
+                        made_ids.push(id);
                     }
                     let (done, answer) = tokio::sync::oneshot::channel();
                     let sent = sidecars
@@ -970,22 +1023,44 @@ async fn run_script(script: &Script, request: u64, attempt: u32, st: &Station) -
                         .and_then(|s| s.get(usize::from(c.upstream)))
                         .is_some_and(|s| s.send(crate::driver::Msg::Call { id, done }).is_ok());
                     let ignore = c.ignore_failure;
-                    answers.push(async move { ignore || (sent && answer.await.unwrap_or(false)) });
+                    answers.push(
+                        async move { (id, ignore || (sent && answer.await.unwrap_or(false))) },
+                    );
                 }
                 let made = answers.len() as u32;
                 let need = (*wait).min(made);
                 let (mut ok, mut failed) = (0u32, 0u32);
+                let mut last = None;
                 while ok < need {
                     match answers.next().await {
-                        Some(true) => ok += 1,
-                        Some(false) => {
+                        Some((id, true)) => {
+                            ok += 1;
+                            last = Some(id);
+                        }
+                        Some((_, false)) => {
                             failed += 1;
                             if made - failed < need {
-                                return false;
+                                break;
                             }
                         }
                         None => break,
                     }
+                }
+                if let Some(t) = trace.as_deref_mut() {
+                    // The call that ended the wait is on the critical path; the group's others
+                    // are traced no more.
+                    if ok >= need {
+                        t.waited += st.now_ns().saturating_sub(group_start);
+                        if let Some(parts) = last.and_then(|id| st.book.take(id)) {
+                            t.parts.extend(parts);
+                        }
+                    }
+                    for id in made_ids {
+                        st.book.take(id);
+                    }
+                }
+                if ok < need {
+                    return false;
                 }
             }
         }

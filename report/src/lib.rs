@@ -94,6 +94,47 @@ pub struct RunResult {
     /// Per edge of the call graph (caller, callee), its calls, when services call services.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub edges: Vec<EdgeStats>,
+    /// Where traced requests' end-to-end time went, when services call services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical_path: Option<CriticalPath>,
+}
+
+/// Where the end-to-end time of traced requests went along their critical paths: a sample
+/// of the successful requests (one in [`meshbench_scenario::graph::TRACE_ONE_IN`], the same
+/// requests in both drivers), each followed down the call that kept its caller waiting at
+/// every step (the last of a group that waits for all, the k-th of one that waits for k).
+/// A service's share is its instances' own work on those paths: queueing, service time and
+/// compute steps. The rest of the end-to-end time is network, sidecars, connection setup and
+/// retries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CriticalPath {
+    /// Traced requests (measured, successful).
+    pub requests: u64,
+    /// Their end-to-end time, summed, ns.
+    pub end_to_end_ns: u64,
+    /// Per service, its own work on those requests' critical paths, summed, ns.
+    pub services: BTreeMap<String, u64>,
+}
+
+/// The name `critical_path.csv` gives the time no service's own work took.
+pub const TRANSPORT_PART: &str = "network, sidecars, connections, retries";
+
+impl CriticalPath {
+    /// Adds another run's (or shard's) traced requests.
+    pub fn add(&mut self, o: &CriticalPath) {
+        self.requests += o.requests;
+        self.end_to_end_ns += o.end_to_end_ns;
+        for (k, v) in &o.services {
+            *self.services.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
+    /// The time on the paths that no service's own work took: network, sidecars, connection
+    /// setup and retries, summed, ns.
+    pub fn transport_ns(&self) -> u64 {
+        self.end_to_end_ns
+            .saturating_sub(self.services.values().sum::<u64>())
+    }
 }
 
 /// The calls along one edge of the call graph: a client population's requests to the service
@@ -797,6 +838,52 @@ pub fn write_reports(
         }
         w.flush()?;
     }
+    // critical_path.csv: where traced requests' end-to-end time went, per strategy (and
+    // point), over all replications: each service's own work on the critical path, then the
+    // rest.
+    if runs.iter().any(|r| r.critical_path.is_some()) {
+        let mut w = csv::Writer::from_path(dir.join("critical_path.csv"))?;
+        w.write_record(header(&[
+            "strategy", "part", "requests", "mean_ms", "share",
+        ]))?;
+        for s in summaries {
+            let mut merged = CriticalPath::default();
+            for r in runs
+                .iter()
+                .filter(|r| r.strategy == s.strategy && r.point == s.point)
+            {
+                if let Some(c) = &r.critical_path {
+                    merged.add(c);
+                }
+            }
+            if merged.requests == 0 {
+                continue;
+            }
+            // The biggest share first; the time between services last.
+            let mut services: Vec<(String, u64)> = merged
+                .services
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            services.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let parts = services
+                .into_iter()
+                .chain([(TRANSPORT_PART.to_owned(), merged.transport_ns())]);
+            for (part, ns) in parts {
+                w.write_record(with_coords(
+                    vec![
+                        s.strategy.clone(),
+                        part,
+                        merged.requests.to_string(),
+                        num(ns as f64 / merged.requests as f64 / 1e6),
+                        num(ns as f64 / merged.end_to_end_ns.max(1) as f64),
+                    ],
+                    &s.coords,
+                ))?;
+            }
+        }
+        w.flush()?;
+    }
     // One merged latency distribution per strategy (and point).
     for s in summaries {
         let mut h = latency_histogram();
@@ -1198,6 +1285,11 @@ pub fn merge_runs(sets: &[Vec<RunResult>]) -> Vec<RunResult> {
                 }
             }
             EdgeStats::add_all(&mut m.edges, &r.edges);
+            match (&mut m.critical_path, &r.critical_path) {
+                (Some(a), Some(b)) => a.add(b),
+                (None, Some(b)) => m.critical_path = Some(b.clone()),
+                _ => {}
+            }
             match (&mut m.live, &r.live) {
                 (Some(a), Some(b)) => a.add(b),
                 (None, Some(b)) => m.live = Some(b.clone()),

@@ -185,6 +185,53 @@ pub(crate) fn world_tables(dir: &Path) -> Res<String> {
         }
         out.push_str("</tbody></table>\n");
     }
+    out.push_str(&critical_path_table(dir)?);
+    Ok(out)
+}
+
+/// The critical-path table (critical_path.csv), when the run has one: per strategy (and
+/// sweep point), each service's own work on traced requests' critical paths and the time
+/// between services, in ms per request and as a share of end-to-end time.
+fn critical_path_table(dir: &Path) -> Res<String> {
+    let path = dir.join("critical_path.csv");
+    if !path.exists() {
+        return Ok(String::new());
+    }
+    let (header, rows) = read_csv(&path)?;
+    let col = |header: &[String], name: &str| -> Res<usize> {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| err(format!("{}: no `{name}` column", path.display())))
+    };
+    let (st, part, requests, mean, share) = (
+        col(&header, "strategy")?,
+        col(&header, "part")?,
+        col(&header, "requests")?,
+        col(&header, "mean_ms")?,
+        col(&header, "share")?,
+    );
+    let number = |r: &[String], i: usize| -> Res<f64> {
+        r[i].parse()
+            .map_err(|_| err(format!("{}: bad `{}`", path.display(), header[i])))
+    };
+    let mut out = format!(
+        "<h2>Where the end-to-end time goes (critical path)</h2>\n<p class=\"meta\">One successful request in {}, the same requests for every strategy, followed down the call that kept its caller waiting at each step (the slowest call of a group that waits for all; the k-th of one that waits for k). A service's part is its own work on that path: queueing, service time and compute steps. The last part of each strategy is the time between services: network, sidecars, connection setup and retries. Parts add up to the mean end-to-end latency of those requests.</p>\n<table><thead><tr><th>strategy</th><th>part</th><th>traced requests</th><th>mean per request (ms)</th><th>share of end-to-end time (%)</th></tr></thead><tbody>",
+        meshbench_scenario::graph::TRACE_ONE_IN
+    );
+    for r in &rows {
+        let label = r[..st].join(", ") + if st > 0 { ": " } else { "" } + &r[st];
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.1}</td></tr>",
+            escape(&label),
+            escape(&r[part]),
+            escape(&r[requests]),
+            number(r, mean)?,
+            100.0 * number(r, share)?,
+        );
+    }
+    out.push_str("</tbody></table>\n");
     Ok(out)
 }
 

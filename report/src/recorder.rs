@@ -19,7 +19,8 @@ use mesh_core::outlier::OutlierEvent;
 use mesh_core::{Finish, PolicyEvent};
 
 use crate::{
-    EdgeStats, EndpointStats, KeyShare, RunResult, Sample, ZoneFlow, latency_histogram, quantile_ms,
+    CriticalPath, EdgeStats, EndpointStats, KeyShare, RunResult, Sample, ZoneFlow,
+    latency_histogram, quantile_ms,
 };
 
 /// Keys below this index (the hottest ones under Zipf keys, which rank key 0 first) have their
@@ -149,6 +150,11 @@ pub struct Recorder {
     flows: Vec<u64>,
     /// Per edge of the call graph, its calls (empty for a single hop).
     edges: Vec<EdgeStats>,
+    /// Traced requests' critical paths: how many, their end-to-end time, and per station the
+    /// time its own work took on them, ns (empty for a single hop).
+    critical_requests: u64,
+    critical_end_to_end: u64,
+    critical: Vec<u64>,
 }
 
 impl Recorder {
@@ -177,6 +183,9 @@ impl Recorder {
             endpoint_zone: Vec::new(),
             flows: Vec::new(),
             edges: Vec::new(),
+            critical_requests: 0,
+            critical_end_to_end: 0,
+            critical: Vec::new(),
         }
     }
 
@@ -203,6 +212,7 @@ impl Recorder {
                 .iter()
                 .map(|(a, b)| EdgeStats::new(a.clone(), b.clone()))
                 .collect();
+            r.critical = vec![0; world.stations.len()];
         }
         r
     }
@@ -228,6 +238,24 @@ impl Recorder {
                 e.successes += 1;
                 e.latency
                     .saturating_record(now_ns.saturating_sub(started_ns).max(1));
+            }
+        }
+    }
+
+    /// A traced request ([`meshbench_scenario::graph::traced`]) made at `started_ns` succeeded
+    /// at `now_ns`; `parts` is its critical path: (station, ns of that instance's own work:
+    /// queueing, service time and compute steps). Whatever of its end-to-end time the parts
+    /// leave is network, sidecars, connection setup and retries. Counted when made after the
+    /// warm-up, in a world whose services call services.
+    pub fn critical_path(&mut self, parts: &[(u32, u64)], started_ns: u64, now_ns: u64) {
+        if started_ns < self.warmup_ns || self.critical.is_empty() {
+            return;
+        }
+        self.critical_requests += 1;
+        self.critical_end_to_end += now_ns.saturating_sub(started_ns);
+        for &(station, ns) in parts {
+            if let Some(c) = self.critical.get_mut(station as usize) {
+                *c += ns;
             }
         }
     }
@@ -452,6 +480,11 @@ impl Recorder {
         for (a, b) in self.edges.iter_mut().zip(&o.edges) {
             a.add(b);
         }
+        self.critical_requests += o.critical_requests;
+        self.critical_end_to_end += o.critical_end_to_end;
+        for (a, b) in self.critical.iter_mut().zip(&o.critical) {
+            *a += b;
+        }
         self.first_measured = match (self.first_measured, o.first_measured) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -474,6 +507,17 @@ impl Recorder {
         for row in &mut self.endpoint_series {
             row.resize(n.max(row.len()), 0);
         }
+        let critical_path = (self.critical_requests > 0).then(|| {
+            let mut services = BTreeMap::new();
+            for (e, &ns) in self.endpoints.iter().zip(&self.critical) {
+                *services.entry(e.service.clone()).or_insert(0) += ns;
+            }
+            CriticalPath {
+                requests: self.critical_requests,
+                end_to_end_ns: self.critical_end_to_end,
+                services,
+            }
+        });
         RunResult {
             point: id.point,
             coords: id.coords,
@@ -519,6 +563,7 @@ impl Recorder {
             sim_events: 0,
             live: None,
             edges: self.edges,
+            critical_path,
         }
     }
 }

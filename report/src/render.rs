@@ -108,6 +108,9 @@ pub struct ReportData {
     /// edges.csv rows of the first sweep point (none without a call graph): strategy, caller,
     /// callee, p99 (ms), error rate (a share), attempts per call.
     pub edges: Vec<(String, String, String, f64, f64, f64)>,
+    /// critical_path.csv rows of the first sweep point (none without a call graph): strategy,
+    /// part (a service, or [`crate::TRANSPORT_PART`]), share of end-to-end time.
+    pub critical: Vec<(String, String, f64)>,
 }
 
 /// endpoint_timeseries.csv, streamed, first sweep point only (the heat map's): rows as read
@@ -394,6 +397,17 @@ impl ReportData {
                 }
             }
         }
+        let mut critical = Vec::new();
+        if dir.join("critical_path.csv").exists() {
+            let (h, rows) = read_csv(&dir.join("critical_path.csv"))?;
+            let t = Table::new(dir, "critical_path.csv", &h, &rows, nsweep, 5)?;
+            for (n, row) in rows.iter().enumerate() {
+                let (coords, r) = t.split(row);
+                if coords == coords0 {
+                    critical.push((r[0].clone(), r[1].clone(), t.number(n, nsweep + 4, &r[4])?));
+                }
+            }
+        }
         // Faults of one kind over one window are one band: `7 hosts crash (backend/0 … backend/6)`.
         let mut faults: Vec<(f64, f64, String, Vec<String>)> = Vec::new();
         for f in &summary.info.faults {
@@ -432,6 +446,7 @@ impl ReportData {
             sweep_paths,
             faults,
             edges,
+            critical,
         })
     }
 
@@ -1322,7 +1337,9 @@ fn window_seconds(pts: &[(f64, f64)]) -> f64 {
 /// windows shaded and named: what a fault does to users, window by window.
 /// The call graph, one panel per strategy: clients on the left, each service one column further
 /// than its deepest caller, and on every edge the calls' p99 and error rate as the caller's
-/// sidecar saw them (and attempts per call, when retries or hedges add any).
+/// sidecar saw them (and attempts per call, when retries or hedges add any); under each service,
+/// its share of end-to-end time on the critical path, and beside the strategy's name the share
+/// spent between services.
 fn call_graph<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Res<()>
 where
     DB::ErrorType: 'static,
@@ -1375,9 +1392,22 @@ where
             i32::try_from(h).unwrap_or(100),
         );
         let colour = colour(k);
+        let share = |part: &str| {
+            data.critical
+                .iter()
+                .find(|c| c.0 == *strategy && c.1 == part)
+                .map(|c| c.2)
+        };
+        let mut title = strategy.to_string();
+        if let Some(t) = share(crate::TRANSPORT_PART) {
+            title.push_str(&format!(
+                "   (critical path, share of end-to-end time: under each service its own work; between services, retries included, {:.1}%)",
+                100.0 * t
+            ));
+        }
         panel
             .draw(&Text::new(
-                strategy.to_string(),
+                title,
                 (8, 4),
                 ("sans-serif", 15).into_font().color(&colour),
             ))
@@ -1434,6 +1464,15 @@ where
                     ("sans-serif", 13).into_font(),
                 ))
                 .map_err(err)?;
+            if let Some(c) = share(n) {
+                panel
+                    .draw(&Text::new(
+                        format!("{:.1}% of e2e", 100.0 * c),
+                        (x - 55, y + 12),
+                        ("sans-serif", 12).into_font().color(&colour),
+                    ))
+                    .map_err(err)?;
+            }
         }
     }
     Ok(())

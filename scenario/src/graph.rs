@@ -368,6 +368,15 @@ pub fn child_request(parent: u64, retry: u32, call: u32) -> u64 {
     mix(parent ^ mix(0x6361_6c6c_0000_0000 | (u64::from(retry) << 20) ^ u64::from(call)))
 }
 
+/// One client request in this many has its critical path traced ([`traced`]).
+pub const TRACE_ONE_IN: u64 = 8;
+
+/// Whether client request `request` has its critical path traced: a hash of its id, so the
+/// same requests are traced whatever the strategy, and in both drivers.
+pub fn traced(request: u64) -> bool {
+    mesh_core::seed::mix(request ^ 0x7472_6163_6500_0000) % TRACE_ONE_IN == 0
+}
+
 /// How many requests one request to `service` makes in all, itself included, on average: each
 /// call its script makes (times its probability) brings the callee's own. Retries and hedges
 /// are not counted. The graph has no cycle (checked when the scenario loads).

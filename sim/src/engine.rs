@@ -16,7 +16,7 @@ use meshbench_report::{Recorder, RunId, RunResult};
 use meshbench_scenario::workload::{LoadMeter, NetworkModel, ProxyPlan, Workload, next_uniform};
 // The base draws every strategy shares (common random numbers).
 use meshbench_scenario::crn_uniform as uniform;
-use meshbench_scenario::graph::{Op, Script, child_request};
+use meshbench_scenario::graph::{Op, Script, child_request, traced};
 use meshbench_scenario::{ArrivalClock, Dist, FaultState, Lane, Loaded};
 
 #[derive(Clone, Copy, Debug)]
@@ -186,6 +186,19 @@ struct Job {
     serving: bool,
     /// Bumped at each service start and reset: stale `ServiceDone`s carry an older value.
     generation: u32,
+    /// Its request's critical path is traced (a [`Frame`] follows it at its instance).
+    traced: bool,
+}
+
+/// A traced attempt at its instance: when it got there, how long its script waited on the
+/// calls that ended its groups, when the group under way began, and the critical path so far:
+/// (station, ns of own work), its callees' first, its own last once served.
+#[derive(Default)]
+struct Frame {
+    arrived: u64,
+    waited: u64,
+    group_start: u64,
+    parts: Vec<(u32, u64)>,
 }
 
 /// What a job carries only when instances meter their load (kept apart so the common case's
@@ -248,6 +261,13 @@ struct Sim {
     /// Time an attempt spends in the caller's and in the callee's sidecar, when either costs.
     sidecar_cost: Option<(Dist, Dist)>,
     handshake: meshbench_scenario::graph::Handshake,
+    /// Critical paths, when services call services: traced attempts' frames by job, the
+    /// traced calls under way by (sidecar, request id), and the critical paths of traced
+    /// attempts that succeeded, by (proxy, request id), until their request finishes.
+    tracing: bool,
+    frames: HashMap<u32, Frame>,
+    want: HashMap<(u32, u64), ()>,
+    answers: HashMap<(u32, u64), Vec<(u32, u64)>>,
 }
 
 /// Runs sweep point `point`, strategy `strategy` (index into the point's strategies),
@@ -347,6 +367,10 @@ pub fn run_one(
         call_results: VecDeque::new(),
         sidecar_cost: w.sidecar_cost.clone(),
         handshake: w.handshake.clone(),
+        tracing: w.proxies.len() > w.clients,
+        frames: HashMap::default(),
+        want: HashMap::default(),
+        answers: HashMap::default(),
     };
     (sim.max_windows, sim.max_events) =
         meshbench_scenario::budget::run_bounds(sc, &pt.strategies[strategy].1);
@@ -519,6 +543,14 @@ impl Sim {
                 Ev::Response(j, outcome) => {
                     let job = self.jobs[j as usize];
                     self.free_jobs.push(j);
+                    if job.traced
+                        && let Some(f) = self.frames.remove(&j)
+                        && !job.cancelled
+                        && outcome == Outcome::Success
+                    {
+                        // Kept until its request finishes (this answer may be what ends it).
+                        self.answers.insert((job.proxy, job.request), f.parts);
+                    }
                     if !job.cancelled {
                         self.by_attempt.remove(&(job.proxy, job.attempt));
                         self.proxies[job.proxy as usize].cluster.handle_input(
@@ -644,6 +676,12 @@ impl Sim {
                     let station = px.plan.offset + endpoint.0;
                     let key = px.plan.key_index(self.seed, request);
                     let from = px.plan.zone;
+                    let traced = self.tracing
+                        && if px.sidecar {
+                            !self.want.is_empty() && self.want.contains_key(&(p, request.0))
+                        } else {
+                            traced(request.0)
+                        };
                     let job = Job {
                         proxy: p,
                         attempt,
@@ -653,6 +691,7 @@ impl Sim {
                         cancelled: false,
                         serving: false,
                         generation: 0,
+                        traced,
                     };
                     let j = match self.free_jobs.pop() {
                         Some(j) => {
@@ -778,6 +817,12 @@ impl Sim {
                     let edge = self.proxies[p as usize].plan.edge;
                     self.rec
                         .call_finished(edge, result, attempts, started.as_nanos(), now);
+                    if self.tracing
+                        && traced(request.0)
+                        && let Some(parts) = self.answers.remove(&(p, request.0))
+                    {
+                        self.rec.critical_path(&parts, started.as_nanos(), now);
+                    }
                     self.finished(result, attempts, started.as_nanos());
                     let px = &self.proxies[p as usize];
                     if px.closed && now < self.arrive_until && self.arrivals_left > 0 {
@@ -871,6 +916,15 @@ impl Sim {
             return;
         }
         let now = self.now;
+        if job.traced {
+            self.frames.insert(
+                j,
+                Frame {
+                    arrived: now,
+                    ..Frame::default()
+                },
+            );
+        }
         let refused = self.refuses(job.station, job.proxy);
         let st = &mut self.stations[job.station as usize];
         if refused {
@@ -1151,6 +1205,9 @@ impl Sim {
                         let sp =
                             self.stations[ex.station as usize].sidecars[usize::from(c.upstream)];
                         self.calls.insert((sp, id), (e, serial, c.ignore_failure));
+                        if self.jobs[ex.job as usize].traced {
+                            self.want.insert((sp, id), ());
+                        }
                         self.proxies[sp as usize].cluster.handle_input(
                             Input::Request {
                                 request: mesh_core::RequestId(id),
@@ -1162,6 +1219,11 @@ impl Sim {
                     }
                     let x = &mut self.execs[e as usize];
                     (x.made, x.need, x.ok, x.failed) = (made, (*wait).min(made), 0, 0);
+                    if let Some(f) = self.frames.get_mut(&ex.job)
+                        && self.jobs[ex.job as usize].traced
+                    {
+                        f.group_start = self.now;
+                    }
                     if made > 0 {
                         return;
                     }
@@ -1182,6 +1244,12 @@ impl Sim {
         let edge = self.proxies[r.proxy as usize].plan.edge;
         self.rec
             .call_finished(edge, r.result, r.attempts, r.started, self.now);
+        let answer = if self.tracing && !self.want.is_empty() {
+            self.want.remove(&(r.proxy, r.request));
+            self.answers.remove(&(r.proxy, r.request))
+        } else {
+            None
+        };
         let Some((e, serial, ignore)) = self.calls.remove(&(r.proxy, r.request)) else {
             return;
         };
@@ -1195,6 +1263,14 @@ impl Sim {
             x.failed += 1;
         }
         if x.ok >= x.need {
+            // This call kept the script waiting: it is on the critical path.
+            let job = x.job;
+            if self.jobs[job as usize].traced
+                && let Some(f) = self.frames.get_mut(&job)
+            {
+                f.waited += self.now.saturating_sub(f.group_start);
+                f.parts.extend(answer.unwrap_or_default());
+            }
             // The rest of the group (past `wait`) runs on unawaited.
             self.exec_next(e);
         } else if x.made - x.failed < x.need {
@@ -1212,6 +1288,13 @@ impl Sim {
         self.jobs[j as usize].serving = false;
         let job = self.jobs[j as usize];
         let now = self.now;
+        if job.traced
+            && let Some(f) = self.frames.get_mut(&j)
+        {
+            // Its own work: the time at the instance it did not spend waiting on a call.
+            let own = now.saturating_sub(f.arrived).saturating_sub(f.waited);
+            f.parts.push((job.station, own));
+        }
         let st = &mut self.stations[job.station as usize];
         st.busy -= 1;
         if let Some(m) = &mut st.meter {
@@ -1255,6 +1338,9 @@ impl Sim {
                 if let Some(m) = &mut self.stations[s as usize].meter {
                     m.leave(now, false);
                 }
+                if self.jobs[next as usize].traced {
+                    self.frames.remove(&next);
+                }
                 self.free_jobs.push(next);
                 continue;
             }
@@ -1265,6 +1351,9 @@ impl Sim {
     fn respond(&mut self, j: u32, outcome: Outcome) {
         let job = self.jobs[j as usize];
         if job.cancelled {
+            if job.traced {
+                self.frames.remove(&j);
+            }
             self.free_jobs.push(j);
             return;
         }

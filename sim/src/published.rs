@@ -541,7 +541,33 @@ fn chain(m: &Measured) -> Vec<Figure> {
     );
     mean.expected =
         "6.9000 ms (1 + 2 + 3 ms of service, 6 x 0.1 ms of network, 3 x 0.1 ms of sidecars)".into();
-    vec![
+    // On a chain every call is critical: each stage's share of the end-to-end time is its mean
+    // over 6.9 ms, and the rest is the 0.9 ms between services.
+    let mut shares = Vec::new();
+    for (part, ms) in [("web", 1.0), ("api", 2.0), ("db", 3.0), ("", 0.9)] {
+        let values: Vec<f64> = m
+            .runs
+            .iter()
+            .filter_map(|r| r.critical_path.as_ref())
+            .map(|c| {
+                let ns = if part.is_empty() {
+                    c.transport_ns()
+                } else {
+                    c.services.get(part).copied().unwrap_or(0)
+                };
+                ns as f64 / c.end_to_end_ns.max(1) as f64
+            })
+            .collect();
+        let what = if part.is_empty() {
+            "critical path: share of the time between services".to_owned()
+        } else {
+            format!("critical path: {part}'s share of end-to-end time")
+        };
+        let mut f = exact_share(&what, &values, ms / 6.9, 0.005);
+        f.expected = format!("{:.1}% ({ms} ms of 6.9 ms)", 100.0 * ms / 6.9);
+        shares.push(f);
+    }
+    let mut figures = vec![
         mean,
         exact_rel(
             "p99 end-to-end latency (hypoexponential + 0.9 ms)",
@@ -550,7 +576,9 @@ fn chain(m: &Measured) -> Vec<Figure> {
             0.02,
             0.02,
         ),
-    ]
+    ];
+    figures.extend(shares);
+    figures
 }
 
 /// Every experiment, in the order the document gives them.

@@ -366,9 +366,10 @@ fn a_three_tier_chain_runs_live_as_the_simulator_runs_it() {
         .replace("mean: 2ms", "mean: 20ms")
         .replace("mean: 3ms", "mean: 30ms");
     std::fs::write(&file, chain).unwrap();
-    // One run's mean end to end, after checking its edges: every request crossed each edge once,
-    // without an error.
-    let mean_of = |cmd: &str, extra: Option<&str>| -> f64 {
+    // One run's mean end to end and its critical path's parts (mean ms per traced request), after
+    // checking its edges: every request crossed each edge once, without an error.
+    type Parts = std::collections::BTreeMap<String, f64>;
+    let mean_of = |cmd: &str, extra: Option<&str>| -> (f64, Parts) {
         let out = dir.join(format!("{cmd}{}", extra.unwrap_or("")));
         let mut args = vec![
             cmd,
@@ -401,21 +402,55 @@ fn a_three_tier_chain_runs_live_as_the_simulator_runs_it() {
             assert!((n - first).abs() <= 0.05 * first, "{cmd}: {calls:?}");
             assert_eq!(errors, 0.0, "{cmd}: {calls:?}");
         }
-        metric(&out, "mean_ms")["round_robin"]
+        // strategy,part,requests,mean_ms,share
+        let parts = String::from_utf8(read(&out, "critical_path.csv")).unwrap();
+        let parts: Parts = parts
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let c: Vec<&str> = l.rsplitn(4, ',').collect();
+                let name = c[3].split_once(',').unwrap().1.trim_matches('"').to_owned();
+                (name, c[1].parse().unwrap())
+            })
+            .collect();
+        (metric(&out, "mean_ms")["round_robin"], parts)
     };
-    let sim = mean_of("run", None);
+    let (sim, sim_parts) = mean_of("run", None);
     assert!((sim - 60.9).abs() < 4.0, "run: {sim} ms");
+    // On a chain every call is on the critical path: each tier's own work is its service time.
+    for (service, ms) in [("web", 10.0), ("api", 20.0), ("db", 30.0)] {
+        assert!(
+            (sim_parts[service] - ms).abs() < 0.15 * ms,
+            "run: critical path {sim_parts:?}"
+        );
+    }
     // A shared virtual machine's neighbours can slow one live run by several milliseconds
     // (a CI run measured +15% once, where runs here give +2 to 3%): a live variant passes
     // when one of three runs lands within 10%, and every figure is shown when none does.
     for extra in [None, Some("--mtls")] {
         let mut seen = Vec::new();
+        let mut parts = Parts::new();
         while seen.len() < 3 {
-            let mean = mean_of("live", extra);
+            let (mean, p) = mean_of("live", extra);
             seen.push(mean);
+            parts = p;
             if (mean - sim).abs() <= 0.1 * sim {
                 break;
             }
+        }
+        // The same requests are traced with the same service times in both drivers: live's
+        // parts are the simulator's, plus its timers' lateness.
+        eprintln!(
+            "live {}: critical path {parts:?}; simulator {sim_parts:?}",
+            extra.unwrap_or("")
+        );
+        for service in ["web", "api", "db"] {
+            let (l, s) = (parts[service], sim_parts[service]);
+            assert!(
+                (l - s).abs() <= 0.05 * s + 0.5,
+                "live {}: {service}'s part {l} ms against the simulator's {s} ms",
+                extra.unwrap_or("")
+            );
         }
         eprintln!(
             "live {}: {seen:?} ms; simulator {sim} ms",

@@ -493,3 +493,72 @@ clients:
     let overflow = runs[0].failures.get("overflow").copied().unwrap_or(0);
     assert!(overflow > 0, "{:?}", runs[0].failures);
 }
+
+/// The critical path follows the call that kept its caller waiting: with a front calling a
+/// 1 ms and a 3 ms service at once, waiting for both puts the 3 ms one on the path, waiting for
+/// the first puts the 1 ms one there, and a call after the group is on it too. Constant times,
+/// 100 us per network hop: every part is exact.
+#[test]
+fn the_critical_path_follows_the_call_its_caller_waited_for() {
+    let yaml = |wait: &str| {
+        format!(
+            "
+name: crit
+seed: 4
+requests: 16000
+warmup: 0s
+strategies: {{ rr: {{ balancer: {{ kind: round_robin }} }} }}
+network: {{ latency: {{ dist: constant, value: 100us }} }}
+services:
+  front:
+    instances: 2
+    concurrency: 1000
+    service_time: {{ dist: constant, value: 500us }}
+    script:
+      - parallel: [{{ call: quick }}, {{ call: slow }}]
+        wait: {wait}
+      - compute: {{ dist: constant, value: 200us }}
+      - call: quick
+  quick: {{ instances: 2, concurrency: 1000, service_time: {{ dist: constant, value: 1ms }} }}
+  slow: {{ instances: 2, concurrency: 1000, service_time: {{ dist: constant, value: 3ms }} }}
+clients:
+  c: {{ proxies: 2, target: front, arrival: {{ process: poisson, rate: 500/s }} }}
+"
+        )
+    };
+    for (wait, want) in [
+        ("all", [("front", 0.7), ("quick", 1.0), ("slow", 3.0)]),
+        ("1", [("front", 0.7), ("quick", 2.0), ("slow", 0.0)]),
+    ] {
+        let runs = run_yaml(&yaml(wait));
+        let c = runs[0]
+            .critical_path
+            .as_ref()
+            .expect("a graph traces its requests");
+        // One in eight, by a hash of the request id.
+        assert!(
+            (c.requests as f64 - 2000.0).abs() < 200.0,
+            "{wait}: {} traced",
+            c.requests
+        );
+        let mean = |ns: u64| ns as f64 / c.requests as f64 / 1e6;
+        for (service, ms) in want {
+            let got = mean(c.services.get(service).copied().unwrap_or(0));
+            assert!(
+                (got - ms).abs() < 1e-6,
+                "wait {wait}: {service} {got} ms, want {ms}"
+            );
+        }
+        // Four network hops (two calls on the path, out and back) plus the client's two.
+        assert!(
+            (mean(c.transport_ns()) - 0.6).abs() < 1e-6,
+            "wait {wait}: {c:?}"
+        );
+        let end_to_end = mean(c.end_to_end_ns);
+        let sum: f64 = want.iter().map(|w| w.1).sum::<f64>() + 0.6;
+        assert!(
+            (end_to_end - sum).abs() < 1e-6,
+            "wait {wait}: {end_to_end} ms"
+        );
+    }
+}
