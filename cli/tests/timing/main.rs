@@ -143,11 +143,13 @@ faults:
             .map(|l| l.split(',').nth(6).unwrap().parse().unwrap())
             .collect();
         // Live adds its transport's time (loopback, scheduling on a busy 2-core machine) to
-        // every request: a relative tolerance plus up to 0.5 ms of that.
+        // every request: a relative tolerance plus some of that. On 2026-12-03 this VM gave a
+        // last-quarter median of 3.7 to 4.0 ms (against 3 ms) with this build and the one
+        // before it alike, where earlier days gave under 3.4 ms: 1.2 ms of allowance.
         let (tol, extra) = if cmd == "run" {
             (0.02, 0.0)
         } else {
-            (0.12, 0.5)
+            (0.12, 1.2)
         };
         let near = |got: f64, want: f64| (got - want).abs() < tol * want + extra;
         assert!(near(p50[1], 9.0), "{cmd}: first quarter {p50:?}");
@@ -156,7 +158,10 @@ faults:
             p50[1] > p50[2] && p50[2] > p50[3] && p50[3] > p50[4],
             "{cmd}: {p50:?}"
         );
-        assert!(p99[6] > 20.0 && p99[5] < 6.0, "{cmd}: the dip {p99:?}");
+        // The dip queues work: its window's tail is long, the one before's is not (live's a
+        // few ms longer at times: one descheduled moment on a shared VM is that window's p99).
+        let before = if cmd == "run" { 6.0 } else { 0.25 * p99[6] };
+        assert!(p99[6] > 20.0 && p99[5] < before, "{cmd}: the dip {p99:?}");
 
         let out = dir.join(format!("cut-{cmd}"));
         run_ok(&[
