@@ -385,6 +385,8 @@ static ZONE_HEADER: hyper::header::HeaderName =
 /// The calling proxy's client population.
 static CLIENT_HEADER: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static(workload::CLIENT_HEADER);
+static SIDECAR_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static(workload::SIDECAR_HEADER);
 
 /// What a request carries besides its path.
 #[derive(Clone, Copy, Debug, Default)]
@@ -397,6 +399,8 @@ struct Ids {
     zone: Option<u16>,
     /// The proxy's client population, when a partition cuts one off.
     client: Option<u16>,
+    /// The proxy's sidecar, when sidecars queue (`mesh.concurrency`).
+    sidecar: Option<u32>,
     /// The attempt's W3C `traceparent` (requests only).
     trace: Option<[u8; 55]>,
 }
@@ -496,7 +500,7 @@ async fn exchange(
                 Path::Health => &t.health_head,
                 Path::Probe => &t.probe_head,
             };
-            let mut extra: [(&[u8], u64); 5] = [(b"", 0); 5];
+            let mut extra: [(&[u8], u64); 6] = [(b"", 0); 6];
             let mut n = 0;
             if let Some((request, retry)) = ids.request {
                 extra[0] = (REQUEST_HEADER.as_str().as_bytes(), request);
@@ -513,6 +517,10 @@ async fn exchange(
             }
             if let Some(c) = ids.client {
                 extra[n] = (CLIENT_HEADER.as_str().as_bytes(), u64::from(c));
+                n += 1;
+            }
+            if let Some(c) = ids.sidecar {
+                extra[n] = (SIDECAR_HEADER.as_str().as_bytes(), u64::from(c));
                 n += 1;
             }
             let body: &[u8] = match path {
@@ -556,6 +564,9 @@ async fn exchange(
             }
             if let Some(c) = ids.client {
                 req = req.header(&CLIENT_HEADER, c);
+            }
+            if let Some(c) = ids.sidecar {
+                req = req.header(&SIDECAR_HEADER, c);
             }
             if let Some(t) = &ids.trace {
                 req = req.header(&TRACEPARENT, &t[..]);
@@ -1151,6 +1162,7 @@ async fn run_world(
             run_seed: run_seed.value(),
             zone: send_zone.then_some(plan.zone),
             client: send_client.then_some(plan.client_index),
+            sidecar: world.sidecar_workers.map(|_| world.sidecar_of(i)),
             want_load: world.load_reports,
             addrs,
             urls: opts.urls.clone(),
@@ -1664,6 +1676,8 @@ struct Actor {
     zone: Option<u16>,
     /// The client population sent to the backends (when a partition cuts one off).
     client: Option<u16>,
+    /// Its sidecar sent to the backends (when sidecars queue).
+    sidecar: Option<u32>,
     /// Whether the balancer reads load reports (ORCA): parse them off responses.
     want_load: bool,
     addrs: Vec<SocketAddr>,
@@ -2234,6 +2248,7 @@ impl Actor {
                     key,
                     zone: self.zone,
                     client: self.client,
+                    sidecar: self.sidecar,
                     trace: Some(trace),
                 };
                 let want = if self.want_load {
@@ -2353,6 +2368,7 @@ impl Actor {
                     key: None,
                     zone: self.zone,
                     client: self.client,
+                    sidecar: None,
                     trace: None,
                 };
                 tokio::spawn(async move {
@@ -2382,6 +2398,7 @@ impl Actor {
                     key: None,
                     zone: self.zone,
                     client: self.client,
+                    sidecar: None,
                     trace: None,
                 };
                 pending.push(Box::pin(async move {

@@ -22,8 +22,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshbench_scenario::graph::{Op, Script, child_request};
 use meshbench_scenario::workload::{
-    CLIENT_HEADER, LOAD_HEADER, LoadMeter, NetworkModel, PROBE_HEADER, PROBE_PATH, ZONE_HEADER,
-    format_load_report, format_probe,
+    CLIENT_HEADER, LOAD_HEADER, LoadMeter, NetworkModel, PROBE_HEADER, PROBE_PATH, SIDECAR_HEADER,
+    ZONE_HEADER, format_load_report, format_probe,
 };
 use meshbench_scenario::{Dist, FaultChange, FaultState, Scenario};
 use tokio::net::TcpListener;
@@ -87,6 +87,11 @@ struct Station {
     /// (`mesh.outbound`, `mesh.inbound`), when either costs: added to its way in, as the
     /// simulator adds it.
     sidecar_cost: Option<Arc<(Dist, Dist)>>,
+    /// Sidecars that queue (`mesh.concurrency`): every sidecar's workers, numbered as
+    /// [`meshbench_scenario::workload::Workload::sidecar_of`] numbers them (shared by every
+    /// instance of the run). An attempt waits for a worker of its caller's sidecar (named by its
+    /// header) for its outbound time, and for one of this instance's for its inbound time.
+    sidecar_workers: Option<Arc<[Semaphore]>>,
     /// A successful response's body (`services.X.response_size`; empty: a few bytes of text),
     /// and the time its bytes take on the modeled link back (`network.bandwidth`), ns.
     response: Bytes,
@@ -217,6 +222,19 @@ impl Station {
     /// One network hop of `request`'s attempt between zones `from` and `to`, as the simulator
     /// draws it.
     /// `extra_ns` is a network fault's delay on top.
+    /// `ns` of a sidecar's work: in one of `workers`' (waiting first come, first served for a
+    /// free one), or as a plain delay without.
+    async fn work_in(&self, workers: Option<&Semaphore>, ns: u64) {
+        let _worker = match workers {
+            Some(w) => w.acquire().await.ok(),
+            None => None,
+        };
+        if ns > 0 {
+            let until = std::time::Instant::now() + std::time::Duration::from_nanos(ns);
+            self.timer.sleep_until(until).await;
+        }
+    }
+
     async fn hop(&self, from: u16, to: u16, request: u64, attempt: u32, lane: Lane, extra_ns: u64) {
         let ns = self
             .net
@@ -406,6 +424,12 @@ impl Backends {
                 i.cloned().unwrap_or(Dist::ZERO),
             ))
         });
+        let client_proxies: u32 = scenario.clients.values().map(|c| c.proxies).sum();
+        let sidecar_workers: Option<Arc<[Semaphore]>> = scenario.mesh.workers().map(|n| {
+            (0..stations.len() + client_proxies as usize)
+                .map(|_| Semaphore::new(n as usize))
+                .collect()
+        });
         let mut instances = Vec::new();
         let book = Arc::new(crate::critical::CriticalBook::default());
         // One body per size, shared by the instances that send it.
@@ -446,6 +470,7 @@ impl Backends {
                 script: x.script.clone(),
                 sidecars: std::sync::RwLock::new(None),
                 sidecar_cost: sidecar_cost.clone(),
+                sidecar_workers: sidecar_workers.clone(),
                 response,
                 response_ns: x.response_ns,
                 station: instances.len() as u32,
@@ -761,22 +786,44 @@ async fn handle_request(
     }
     let path = req.uri().path();
     // A work request's attempt also spends its time in the two sidecars, drawn per attempt.
-    let sidecars = match &st.sidecar_cost {
+    let (out_ns, in_ns) = match &st.sidecar_cost {
         Some(c) if path != "/health" && path != PROBE_PATH => {
             let draw = |d: &Dist, lane| d.quantile_ns(uniform(st.seed, request, attempt, lane));
-            (draw(&c.0, Lane::SidecarOut) + draw(&c.1, Lane::SidecarIn)).round() as u64
+            (draw(&c.0, Lane::SidecarOut), draw(&c.1, Lane::SidecarIn))
         }
-        _ => 0,
+        _ => (0.0, 0.0),
     };
-    st.hop(
-        from,
-        st.zone,
-        request,
-        attempt,
-        Lane::NetOut,
-        net(Lane::LossOut) + sidecars,
-    )
-    .await;
+    match &st.sidecar_workers {
+        Some(workers) if out_ns + in_ns > 0.0 => {
+            // Sidecars that queue: the caller's worker, the network, then one of ours. A
+            // caller outside this run (`meshbench serve`'s clients) names no sidecar of ours:
+            // its outbound time is a delay.
+            let caller = header_u64(&req, SIDECAR_HEADER).and_then(|c| workers.get(c as usize));
+            st.work_in(caller, out_ns.round() as u64).await;
+            st.hop(
+                from,
+                st.zone,
+                request,
+                attempt,
+                Lane::NetOut,
+                net(Lane::LossOut),
+            )
+            .await;
+            st.work_in(workers.get(st.station as usize), in_ns.round() as u64)
+                .await;
+        }
+        _ => {
+            st.hop(
+                from,
+                st.zone,
+                request,
+                attempt,
+                Lane::NetOut,
+                net(Lane::LossOut) + (out_ns + in_ns).round() as u64,
+            )
+            .await;
+        }
+    }
     let back = net(Lane::LossBack);
     if req.uri().path() == "/health" {
         let answer = health(request, &st).await;

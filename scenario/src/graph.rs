@@ -150,6 +150,13 @@ pub struct Mesh {
     /// Time an attempt spends in the called instance's sidecar. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbound: Option<Dist>,
+    /// Attempts a sidecar works on at once: its worker threads (Envoy's `--concurrency`,
+    /// Istio's `proxy.istio.io/config: concurrency`, 2 by default there). With it, every sidecar
+    /// (an instance's, shared by its way in and its calls out, and each client proxy's) is a
+    /// station: an attempt waits first come, first served for a free worker, and a saturated
+    /// sidecar queues. Without it (the default), a sidecar's time is a pure delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     /// What a new connection's TLS handshake costs, for policies whose `connections.tls` is
     /// `tls` or `mtls`. Default: TLS 1.3 with ECDSA P-256 certificates and X25519 (see
     /// [`Handshake`]).
@@ -221,6 +228,7 @@ impl Default for Mesh {
             sidecars: true,
             outbound: None,
             inbound: None,
+            concurrency: None,
             handshake: None,
         }
     }
@@ -240,6 +248,12 @@ impl Mesh {
     pub fn costs(&self) -> bool {
         let (a, b) = self.overheads();
         a.is_some() || b.is_some()
+    }
+
+    /// The sidecars' workers, when sidecars are stations that queue (`concurrency`) and their
+    /// time acts.
+    pub fn workers(&self) -> Option<u32> {
+        self.concurrency.filter(|_| self.costs())
     }
 
     /// Its distributions, with their field paths under `mesh`, mutably (to load files).

@@ -1511,6 +1511,22 @@ fn check(s: &Scenario, at: &At<'_>) -> Result<Vec<String>, ScenarioError> {
             None,
         ));
     }
+    if let Some(c) = s.mesh.concurrency {
+        if c == 0 {
+            return Err(at(
+                "mesh.concurrency",
+                "a sidecar needs at least 1 worker: set 1 or more (Istio's default is 2), or remove it for sidecars that never queue".into(),
+                None,
+            ));
+        }
+        if s.mesh.outbound.is_none() && s.mesh.inbound.is_none() {
+            return Err(at(
+                "mesh.concurrency",
+                "the sidecars' workers have nothing to do, since `mesh.outbound` and `mesh.inbound` give a sidecar no time, so it would change nothing: set what a sidecar costs (for example `outbound: { dist: exponential, mean: 100us }`), or remove it".into(),
+                None,
+            ));
+        }
+    }
     check_faults(s, at, &mut warnings)?;
     if let Some(m) = &s.membership {
         check_membership(s, m, at)?;

@@ -402,6 +402,11 @@ pub const ZONE_HEADER: &str = "x-meshbench-zone";
 /// so a live backend can play a partition from that population.
 pub const CLIENT_HEADER: &str = "x-meshbench-client";
 
+/// The request header carrying the caller's sidecar ([`Workload::sidecar_of`]) to the
+/// in-process backends when sidecars queue (`mesh.concurrency`): the callee spends the
+/// attempt's outbound time in that sidecar's workers.
+pub const SIDECAR_HEADER: &str = "x-meshbench-sidecar";
+
 /// One run's world. See the module docs.
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -431,11 +436,31 @@ pub struct Workload {
     /// Time an attempt spends in its caller's sidecar and in its callee's (`mesh:`), when either
     /// costs anything.
     pub sidecar_cost: Option<(Dist, Dist)>,
+    /// The workers of every sidecar when sidecars queue (`mesh.concurrency`, with a cost):
+    /// sidecar [`Workload::sidecar_of`] serves that many attempts at once, first come, first
+    /// served.
+    pub sidecar_workers: Option<u32>,
     /// What a new connection's handshakes cost (`mesh.handshake`), for pooled policies.
     pub handshake: crate::graph::Handshake,
 }
 
 impl Workload {
+    /// The sidecar proxy `p`'s attempts leave through: its calling instance's (a sidecar
+    /// station numbered as the instance's station, shared by the instance's way in and all its
+    /// upstreams), or a client proxy's own (`stations.len() + p`). There are
+    /// [`Workload::sidecar_count`] of them.
+    pub fn sidecar_of(&self, p: usize) -> u32 {
+        self.proxies[p]
+            .caller
+            .unwrap_or((self.stations.len() + p) as u32)
+    }
+
+    /// How many sidecars [`Workload::sidecar_of`] numbers: one per instance, one per client
+    /// proxy.
+    pub fn sidecar_count(&self) -> usize {
+        self.stations.len() + self.clients
+    }
+
     /// The world of sweep point `point`, strategy `strategy` (index into the point's
     /// strategies), replication `replication`, base seed `seed`. Every point and strategy of a
     /// replication shares the replication's seed (common random numbers).
@@ -644,6 +669,7 @@ impl Workload {
             clients,
             edges,
             sidecar_cost,
+            sidecar_workers: scenario.mesh.workers(),
             handshake: scenario.mesh.handshake.clone().unwrap_or_default(),
             seed: run_seed,
             network: NetworkModel::of(scenario, &zones),

@@ -52,6 +52,10 @@ enum Ev {
     ConnAt(u32, u32, mesh_core::ConnectionId),
     /// Proxy `.0`'s connection `.1` is set up (`true`) or refused.
     ConnDone(u32, mesh_core::ConnectionId, bool),
+    /// Sidecar `.0` has worked on job `.1`'s attempt: on its way out (`false`) or in.
+    SidecarDone(u32, u32, bool),
+    /// Job `.0`'s attempt reaches its instance's sidecar (sidecars that queue).
+    AtSidecar(u32),
 }
 
 struct Scheduled {
@@ -190,6 +194,14 @@ struct Job {
     traced: bool,
 }
 
+/// A sidecar that queues (`mesh.concurrency`): attempts in its workers, and those waiting for
+/// one (job, on its way in) in arrival order.
+#[derive(Default)]
+struct Sidecar {
+    busy: u32,
+    queue: VecDeque<(u32, bool)>,
+}
+
 /// A traced attempt at its instance: when it got there, how long its script waited on the
 /// calls that ended its groups, when the group under way began, and the critical path so far:
 /// (station, ns of own work), its callees' first, its own last once served.
@@ -260,6 +272,13 @@ struct Sim {
     call_results: VecDeque<CallResult>,
     /// Time an attempt spends in the caller's and in the callee's sidecar, when either costs.
     sidecar_cost: Option<(Dist, Dist)>,
+    /// Sidecars that queue (`mesh.concurrency`): their workers, each proxy's sidecar
+    /// (`Workload::sidecar_of`), their state, and each job's network time between its caller's
+    /// sidecar and its callee's while it waits in the first.
+    workers: u32,
+    sidecar_of: Vec<u32>,
+    sidecars: Vec<Sidecar>,
+    transit: HashMap<u32, u64>,
     handshake: meshbench_scenario::graph::Handshake,
     /// Critical paths, when services call services: traced attempts' frames by job, the
     /// traced calls under way by (sidecar, request id), and the critical paths of traced
@@ -366,6 +385,14 @@ pub fn run_one(
         serial: 0,
         call_results: VecDeque::new(),
         sidecar_cost: w.sidecar_cost.clone(),
+        workers: w.sidecar_workers.unwrap_or(0),
+        sidecar_of: (0..w.proxies.len()).map(|p| w.sidecar_of(p)).collect(),
+        sidecars: if w.sidecar_workers.is_some() {
+            (0..w.sidecar_count()).map(|_| Sidecar::default()).collect()
+        } else {
+            Vec::new()
+        },
+        transit: HashMap::default(),
         handshake: w.handshake.clone(),
         tracing: w.proxies.len() > w.clients,
         frames: HashMap::default(),
@@ -498,6 +525,8 @@ impl Sim {
                     }
                 }
                 Ev::AtInstance(j) => self.at_instance(j),
+                Ev::AtSidecar(j) => self.sidecar_enter(self.jobs[j as usize].station, j, true),
+                Ev::SidecarDone(sc, j, inbound) => self.sidecar_done(sc, j, inbound),
                 Ev::ServiceDone(j, generation) => {
                     if self.jobs[j as usize].generation == generation {
                         self.service_done(j);
@@ -718,6 +747,12 @@ impl Sim {
                             + st.fault.net_extra_ns(from, || {
                                 uniform(self.seed, request.0, retry, Lane::LossOut)
                             });
+                    if self.workers > 0 {
+                        // Through the caller's sidecar, the network, then the callee's.
+                        self.transit.insert(j, d);
+                        self.sidecar_enter(self.sidecar_of[p as usize], j, false);
+                        continue;
+                    }
                     if let Some((out, inb)) = &self.sidecar_cost {
                         // The attempt's time in the caller's sidecar and the callee's.
                         d += (out.quantile_ns(uniform(
@@ -906,6 +941,55 @@ impl Sim {
             self.rec.note("connections_refused");
         }
         self.push(now.saturating_add(t), Ev::ConnDone(p, c, !refused));
+    }
+
+    /// Job `j`'s attempt reaches sidecar `sc` (on its way in, or out of its caller): a free
+    /// worker takes it, or it waits its turn. An attempt abandoned before a worker takes it is
+    /// dropped, as its instance would drop it, unless abandoned work is served.
+    fn sidecar_enter(&mut self, sc: u32, j: u32, inbound: bool) {
+        let job = self.jobs[j as usize];
+        if job.cancelled && !self.stations[job.station as usize].serves_abandoned {
+            self.transit.remove(&j);
+            self.free_jobs.push(j);
+            return;
+        }
+        let s = &mut self.sidecars[sc as usize];
+        if s.busy < self.workers {
+            s.busy += 1;
+            let (out, inb) = self
+                .sidecar_cost
+                .as_ref()
+                .expect("sidecars queue only when they cost");
+            let (d, lane) = if inbound {
+                (inb, Lane::SidecarIn)
+            } else {
+                (out, Lane::SidecarOut)
+            };
+            let ns = d
+                .quantile_ns(uniform(self.seed, job.request, job.retry, lane))
+                .round() as u64;
+            self.push(self.now.saturating_add(ns), Ev::SidecarDone(sc, j, inbound));
+        } else {
+            s.queue.push_back((j, inbound));
+        }
+    }
+
+    /// Sidecar `sc`'s worker is done with job `j`: it takes the next waiting attempt, and `j`
+    /// goes on, over the network to its callee's sidecar or into its instance.
+    fn sidecar_done(&mut self, sc: u32, j: u32, inbound: bool) {
+        self.sidecars[sc as usize].busy -= 1;
+        // Abandoned attempts are dropped on the way, so the worker may pass over some.
+        while self.sidecars[sc as usize].busy < self.workers
+            && let Some((next, next_in)) = self.sidecars[sc as usize].queue.pop_front()
+        {
+            self.sidecar_enter(sc, next, next_in);
+        }
+        if inbound {
+            self.at_instance(j);
+        } else {
+            let d = self.transit.remove(&j).unwrap_or(0);
+            self.push(self.now.saturating_add(d), Ev::AtSidecar(j));
+        }
     }
 
     fn at_instance(&mut self, j: u32) {

@@ -541,3 +541,66 @@ clients:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sidecar_with_one_worker_queues_in_live_as_in_the_simulator() {
+    let _timing = timing_lock();
+    // A client sidecar with one worker and exponential 10 ms of outbound time at 50/s: an
+    // M/M/1 at load 0.5, so its requests wait; both drivers draw the same arrivals and times.
+    // Live's own transport is a few percent at this scale.
+    let dir = tmp("sidecar-queue");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("q.yaml");
+    let world = |workers: u32| {
+        format!(
+            "
+name: sidecar-queue
+seed: 3
+duration: 6s
+warmup: 500ms
+replications: 1
+strategies:
+  rr: {{ balancer: {{ kind: round_robin }} }}
+mesh:
+  outbound: {{ dist: exponential, mean: 10ms }}
+  concurrency: {workers}
+services:
+  b: {{ instances: 2, concurrency: 100, service_time: {{ dist: constant, value: 1ms }} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: poisson, rate: 50/s }} }}
+"
+        )
+    };
+    let mean = |cmd: &str, workers: u32| {
+        std::fs::write(&file, world(workers)).unwrap();
+        let out = dir.join(cmd);
+        run_ok(&[
+            cmd,
+            file.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        metric(&out, "mean_ms")["rr"]
+    };
+    let sim = mean("run", 1);
+    let unqueued = mean("run", 1000);
+    assert!(
+        sim > 1.4 * unqueued,
+        "sim: {sim} ms queued, {unqueued} ms not"
+    );
+    // One noisy live run on a shared machine may miss; one of two must land within 10%.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let live = mean("live", 1);
+        seen.push(live);
+        if (live - sim).abs() <= 0.1 * sim {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| (l - sim).abs() <= 0.1 * sim),
+        "live {seen:?} ms against the simulator's {sim} ms"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -835,7 +835,7 @@ fn every_call_graph_field_changes_a_result() {
     )
     .expect("a step with every field");
     let mesh: Mesh = yaml_serde::from_str(
-        "{ sidecars: false, outbound: { dist: constant, value: 1ms }, inbound: { dist: constant, value: 1ms }, handshake: {} }",
+        "{ sidecars: false, outbound: { dist: constant, value: 1ms }, inbound: { dist: constant, value: 1ms }, concurrency: 1, handshake: {} }",
     )
     .expect("a mesh with every field");
     let mut walked = BTreeSet::new();
@@ -943,6 +943,15 @@ fn every_call_graph_field_changes_a_result() {
             "mesh.inbound",
             graph(one, "", "{}"),
             graph(one, "{ inbound: { dist: constant, value: 300us } }", "{}"),
+        ),
+        (
+            "mesh.concurrency",
+            graph(one, cost, "{}"),
+            graph(
+                one,
+                "{ outbound: { dist: constant, value: 300us }, concurrency: 1 }",
+                "{}",
+            ),
         ),
         (
             "mesh.handshake",

@@ -562,3 +562,67 @@ clients:
         );
     }
 }
+
+#[test]
+fn a_sidecar_with_one_worker_queues_as_an_mm1_and_one_that_never_waits_is_a_delay() {
+    // One client proxy's sidecar with one worker and exponential 1 ms of outbound time, fed
+    // Poisson arrivals at 500/s: an M/M/1 at load 0.5, whose mean time in system is
+    // 1 / (mu - lambda) = 2 ms and whose p99 is ln(100) * 2 ms = 9.21 ms. The instance adds its
+    // constant 1 ms; there is no network delay.
+    let world = |workers: u32| {
+        format!(
+            "
+name: sidecar-queue
+seed: 3
+requests: 1000000
+warmup: 1s
+replications: 4
+strategies:
+  rr: {{ balancer: {{ kind: round_robin }} }}
+mesh:
+  outbound: {{ dist: exponential, mean: 1ms }}
+  concurrency: {workers}
+services:
+  b: {{ instances: 2, concurrency: 1000, service_time: {{ dist: constant, value: 1ms }} }}
+clients:
+  c: {{ proxies: 1, target: b, arrival: {{ process: poisson, rate: 500/s }} }}
+"
+        )
+    };
+    let runs = run_yaml(&world(1));
+    let means: Vec<f64> = runs.iter().map(|r| r.latency.mean() / 1e6).collect();
+    let p99s: Vec<f64> = runs
+        .iter()
+        .map(|r| r.latency.value_at_quantile(0.99) as f64 / 1e6)
+        .collect();
+    let ci = |xs: &[f64]| {
+        let n = xs.len() as f64;
+        let m = xs.iter().sum::<f64>() / n;
+        let var = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
+        // Student's t for 3 degrees of freedom, 95%.
+        (m, 3.182 * (var / n).sqrt())
+    };
+    let (mean, half) = ci(&means);
+    assert!(
+        (mean - 3.0).abs() <= half.max(0.01),
+        "mean {mean:.4} +- {half:.4} ms, expected 3.0"
+    );
+    let (p99, half) = ci(&p99s);
+    let want = 1.0 + 100f64.ln() * 2.0;
+    assert!(
+        (p99 - want).abs() <= half.max(0.05) + 0.01 * want,
+        "p99 {p99:.3} +- {half:.3} ms, expected {want:.3}"
+    );
+    // With workers to spare nobody waits: every request takes exactly what the pure delay
+    // gives it (the same draws), 1 ms of sidecar on average plus 1 ms of service.
+    let spare = run_yaml(&world(100_000));
+    let delay = run_yaml(&world(1).replace("  concurrency: 1\n", ""));
+    for (a, b) in spare.iter().zip(&delay) {
+        assert_eq!(
+            a.latency, b.latency,
+            "a sidecar that never waits is a delay"
+        );
+    }
+    let m = spare[0].latency.mean() / 1e6;
+    assert!((m - 2.0).abs() < 0.02, "mean {m:.4} ms without waiting");
+}
