@@ -793,36 +793,31 @@ async fn handle_request(
         }
         _ => (0.0, 0.0),
     };
-    match &st.sidecar_workers {
-        Some(workers) if out_ns + in_ns > 0.0 => {
-            // Sidecars that queue: the caller's worker, the network, then one of ours. A
-            // caller outside this run (`meshbench serve`'s clients) names no sidecar of ours:
-            // its outbound time is a delay.
-            let caller = header_u64(&req, SIDECAR_HEADER).and_then(|c| workers.get(c as usize));
-            st.work_in(caller, out_ns.round() as u64).await;
-            st.hop(
-                from,
-                st.zone,
-                request,
-                attempt,
-                Lane::NetOut,
-                net(Lane::LossOut),
-            )
+    // Sidecars that queue: the caller's worker, the network, then one of ours. A caller outside
+    // this run (`meshbench serve`'s clients) names no sidecar of ours: its outbound time is a
+    // delay. Without queues, both times ride on the way in.
+    let queued = st.sidecar_workers.as_ref().filter(|_| out_ns + in_ns > 0.0);
+    if let Some(workers) = queued {
+        let caller = header_u64(&req, SIDECAR_HEADER).and_then(|c| workers.get(c as usize));
+        st.work_in(caller, out_ns.round() as u64).await;
+    }
+    let carried = if queued.is_some() {
+        0
+    } else {
+        (out_ns + in_ns).round() as u64
+    };
+    st.hop(
+        from,
+        st.zone,
+        request,
+        attempt,
+        Lane::NetOut,
+        net(Lane::LossOut) + carried,
+    )
+    .await;
+    if let Some(workers) = queued {
+        st.work_in(workers.get(st.station as usize), in_ns.round() as u64)
             .await;
-            st.work_in(workers.get(st.station as usize), in_ns.round() as u64)
-                .await;
-        }
-        _ => {
-            st.hop(
-                from,
-                st.zone,
-                request,
-                attempt,
-                Lane::NetOut,
-                net(Lane::LossOut) + (out_ns + in_ns).round() as u64,
-            )
-            .await;
-        }
     }
     let back = net(Lane::LossBack);
     if req.uri().path() == "/health" {
