@@ -96,7 +96,8 @@ fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, String> {
 }
 
 /// A server config from a certificate chain and key (PEM); with `client_ca_pem`, clients must
-/// present a certificate signed by that CA (mTLS). ALPN offers h2 and http/1.1.
+/// present a certificate signed by that CA (mTLS). ALPN offers h2 and http/1.1. It issues no
+/// session tickets: live clients never resume (see [`client_config`]).
 pub fn server_config(
     cert_pem: &str,
     key_pem: &str,
@@ -124,11 +125,18 @@ pub fn server_config(
         )
         .map_err(|e| format!("server certificate and key: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
 /// A client config trusting `ca_pem`, presenting `client` (certificate, key) when given, and
 /// asking for h2 by ALPN when `http2`.
+///
+/// Every connection does a full handshake: session resumption is off, so a new connection
+/// costs what the simulator's `mesh.handshake` models (the server's certificate checked and its
+/// signature verified, and with mTLS the client's signature and the server's check of its
+/// chain). With rustls's default ticket cache, every connection after the first resumed by a
+/// pre-shared key, skipping both certificates, and mTLS cost no more than TLS.
 pub fn client_config(
     ca_pem: &str,
     client: Option<(&str, &str)>,
@@ -144,6 +152,7 @@ pub fn client_config(
             .map_err(|e| format!("client certificate and key: {e}"))?,
         None => builder.with_no_client_auth(),
     };
+    config.resumption = rustls::client::Resumption::disabled();
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec()]
     } else {
