@@ -619,8 +619,23 @@ fn load_share(dir: &Path, instance: u32) -> std::collections::BTreeMap<String, f
 
 #[test]
 fn multi_tier_runs_are_identical_on_1_and_2_threads_edge_by_edge() {
-    for file in ["three-tier-chain", "fanout-100"] {
-        let path = format!("scenarios/validation/{file}.yaml");
+    // The mesh-overhead graph with sidecars that queue (one worker each) as well.
+    let queued = tmp("sidecar-queue");
+    std::fs::create_dir_all(&queued).unwrap();
+    let overhead = std::fs::read_to_string(root().join("scenarios/mesh-overhead.yaml")).unwrap();
+    let inbound = "  inbound: { dist: exponential, mean: 150us }\n";
+    assert_eq!(overhead.matches(inbound).count(), 1);
+    let queued_file = queued.join("mesh-overhead-queued.yaml");
+    std::fs::write(
+        &queued_file,
+        overhead.replace(inbound, &format!("{inbound}  concurrency: 1\n")),
+    )
+    .unwrap();
+    for file in ["three-tier-chain", "fanout-100", "sidecar-queue"] {
+        let path = match file {
+            "sidecar-queue" => queued_file.to_str().unwrap().to_owned(),
+            _ => format!("scenarios/validation/{file}.yaml"),
+        };
         let (a, b) = (tmp(&format!("{file}-1")), tmp(&format!("{file}-2")));
         for (dir, threads) in [(&a, "1"), (&b, "2")] {
             run_ok(&[
@@ -641,6 +656,9 @@ fn multi_tier_runs_are_identical_on_1_and_2_threads_edge_by_edge() {
             "edges.csv",
         ] {
             assert_eq!(read(&a, f), read(&b, f), "{file}: {f}, 1 thread vs 2");
+        }
+        if file == "sidecar-queue" {
+            continue;
         }
         // Every hop of the graph is an edge, each with every call counted.
         let edges = String::from_utf8(read(&a, "edges.csv")).expect("UTF-8");
