@@ -77,7 +77,9 @@ pub struct RetryConfig {
     #[serde(default = "default_retry_on")]
     pub retry_on: Vec<RetryOn>,
     /// Deadline of each attempt. Default none (the request timeout applies). Ignored when it is
-    /// not shorter than the request timeout, as Envoy does.
+    /// not shorter than the request timeout, as Envoy does. With connection pools it starts when
+    /// the attempt gets its connection, as Envoy's does (`UpstreamRequest::onPoolReady`): time
+    /// pending in the pool or on a connection's setup counts only against the request timeout.
     #[serde(default)]
     pub per_try_timeout: Option<Duration>,
     /// Wait before each retry. Default Envoy's 25 ms full jitter. Alias `backoff`.

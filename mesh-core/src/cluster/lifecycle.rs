@@ -71,8 +71,6 @@ impl Cluster {
                 (self.atts.len() - 1) as u32
             }
         };
-        let per_try = self.per_try.map(|d| now + d);
-        let timer = per_try.map(|t| self.timers.insert(t, Timer::PerTry(a)));
         let att = &mut self.atts[a as usize];
         att.live = true;
         att.req = r;
@@ -81,7 +79,7 @@ impl Cluster {
         att.balancer = balancer;
         att.holds_retry = holds_retry;
         att.soft_timed_out = false;
-        att.timer = timer;
+        att.timer = None;
         let attempt = AttemptId(u64::from(att.generation) << 32 | u64::from(a));
         self.active_attempts += 1;
         if !self.traffic_seen {
@@ -99,13 +97,6 @@ impl Cluster {
                 self.dirty = true;
             }
         }
-        let overall = self.reqs[r as usize]
-            .deadline
-            .map(|_| self.reqs[r as usize].started + self.config.timeout);
-        let deadline = match (per_try, overall) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         let req = &mut self.reqs[r as usize];
         let retry = req.attempts;
         req.attempts += 1;
@@ -119,13 +110,37 @@ impl Cluster {
                     attempt,
                 }));
         }
+        let overall = self.overall_deadline(r);
         let att = &mut self.atts[a as usize];
         att.retry = retry;
-        att.deadline = deadline;
+        att.deadline = overall;
         att.conn = None;
         att.pending = false;
-        self.pool_send(a);
+        self.pool_send(a, now);
         self.arm_hedge(r, now);
+    }
+
+    /// Request `r`'s overall deadline (its route timeout from its start), if it has one.
+    fn overall_deadline(&self, r: u32) -> Option<Instant> {
+        let req = &self.reqs[r as usize];
+        req.deadline.map(|_| req.started + self.config.timeout)
+    }
+
+    /// Attempt `a` goes on the wire now: its per-try timer starts, and its deadline is the
+    /// sooner of the per-try and the overall one. Envoy starts the per-try timer when the
+    /// connection pool hands the attempt a connection (`UpstreamRequest::onPoolReady`), so time
+    /// spent pending in the pool, and on the connection's setup, counts only against the
+    /// overall timeout.
+    pub(super) fn start_try(&mut self, a: u32, now: Instant) {
+        let Some(d) = self.per_try else {
+            return;
+        };
+        let per_try = now + d;
+        let timer = self.timers.insert(per_try, Timer::PerTry(a));
+        let overall = self.overall_deadline(self.atts[a as usize].req);
+        let att = &mut self.atts[a as usize];
+        att.timer = Some(timer);
+        att.deadline = Some(overall.map_or(per_try, |o| o.min(per_try)));
     }
 
     /// Emits attempt `a`'s `Send` (on `connection`, when pooled).

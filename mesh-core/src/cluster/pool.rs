@@ -212,14 +212,17 @@ impl Cluster {
     }
 
     /// Sends attempt `a` (admitted by [`Cluster::pool_admits`]) on a connection with room, or
-    /// queues it as pending and opens connections for it.
-    pub(super) fn pool_send(&mut self, a: u32) {
+    /// queues it as pending and opens connections for it. Its per-try timer starts when it is
+    /// sent, not while it is pending.
+    pub(super) fn pool_send(&mut self, a: u32, now: Instant) {
         let ep = self.atts[a as usize].ep;
         let Some(pool) = &mut self.pool else {
+            self.start_try(a, now);
             self.emit_send(a, None);
             return;
         };
         if let Some(c) = pool.room(ep) {
+            self.start_try(a, now);
             self.assign(a, c);
             return;
         }
@@ -321,6 +324,7 @@ impl Cluster {
             };
             self.breakers.release(Resource::PendingRequests);
             self.atts[a as usize].pending = false;
+            self.start_try(a, now);
             self.assign(a, c);
         }
         let pool = self.pool.as_mut().expect("pooled");

@@ -5,7 +5,7 @@
 use mesh_core::breaker::{BreakerEvent, Resource};
 use mesh_core::{ConnectionId, EndpointId, Finish, Input, Outcome, Output, PolicyEvent};
 
-use crate::harness::{Harness, ms, sends};
+use crate::harness::{Harness, finished, ms, sends};
 
 fn connects(out: &[Output]) -> Vec<ConnectionId> {
     out.iter()
@@ -201,4 +201,58 @@ fn a_failed_connect_fails_the_pending_attempt_as_a_connect_failure_and_retries_g
         .expect("the retry opens a connection");
     assert_ne!(retry, first, "the retry goes to the other endpoint");
     assert_eq!(retry, EndpointId(1 - first.0));
+}
+
+#[test]
+fn the_per_try_timer_starts_when_the_attempt_gets_its_connection() {
+    // Envoy arms `per_try_timeout` when the pool hands the attempt a connection
+    // (`UpstreamRequest::onPoolReady`): time spent pending, behind a busy connection or on a
+    // slow handshake, counts only against the route timeout. Per try 50 ms, route 1 s, one
+    // HTTP/1.1 connection at most.
+    let mut h = Harness::new(
+        r#"{"timeout": "1s", "connections": {}, "circuit_breakers": {"max_connections": 1}, "retries": {"num_retries": 0, "per_try_timeout": "50ms"}}"#,
+        1,
+    );
+    let deadlines = |out: &[Output]| -> Vec<Option<mesh_core::Instant>> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { deadline, .. } => Some(*deadline),
+                _ => None,
+            })
+            .collect()
+    };
+    // The first request waits 70 ms for its handshake, longer than its per-try timeout, and
+    // still goes, with 50 ms from then.
+    let (_, out) = h.request();
+    let c = connects(&out)[0];
+    h.run_until(ms(70));
+    assert_eq!(
+        finished(&h.out.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>()),
+        None
+    );
+    let out = h.input(Input::Connected { connection: c });
+    assert_eq!(deadlines(&out), [Some(ms(120))]);
+    let first = sends(&out)[0].0;
+    // The second waits behind it until it answers at 100 ms, then has its own 50 ms.
+    let (second, out) = h.request();
+    assert_eq!(sends(&out), [], "pending behind the busy connection");
+    h.run_until(ms(100));
+    let out = h.done(first, Outcome::Success);
+    assert_eq!(deadlines(&out), [Some(ms(150))]);
+    // Unanswered, it times out 50 ms after it was sent, not after it was made.
+    h.run_until(ms(149));
+    assert!(!h.out.iter().any(|(_, o)| matches!(o,
+        Output::Finished { request, .. } if *request == second)));
+    h.run_until(ms(151));
+    let (t, result) = h
+        .out
+        .iter()
+        .find_map(|(t, o)| match o {
+            Output::Finished {
+                request, result, ..
+            } if *request == second => Some((*t, *result)),
+            _ => None,
+        })
+        .expect("the second request ends");
+    assert_eq!((t, result), (ms(150), Finish::Response(Outcome::Timeout)));
 }
